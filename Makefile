@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create the virtual environment and install the pinned dependencies first.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PIPELINE := $(BIN)/aegis-pipeline
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Brings the embedded stack up (unless one is already running), runs the pipeline's main job on it, prints the
+# results, and stops the engines it started. KEEP=1 leaves them running for a look around.
+demo: install
+	@already_running=0; $(PIPELINE) dev status >/dev/null 2>&1 && already_running=1; \
+	stop_engines() { if [ "$$already_running" = 0 ] && [ -z "$(KEEP)" ]; then $(PIPELINE) dev down; fi; }; \
+	trap stop_engines EXIT; \
+	set -e; \
+	echo "== starting the embedded stack"; $(PIPELINE) dev up; \
+	echo "== engine status"; $(PIPELINE) dev status; \
+	echo "== one record through each engine"; $(PIPELINE) dev roundtrip
+
+lint: install
+	$(BIN)/ruff check .
+
+# Tests start their own engines in a temporary directory (tests/conftest.py) and stop them afterwards.
+test: install lint
+	$(BIN)/pytest -q
+
+clean:
+	-$(PIPELINE) dev down
+	rm -rf $(VENV) .aegis .pytest_cache .ruff_cache

@@ -1,0 +1,111 @@
+"""`aegis-pipeline`: subcommands wire settings to the functions of each package, and print results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from common.logging import configure_logging
+from settings import SettingsError, load_core_settings, load_settings
+
+
+@click.group()
+def main() -> None:
+    """Aegis data pipeline: collect, validate, store and sync public policy announcements."""
+    try:
+        core = load_core_settings()
+    except SettingsError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
+    configure_logging(core.log_level, json_lines=core.log_json)
+
+
+@main.group()
+def dev() -> None:
+    """The embedded engine stack for development, tests and the demo."""
+
+
+@dev.command("up")
+@click.option("--timeout", "timeout_seconds", default=90.0, show_default=True, help="Seconds to wait for health.")
+def dev_up(timeout_seconds: float) -> None:
+    """Start the embedded engines (what is not running yet), create topics, apply migrations."""
+    from devstack import stack
+
+    stack.up(load_core_settings(), startup_timeout_seconds=timeout_seconds)
+    _print_status(stack.status(load_core_settings()), as_json=False)
+
+
+@dev.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def dev_status(as_json: bool) -> None:
+    """Show each engine's URL and health. Exits 1 when any engine is unhealthy."""
+    from devstack import stack
+
+    report = stack.status(load_core_settings())
+    _print_status(report, as_json=as_json)
+    engines = report["engines"]
+    sys.exit(0 if engines and all(engine["healthy"] for engine in engines.values()) else 1)
+
+
+@dev.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the engines' data.")
+def dev_down(purge: bool) -> None:
+    """Stop the engines `dev up` started (by process id); data is kept unless --purge."""
+    from devstack import stack
+
+    stopped = stack.down(load_core_settings(), purge=purge)
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@dev.command("roundtrip")
+def dev_roundtrip() -> None:
+    """Write and read back one record through each engine with the project's clients."""
+    from devstack.roundtrip import run_roundtrips
+
+    results = asyncio.run(run_roundtrips(load_settings()))
+    for result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        click.echo(f"  {mark} {result.engine:<9} {result.elapsed_ms:>6} ms  {result.detail}")
+    sys.exit(0 if all(result.ok for result in results) else 1)
+
+
+@main.group()
+def db() -> None:
+    """PostgreSQL schema migrations."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration not yet applied (idempotent)."""
+    from schemas.migrations import current_revision, upgrade_to_head
+
+    settings = load_settings()
+    upgrade_to_head(settings)
+    click.echo(f"database at revision {current_revision(settings)}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the revision the database is at, and the newest one available."""
+    from schemas.migrations import current_revision, head_revision
+
+    click.echo(f"current: {current_revision(load_settings())}  head: {head_revision()}")
+
+
+def _print_status(report: dict, *, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    if report.get("error"):
+        click.echo(report["error"], err=True)
+    for name, engine in report["engines"].items():
+        state = "healthy" if engine["healthy"] else "UNHEALTHY"
+        origin = f"embedded pid {engine['pid']}" if engine["embedded"] and engine["pid"] else (
+            "embedded" if engine["embedded"] else "external")
+        line = f"  {name:<9} {state:<9} {engine['url']}  ({origin})"
+        if engine["error"]:
+            line += f"  {engine['error']}"
+        click.echo(line)

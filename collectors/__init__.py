@@ -1,0 +1,1 @@
+"""Collectors: declarative sources fetched on a schedule and published to the raw Kafka topic."""

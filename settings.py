@@ -1,0 +1,235 @@
+"""All configuration of the pipeline, read once from the environment and `.env`.
+
+Only this module reads the environment; everything else receives a `Settings` (or plain values).
+Variable names follow the design (§11), matched case-insensitively: `POSTGRES_HOST`, `KAFKA_BOOTSTRAP_SERVERS`,
+`COLD_PATH_BATCH_SIZE`, ... Units are part of the names.
+
+Where a connection value is not given explicitly, it is read from the embedded stack's state file
+(`<AEGIS_DATA_DIR>/stack.json`, written by `aegis-pipeline dev up`), so tests, DAGs and a user's shell all reach
+the same stack. Priority: explicit arguments > environment > `.env` > embedded stack > defaults.
+
+May import: the standard library and pydantic only.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+STACK_STATE_FILE = "stack.json"
+
+# Which connection fields belong to which engine (names as in `dev status --json`).
+ENGINE_FIELDS: dict[str, tuple[str, ...]] = {
+    "postgres": ("postgres_host", "postgres_port", "postgres_user", "postgres_password", "postgres_db"),
+    "kafka": ("kafka_bootstrap_servers", "kafka_enable_idempotence"),
+    "redis": ("redis_url",),
+    "milvus": ("milvus_uri",),
+    "graph": ("graph_uri",),
+    "search": ("elasticsearch_url",),
+}
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class CoreSettings(BaseSettings):
+    """Everything that has a sensible default: service identity, topics, knobs of the design (§11).
+
+    Enough to start the embedded stack (`dev up`), which is why connections live in `Settings` below.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    service_name: str = "data-pipeline"
+    service_version: str = "1.0.0"
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_json: bool = True
+
+    aegis_data_dir: Path = Field(default=Path(".aegis"), description="Embedded stack data and state file")
+
+    # Topics. The raw topic carries collected records; policy-events carries the design's events (§7.1).
+    kafka_topic_raw_policies: str = "policy-raw"
+    kafka_topic_policy_events: str = "policy-events"
+    kafka_topic_dlq: str = "data-pipeline-dlq"
+    kafka_topic_partitions: int = Field(default=3, ge=1, le=256)
+
+    # Collection (§11): APIs every 6 h, web boards daily (cron at 00:00).
+    collection_interval_hours: int = Field(default=6, ge=1)
+    scraping_interval_hours: int = Field(default=24, ge=1)
+    max_concurrent_collections: int = Field(default=5, ge=1)
+
+    # Processing (§11).
+    hot_path_timeout_seconds: float = Field(default=1.0, gt=0)
+    cold_path_batch_size: int = Field(default=100, ge=1)
+    quality_score_threshold: float = Field(default=0.7, ge=0, le=1)
+
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
+
+    @property
+    def stack_state_path(self) -> Path:
+        return self.aegis_data_dir / STACK_STATE_FILE
+
+
+class Settings(CoreSettings):
+    """`CoreSettings` plus the connection to every engine; what the pipeline's commands run with."""
+
+    postgres_host: str = Field(min_length=1)
+    postgres_port: int = Field(default=5432, ge=1, le=65535)
+    postgres_user: str = Field(min_length=1)
+    postgres_password: SecretStr = SecretStr("")
+    postgres_db: str = Field(min_length=1)
+    postgres_pool_max_size: int = Field(default=10, ge=1)
+
+    kafka_bootstrap_servers: str = Field(pattern=r"^[^\s,:]+:\d+(,[^\s,:]+:\d+)*$")
+    # The embedded broker (Tansu) cannot InitProducerId, so the stack turns this off; real Kafka keeps it on.
+    kafka_enable_idempotence: bool = True
+
+    redis_url: str = Field(pattern=r"^(redis|rediss|unix)://")
+    milvus_uri: str = Field(min_length=1)
+    # neo4j://host:7687 or bolt://host:7687 for a Neo4j server, or a filesystem path for the embedded engine.
+    graph_uri: str = Field(min_length=1)
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr = SecretStr("")
+    elasticsearch_url: str = Field(pattern=r"^https?://")
+
+    @field_validator("graph_uri")
+    @classmethod
+    def _graph_uri_is_server_or_path(cls, value: str) -> str:
+        if "://" in value and not value.startswith(("neo4j://", "neo4j+s://", "bolt://", "bolt+s://")):
+            raise ValueError("must be a neo4j:// or bolt:// URI, or a filesystem path for the embedded engine")
+        return value
+
+    @model_validator(mode="after")
+    def _no_default_passwords_in_production(self) -> Self:
+        if self.environment is Environment.PRODUCTION:
+            weak = {"", "postgres", "password", "neo4j", "changeme"}
+            for name in ("postgres_password", "neo4j_password"):
+                if getattr(self, name).get_secret_value() in weak:
+                    raise ValueError(f"{name.upper()} must be set to a real secret in production")
+        return self
+
+    @property
+    def graph_is_embedded(self) -> bool:
+        return "://" not in self.graph_uri
+
+    def engine_url(self, engine: str) -> str:
+        """The address of `engine` (a key of ENGINE_FIELDS) as its own clients take it."""
+        urls = {
+            "postgres": self.postgres_dsn(with_password=False),
+            "kafka": self.kafka_bootstrap_servers,
+            "redis": self.redis_url,
+            "milvus": self.milvus_uri,
+            "graph": self.graph_uri,
+            "search": self.elasticsearch_url,
+        }
+        return urls[engine]
+
+    def postgres_dsn(self, *, with_password: bool = True) -> str:
+        password = self.postgres_password.get_secret_value()
+        credentials = f"{self.postgres_user}:{password}" if password and with_password else self.postgres_user
+        return f"postgresql://{credentials}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+            EmbeddedStackSource(settings_cls, init_settings, env_settings, dotenv_settings),
+        )
+
+
+class EmbeddedStackSource(PydanticBaseSettingsSource):
+    """Connection values of the running embedded stack, read from its state file (lowest priority)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *higher: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._higher = higher
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        explicit: dict[str, Any] = {}
+        for source in reversed(self._higher):
+            explicit.update({key.lower(): value for key, value in source().items()})
+        data_dir = Path(explicit.get("aegis_data_dir") or ".aegis")
+        state_path = data_dir / STACK_STATE_FILE
+        if not state_path.is_file():
+            return {}
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        values: dict[str, Any] = {}
+        # Values are grouped per engine: an engine given explicitly (even one of its values) takes nothing
+        # from the stack, so an explicit host is never paired with an embedded port.
+        for engine_values in state.get("settings", {}).values():
+            if not explicit.keys() & engine_values.keys():
+                values.update(engine_values)
+        return values
+
+
+def explicitly_configured_engines() -> set[str]:
+    """Engines the environment or `.env` configures (even partly): the embedded stack leaves those alone."""
+    explicit: dict[str, Any] = {}
+    explicit.update(DotEnvSettingsSource(Settings)())
+    explicit.update(EnvSettingsSource(Settings)())
+    return {engine for engine, fields in ENGINE_FIELDS.items() if explicit.keys() & set(fields)}
+
+
+def _env_name(location: tuple[int | str, ...]) -> str:
+    return str(location[0]).upper() if location else "(settings)"
+
+
+class SettingsError(SystemExit):
+    """Raised at start when a setting is missing or wrong; the message names each variable."""
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        name = _env_name(problem["loc"])
+        if problem["type"] == "missing":
+            lines.append(f"  {name}: missing (set it in the environment or .env, or run `aegis-pipeline dev up`)")
+        else:
+            lines.append(f"  {name}: {problem['msg']}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the full settings; on a missing or wrong value, stop with a message naming each variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def load_core_settings(**overrides: Any) -> CoreSettings:
+    """Read the settings that need no engine connection (used by `dev up` before the engines exist)."""
+    try:
+        return CoreSettings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None

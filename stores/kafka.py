@@ -1,0 +1,78 @@
+"""The Kafka API: producer and consumer factories, topic administration, error translation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from common.errors import StoreUnavailableError
+from settings import Settings
+
+
+@contextlib.contextmanager
+def translate_errors(operation: str) -> Iterator[None]:
+    """aiokafka marks its own errors `retriable`; a non-retriable one is still a broker outage to us."""
+    try:
+        yield
+    except (KafkaError, OSError, TimeoutError) as error:
+        raise StoreUnavailableError(f"kafka {operation} failed: {type(error).__name__}", store="kafka") from error
+
+
+def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas; idempotent where the broker supports it."""
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": settings.kafka_enable_idempotence,
+        "linger_ms": 5,
+        "request_timeout_ms": 10_000,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def create_consumer(settings: Settings, *topics: str, group_id: str, **overrides: object) -> AIOKafkaConsumer:
+    """A consumer in `group_id` that commits offsets itself, only after its work is durable."""
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+async def ensure_topics(bootstrap_servers: str, topics: list[str], *, partitions: int) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    with translate_errors("create topics"):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [name for name in topics if name not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(
+                        [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing]
+                    )
+                except TopicAlreadyExistsError:
+                    pass  # another process created it between our list and create
+            return missing
+        finally:
+            await admin.close()
+
+
+async def ping(bootstrap_servers: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5_000)
+    with translate_errors("ping"):
+        await admin.start()
+        try:
+            await admin.list_topics()
+        finally:
+            await admin.close()

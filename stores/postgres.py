@@ -1,0 +1,69 @@
+"""PostgreSQL, the source of truth: an asyncpg pool and the translation of its errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+
+from common.errors import StoreUnavailableError
+from settings import Settings
+
+# Errors after which the same statement may succeed: the server went away, was restarting, or refused us.
+_TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+@contextlib.contextmanager
+def translate_errors(operation: str) -> Iterator[None]:
+    """Turn a transient driver failure into `StoreUnavailableError` (retriable); let the others through."""
+    try:
+        yield
+    except _TRANSIENT as error:
+        raise StoreUnavailableError(f"postgres {operation} failed: {type(error).__name__}", store="postgres") from error
+
+
+async def create_pool(settings: Settings, *, min_size: int = 1) -> asyncpg.Pool:
+    with translate_errors("connect"):
+        return await asyncpg.create_pool(
+            settings.postgres_dsn(),
+            min_size=min_size,
+            max_size=settings.postgres_pool_max_size,
+            command_timeout=30,
+        )
+
+
+@contextlib.asynccontextmanager
+async def connect(dsn: str, *, timeout_seconds: float = 5.0) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for short tasks (health checks, administration)."""
+    with translate_errors("connect"):
+        connection = await asyncpg.connect(dsn, timeout=timeout_seconds)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def ping(dsn: str) -> None:
+    async with connect(dsn) as connection:
+        await connection.fetchval("SELECT 1")
+
+
+async def ensure_database(server_dsn: str, database: str) -> None:
+    """Create `database` if it does not exist (connects to the server's maintenance database)."""
+    async with connect(server_dsn) as connection:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            # Identifiers cannot be bound as parameters; quote_ident makes the name inert.
+            quoted = await connection.fetchval("SELECT quote_ident($1)", database)
+            await connection.execute(f"CREATE DATABASE {quoted}")
