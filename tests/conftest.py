@@ -1,0 +1,38 @@
+"""Shared fixtures: one embedded engine stack for the whole test session, in a temporary directory.
+
+The stack is started by the project's own code (`devstack.stack.up`), exactly as `aegis-pipeline dev up` does,
+and stopped (data deleted) when the session ends. No test skips for a missing engine: the engines are ours.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from settings import ENGINE_FIELDS, Settings, load_core_settings
+
+# Connection values a developer may have exported must not leak into tests: the tests run their own stack.
+_ENGINE_ENV = {field.upper() for fields in ENGINE_FIELDS.values() for field in fields}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.upper() in _ENGINE_ENV}
+    data_dir = tmp_path_factory.mktemp("aegis")
+    os.environ["AEGIS_DATA_DIR"] = str(data_dir)
+    yield data_dir
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def stack(_isolated_environment: Path) -> Iterator[Settings]:
+    """The running embedded stack's settings (started once per session)."""
+    from devstack import stack as devstack
+
+    core = load_core_settings(aegis_data_dir=_isolated_environment)
+    settings = devstack.up(core)
+    yield settings
+    devstack.down(core, purge=True)
