@@ -8,16 +8,18 @@ Where a connection value is not given explicitly, it is read from the embedded s
 (`<AEGIS_DATA_DIR>/stack.json`, written by `aegis-pipeline dev up`), so tests, DAGs and a user's shell all reach
 the same stack. Priority: explicit arguments > environment > `.env` > embedded stack > defaults.
 
-May import: the standard library and pydantic only.
+May import: the standard library, pydantic and python-dotenv only.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -81,6 +83,13 @@ class CoreSettings(BaseSettings):
     quality_score_threshold: float = Field(default=0.7, ge=0, le=1)
 
     metrics_port: int = Field(default=9090, ge=1, le=65535)
+
+    # Collectors: the sources file (docs/sources.md), how the scraper introduces itself, the circuit breaker
+    # per source (design §6.2.1: 5 failures open it, half-open after 60 s).
+    sources_file: Path = Path("sources.yaml")
+    collector_user_agent: str = Field(default="AegisPolicyCollector/1.0 (+https://aegis.example/bot)", min_length=1)
+    collector_circuit_failure_threshold: int = Field(default=5, ge=1)
+    collector_circuit_recovery_seconds: float = Field(default=60.0, gt=0)
 
     @property
     def stack_state_path(self) -> Path:
@@ -198,6 +207,13 @@ def explicitly_configured_engines() -> set[str]:
     explicit.update(DotEnvSettingsSource(Settings)())
     explicit.update(EnvSettingsSource(Settings)())
     return {engine for engine, fields in ENGINE_FIELDS.items() if explicit.keys() & set(fields)}
+
+
+def environment_values() -> dict[str, str]:
+    """The environment and `.env` as plain strings, for `${VAR}` references in the sources file."""
+    values = dict(dotenv_values(".env")) if Path(".env").is_file() else {}
+    values.update(os.environ)
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _env_name(location: tuple[int | str, ...]) -> str:

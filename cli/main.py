@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -93,6 +95,47 @@ def db_current() -> None:
     from schemas.migrations import current_revision, head_revision
 
     click.echo(f"current: {current_revision(load_settings())}  head: {head_revision()}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Collect now, once (the scheduler runs collections on schedule).")
+@click.option("--source", "source_name", help="Only this source (enabled or not).")
+@click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sources file (default: SOURCES_FILE).")
+def collect(once: bool, source_name: str | None, sources_file: Path | None) -> None:
+    """Fetch the sources, publish new and changed records to the raw topic; print counts per source."""
+    from collectors.definitions import load_sources
+    from collectors.run import collect_once, open_context
+
+    if not once:
+        raise click.UsageError("collect runs with --once; `aegis-pipeline scheduler` runs collections on schedule")
+    settings = load_settings()
+    definitions = _load_sources_or_exit(load_sources, sources_file or settings.sources_file)
+    sources = definitions.select(source_name)
+
+    async def run() -> list:
+        async with open_context(settings) as context:
+            return await collect_once(context, sources)
+
+    results = asyncio.run(run())
+    header = f"{'source':<22}{'status':<14}{'fetched':>8}{'published':>10}{'unchanged':>10}{'invalid':>8}{'failed':>7}"
+    click.echo(header)
+    for result in results:
+        click.echo(f"{result.source:<22}{result.status:<14}{result.fetched:>8}{result.published:>10}"
+                   f"{result.unchanged:>10}{result.invalid:>8}{result.failed:>7}"
+                   + (f"  {result.error}" if result.error else ""))
+    sys.exit(0 if all(result.status == "ok" for result in results) else 1)
+
+
+def _load_sources_or_exit(loader: Any, path: Path) -> Any:
+    from common.errors import SourceConfigError
+    from settings import environment_values
+
+    try:
+        return loader(path, environment_values())
+    except SourceConfigError as error:
+        click.echo(str(error.args[0]), err=True)
+        sys.exit(2)
 
 
 def _print_status(report: dict, *, as_json: bool) -> None:

@@ -4,7 +4,8 @@ character encodings. No I/O; imports only the standard library, bs4 and charset 
 Sources name these parsers in the YAML sources file through ``VALUE_PARSERS``:
 
 ``date``
-    ``parse_date``: a ``date``; ``None`` when the value is missing or blank.
+    ``parse_date``: a ``date``; ``None`` when the value is missing or blank, or is free text with no digits
+    ("예산 소진 시까지": no fixed date), as for one side of a range.
 ``date_range_start`` / ``date_range_end``
     ``parse_date_range(value).start`` / ``.end``: one side of a ``start ~ end`` period;
     ``None`` when the source gives no fixed date (``"상시 접수"``).
@@ -508,6 +509,15 @@ def _date_range_end(value: Any) -> date | None:
     return parse_date_range(_as_text(value)).end
 
 
+def _date_or_no_fixed_date(value: Any) -> date | None:
+    # The same rule as a side of a range: words without digits ("예산 소진 시까지", "추후 공지") say there is
+    # no fixed date; anything with digits must be a real date.
+    text = _as_text(value)
+    if text is not None and text.strip() and not any(character.isdigit() for character in text):
+        return None
+    return parse_date(text)
+
+
 def _text_or_none(value: Any) -> str | None:
     return clean_text(_as_text(value)) or None
 
@@ -520,7 +530,7 @@ def _strip_or_none(value: Any) -> str | None:
 
 
 VALUE_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "date": lambda value: parse_date(_as_text(value)),
+    "date": _date_or_no_fixed_date,
     "date_range_start": _date_range_start,
     "date_range_end": _date_range_end,
     "list": lambda value: _as_list(value, "@"),

@@ -80,6 +80,12 @@ class SourceConfigError(PipelineError):
     code = ErrorCode.DATA_SOURCE_UNAVAILABLE
 
 
+class CircuitOpenError(PipelineError):
+    """The source failed too often lately; calls fail fast until its circuit half-opens."""
+
+    code = ErrorCode.DATA_SOURCE_UNAVAILABLE
+
+
 class ScrapingBlockedError(PipelineError):
     code = ErrorCode.SCRAPING_BLOCKED
 

@@ -489,3 +489,17 @@ def test_decode_body_reads_undeclared_utf_8_back(text: str) -> None:
     except UnicodeEncodeError:  # lone surrogates cannot be sent at all
         return
     assert decode_body(body) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("예산 소진 시까지", None), ("추후 공지", None), ("20260301", date(2026, 3, 1)), ("", None), (None, None)],
+    ids=["free-text-budget", "free-text-later", "compact", "blank", "none"],
+)
+def test_date_registry_parser_reads_free_text_as_no_fixed_date(value: str | None, expected: date | None) -> None:
+    assert VALUE_PARSERS["date"](value) == expected
+
+
+def test_date_registry_parser_still_rejects_broken_dates() -> None:
+    with pytest.raises(ValueParseError):
+        VALUE_PARSERS["date"]("2026-13-45")
