@@ -127,6 +127,36 @@ def collect(once: bool, source_name: str | None, sources_file: Path | None) -> N
     sys.exit(0 if all(result.status == "ok" for result in results) else 1)
 
 
+@main.command()
+@click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sources file (default: SOURCES_FILE).")
+def scheduler(sources_file: Path | None) -> None:
+    """Run every enabled source on its schedule until SIGTERM or Ctrl-C (safe to run on several replicas)."""
+    import signal
+
+    from collectors.definitions import load_sources
+    from collectors.run import open_context
+    from collectors.scheduler import CollectionScheduler
+    from stores import cache
+
+    settings = load_settings()
+    sources = _load_sources_or_exit(load_sources, sources_file or settings.sources_file).select()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        lock_client = cache.create_client(settings.redis_url)
+        try:
+            async with open_context(settings) as context:
+                await CollectionScheduler(context, sources, lock_client).serve(stop)
+        finally:
+            await lock_client.aclose()
+
+    asyncio.run(serve())
+
+
 def _load_sources_or_exit(loader: Any, path: Path) -> Any:
     from common.errors import SourceConfigError
     from settings import environment_values
