@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
 from collectors.definitions import SourceDefinition, parse_sources
 from collectors.run import SourceResult, collect_once, open_context
@@ -127,6 +128,10 @@ async def test_every_api_kind_collects_exactly_the_expected_records(
         assert (result.published, result.invalid) == (len(valid), len(invalid)), ours
         assert result.fetched == len(valid) + len(invalid)
         expected_total += len(valid)
+        # the design's metrics (§6.4), labelled by source and outcome
+        labels = {"source": definitions[ours].name}
+        assert REGISTRY.get_sample_value("data_collection_total", {**labels, "status": "published"}) == len(valid)
+        assert REGISTRY.get_sample_value("data_collection_latency_seconds_count", labels) == 1
 
     messages = await read_topic(run_settings, run_settings.kafka_topic_raw_policies, expected_total)
     assert len(messages) == expected_total
