@@ -27,7 +27,8 @@ demo: install
 	set -e; \
 	echo "== starting the embedded stack"; $(PIPELINE) dev up; \
 	echo "== engine status"; $(PIPELINE) dev status; \
-	echo "== one record through each engine"; $(PIPELINE) dev roundtrip
+	echo "== one record through each engine"; $(PIPELINE) dev roundtrip; \
+	LOG_JSON=false LOG_LEVEL=ERROR $(PIPELINE) dev demo
 
 lint: install
 	$(BIN)/ruff check .

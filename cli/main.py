@@ -74,6 +74,17 @@ def dev_roundtrip() -> None:
     sys.exit(0 if all(result.ok for result in results) else 1)
 
 
+@dev.command("demo")
+def dev_demo() -> None:
+    """Run the pipeline on the embedded stack, fed by the local sample sources, and print what happened."""
+    from devstack.demo import run_demo
+
+    report = asyncio.run(run_demo(load_settings()))
+    click.echo("== collection from the sample sources (JSON, XML, RSS, EUC-KR web board)")
+    _print_collection(report.collection)
+    sys.exit(0 if all(result.status == "ok" for result in report.collection) else 1)
+
+
 @main.group()
 def db() -> None:
     """PostgreSQL schema migrations."""
@@ -118,13 +129,21 @@ def collect(once: bool, source_name: str | None, sources_file: Path | None) -> N
             return await collect_once(context, sources)
 
     results = asyncio.run(run())
-    header = f"{'source':<22}{'status':<14}{'fetched':>8}{'published':>10}{'unchanged':>10}{'invalid':>8}{'failed':>7}"
-    click.echo(header)
+    _print_collection(results)
+    sys.exit(0 if all(result.status == "ok" for result in results) else 1)
+
+
+def _print_collection(results: list) -> None:
+    click.echo(f"{'source':<22}{'status':<14}{'fetched':>8}{'published':>10}{'unchanged':>10}{'invalid':>8}"
+               f"{'failed':>7}")
     for result in results:
         click.echo(f"{result.source:<22}{result.status:<14}{result.fetched:>8}{result.published:>10}"
                    f"{result.unchanged:>10}{result.invalid:>8}{result.failed:>7}"
                    + (f"  {result.error}" if result.error else ""))
-    sys.exit(0 if all(result.status == "ok" for result in results) else 1)
+    totals = {key: sum(getattr(result, key) for result in results)
+              for key in ("fetched", "published", "unchanged", "invalid", "failed")}
+    click.echo(f"{'total':<36}{totals['fetched']:>8}{totals['published']:>10}{totals['unchanged']:>10}"
+               f"{totals['invalid']:>8}{totals['failed']:>7}")
 
 
 @main.command()
