@@ -78,7 +78,6 @@ import argparse
 import copy
 import datetime as dt
 import functools
-import html
 import json
 import logging
 import threading
@@ -284,27 +283,51 @@ class _NewProgram:
 
 _NEW_PROGRAMS: tuple[_NewProgram, ...] = (
     _NewProgram(
-        "스마트공장 보급확산사업 추가 모집", "중소벤처기업부", "보조금", "전국", "제조업",
+        "스마트공장 보급확산사업 추가 모집",
+        "중소벤처기업부",
+        "보조금",
+        "전국",
+        "제조업",
         "제조 중소기업의 스마트공장 기초 단계 구축 비용을 최대 4천만원까지 지원합니다.",
     ),
     _NewProgram(
-        "청년 디지털 일자리 사업 참여기업 추가 모집", "고용노동부", "인력", "전국", "정보통신업",
+        "청년 디지털 일자리 사업 참여기업 추가 모집",
+        "고용노동부",
+        "인력",
+        "전국",
+        "정보통신업",
         "IT 직무에 청년을 채용한 기업에 1인당 월 최대 180만원의 인건비를 지원합니다.",
     ),
     _NewProgram(
-        "수출바우처 하반기 참여기업 모집", "산업통상자원부", "수출", "전국", "제조업",
+        "수출바우처 하반기 참여기업 모집",
+        "산업통상자원부",
+        "수출",
+        "전국",
+        "제조업",
         "해외 마케팅과 통번역, 해외 인증 비용을 바우처로 최대 1억원까지 지원합니다.",
     ),
     _NewProgram(
-        "소상공인 스마트상점 기술보급사업 추가 공고", "소상공인시장진흥공단", "보조금", "전국", "음식점업",
+        "소상공인 스마트상점 기술보급사업 추가 공고",
+        "소상공인시장진흥공단",
+        "보조금",
+        "전국",
+        "음식점업",
         "키오스크와 서빙로봇 등 스마트 기술 도입 비용의 70%를 최대 500만원까지 지원합니다.",
     ),
     _NewProgram(
-        "중소기업 R&D 바우처 추가 공모", "과학기술정보통신부", "바우처", "전국", "정보통신업",
+        "중소기업 R&D 바우처 추가 공모",
+        "과학기술정보통신부",
+        "바우처",
+        "전국",
+        "정보통신업",
         "연구 장비 활용과 기술 서비스 이용 비용을 기업당 최대 5천만원의 바우처로 지원합니다.",
     ),
     _NewProgram(
-        "서울형 강소기업 육성사업 참여기업 모집", "서울특별시", "경영", "서울특별시", "전체",
+        "서울형 강소기업 육성사업 참여기업 모집",
+        "서울특별시",
+        "경영",
+        "서울특별시",
+        "전체",
         "일하기 좋은 서울 소재 중소기업에 근무환경 개선금과 기업 홍보를 지원합니다.",
     ),
 )
@@ -501,9 +524,7 @@ def _data_go_kr_envelope(result_code: str, result_message: str, body_xml: str) -
 
 
 def _data_go_kr_page(rows: list[_Row], page_no: int, num_of_rows: int, total_count: int) -> _Response:
-    items = "".join(
-        f"<item>{_xml_fields(row.served, bool(row.options.get('xml_cdata')))}</item>" for row in rows
-    )
+    items = "".join(f"<item>{_xml_fields(row.served, bool(row.options.get('xml_cdata')))}</item>" for row in rows)
     items_xml = f"<items>{items}</items>" if items else "<items/>"
     body_xml = (
         f"<body>{items_xml}<numOfRows>{num_of_rows}</numOfRows><pageNo>{page_no}</pageNo>"
@@ -579,7 +600,8 @@ def _board_list_page(settings: Mapping[str, Any], rows: list[_Row], page: int) -
 <table class="board_list" summary="{settings["board_title"]} 목록: 번호, 제목, 담당부서, 등록일, 조회수">
 <caption>{settings["board_title"]} 목록</caption>
 <thead>
-<tr><th scope="col">번호</th><th scope="col">제목</th><th scope="col">담당부서</th><th scope="col">등록일</th><th scope="col">조회수</th></tr>
+<tr><th scope="col">번호</th><th scope="col">제목</th><th scope="col">담당부서</th>
+<th scope="col">등록일</th><th scope="col">조회수</th></tr>
 </thead>
 <tbody>
 {chr(10).join(table_rows)}
@@ -625,8 +647,10 @@ def _board_view_page(settings: Mapping[str, Any], post: Mapping[str, Any]) -> _R
 <caption>{settings["board_title"]} 상세보기</caption>
 <tbody>
 <tr><th scope="row">제목</th><td colspan="3" class="subject">{post["title"]}</td></tr>
-<tr><th scope="row">담당부서</th><td>{post["department"]}</td><th scope="row">등록일</th><td>{post["registered"]}</td></tr>
-<tr><th scope="row">접수기간</th><td class="period">{post["period"]}</td><th scope="row">조회수</th><td>{post["views"]}</td></tr>
+<tr><th scope="row">담당부서</th><td>{post["department"]}</td>
+<th scope="row">등록일</th><td>{post["registered"]}</td></tr>
+<tr><th scope="row">접수기간</th><td class="period">{post["period"]}</td>
+<th scope="row">조회수</th><td>{post["views"]}</td></tr>
 <tr><td colspan="4">
 <div class="view_content">
 {post["body_html"]}
@@ -739,7 +763,7 @@ class _SampleRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(response.body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("sample_sources.http " + format, *args)
 
 
@@ -878,17 +902,16 @@ class SampleSources:
     def publish_more(self, source: str, count: int = 1) -> list[JsonDict]:
         """Add `count` new records at the top of `source` (newest first, as the real lists are).
 
-        Returns what a correct collector produces from them (same keys as `expected_records`). The new
-        records are clean; each has a new id, so a second collection run sees exactly these as new.
+        Returns what a correct collector produces from them (same keys as `expected_records`; relative
+        links stay relative until the server has started). The new records are clean; each has a new id,
+        so a second collection run sees exactly these as new.
         """
         if source not in PUBLISHABLE_SOURCES:
             raise ValueError(f"publish_more cannot grow {source!r}; publishable: {', '.join(PUBLISHABLE_SOURCES)}")
         if count < 1:
             raise ValueError("count must be at least 1")
         with self._lock:
-            new_records = [
-                _new_record(source, len(self._published[source]) + offset) for offset in range(1, count + 1)
-            ]
+            new_records = [_new_record(source, len(self._published[source]) + offset) for offset in range(1, count + 1)]
             self._published[source].extend(new_records)
             # Newest first: the last published goes on top.
             self._rows[source][0:0] = [_Row(record.served, record.options) for record in reversed(new_records)]
