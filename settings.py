@@ -82,7 +82,10 @@ class CoreSettings(BaseSettings):
     cold_path_batch_size: int = Field(default=100, ge=1)
     quality_score_threshold: float = Field(default=0.7, ge=0, le=1)
 
-    metrics_port: int = Field(default=9090, ge=1, le=65535)
+    metrics_port: int = Field(default=9090, ge=0, le=65535)  # 0: any free port (tests)
+    # Hot path: records per consumer batch, and how long a stored policy stays in the Redis cache (design §6.3).
+    hot_path_batch_size: int = Field(default=500, ge=1, le=10_000)
+    policy_cache_ttl_seconds: int = Field(default=3600, ge=1)
 
     # Collectors: the sources file (docs/sources.md), how the scraper introduces itself, the circuit breaker
     # per source (design §6.2.1: 5 failures open it, half-open after 60 s).

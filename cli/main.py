@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -83,6 +84,122 @@ def dev_demo() -> None:
     click.echo("== collection from the sample sources (JSON, XML, RSS, EUC-KR web board)")
     _print_collection(report.collection)
     sys.exit(0 if all(result.status == "ok" for result in report.collection) else 1)
+
+
+@main.command("hot-path")
+@click.option("--drain", is_flag=True, help="Process what is in the raw topic, then exit.")
+def hot_path(drain: bool) -> None:
+    """Consume the raw topic: validate, store as pending_validation, cache, emit policy.validated."""
+    import signal
+
+    from hot_path.service import run_hot_path
+
+    settings = load_settings()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)  # finish the batch in hand, commit, exit
+        summary = await run_hot_path(settings, stop, drain=drain)
+        click.echo("hot path: " + ", ".join(f"{name} {value}" for name, value in summary.__dict__.items()))
+
+    asyncio.run(serve())
+
+
+@main.group()
+def dlq() -> None:
+    """The dead-letter queue: what no stage could process, with its DP code and reason."""
+
+
+@dlq.command("list")
+@click.option("--status", "statuses", multiple=True, default=["pending", "exhausted"], show_default=True,
+              type=click.Choice(["pending", "resolved", "exhausted"]))
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def dlq_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """List dead letters, newest failure first."""
+    from stores.dead_letters import DeadLetterStore
+
+    async def fetch() -> tuple[list, dict[str, int]]:
+        async with _pool(load_settings()) as pool:
+            store = DeadLetterStore(pool)
+            return await store.list(statuses=list(statuses), limit=limit), await store.counts()
+
+    letters, counts = asyncio.run(fetch())
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "letters": [
+            {**letter.__dict__, "first_failed_at": letter.first_failed_at.isoformat(),
+             "last_failed_at": letter.last_failed_at.isoformat()} for letter in letters]},
+            ensure_ascii=False, indent=2))
+        return
+    click.echo("counts: " + (", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "none"))
+    for letter in letters:
+        click.echo(f"{letter.id}  {letter.stage:<7} {letter.error_code}  retries {letter.retry_count}  "
+                   f"{letter.status:<9} {letter.record_key or '-'}  {letter.error_message[:100]}")
+
+
+@dlq.command("retry")
+@click.option("--id", "ids", multiple=True, help="Only these letters (default: every pending one with retries left).")
+@click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sources file for letters from collectors (default: SOURCES_FILE).")
+def dlq_retry(ids: tuple[str, ...], sources_file: Path | None) -> None:
+    """Retry pending letters (at most 3 times each) through the stage that refused them."""
+    from collectors.dead_letter_retry import retry_collect_letter
+    from collectors.definitions import load_sources
+    from hot_path.dead_letter_retry import retry_hot_letter
+    from hot_path.service import open_hot_path
+    from stores.dead_letters import DeadLetterStore
+
+    settings = load_settings()
+
+    async def retry() -> dict[str, int]:
+        outcomes: dict[str, int] = {}
+        async with _pool(settings) as pool, open_hot_path(settings, group_id="aegis-dlq-retry") as service:
+            letters = DeadLetterStore(pool)
+            pending = await letters.retriable(ids=list(ids) or None)
+            sources = None
+            for letter in pending:
+                if letter.stage == "collect":
+                    if sources is None:
+                        sources = _load_sources_or_exit(load_sources, sources_file or settings.sources_file)
+                    status = await retry_collect_letter(letter, sources, service.producer,
+                                                        settings.kafka_topic_raw_policies, letters)
+                elif letter.stage == "hot":
+                    status = await retry_hot_letter(letter, service.processor, letters)
+                else:
+                    status = "skipped"  # cold and sync failures are retried by their own runs
+                outcomes[status] = outcomes.get(status, 0) + 1
+        return outcomes
+
+    outcomes = asyncio.run(retry())
+    click.echo("retried: " + (", ".join(f"{status} {count}" for status, count in sorted(outcomes.items())) or "none"))
+
+
+@dlq.command("purge")
+@click.option("--status", "statuses", multiple=True, default=["resolved"], show_default=True,
+              type=click.Choice(["pending", "resolved", "exhausted"]))
+@click.option("--older-than-days", default=0.0, show_default=True)
+def dlq_purge(statuses: tuple[str, ...], older_than_days: float) -> None:
+    """Delete dead letters in these states whose last failure is older than the given age."""
+    from stores.dead_letters import DeadLetterStore
+
+    async def purge() -> int:
+        async with _pool(load_settings()) as pool:
+            return await DeadLetterStore(pool).purge(statuses=list(statuses), older_than_days=older_than_days)
+
+    click.echo(f"purged: {asyncio.run(purge())}")
+
+
+@contextlib.asynccontextmanager
+async def _pool(settings: Any) -> Any:
+    from stores import postgres
+
+    pool = await postgres.create_pool(settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @main.group()

@@ -8,7 +8,6 @@ asks (or `rate_limit.retry_after_seconds`). An open circuit fails fast and is no
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 import httpx
@@ -25,20 +24,9 @@ from common.errors import (
     SourceConfigError,
     SourceUnavailableError,
 )
+from common.retry import backoff_seconds, is_retriable
 
 PageCheck = Callable[[str], None]  # raises a PipelineError when a 200 answer is really an error
-
-
-def is_retriable(error: BaseException) -> bool:
-    return isinstance(error, PipelineError) and error.retriable
-
-
-def backoff_seconds(attempt: int, error: BaseException | None, *, base: float = 0.5, cap: float = 30.0) -> float:
-    """How long to wait before `attempt` + 1: what the source asked for, else exponential with jitter."""
-    if isinstance(error, RateLimitedError) and error.retry_after_seconds is not None:
-        return error.retry_after_seconds
-    exponential = min(cap, base * 2 ** (attempt - 1))
-    return exponential * (0.5 + random.random() / 2)
 
 
 def error_for_status(response: httpx.Response, source: SourceDefinition) -> PipelineError | None:

@@ -6,7 +6,7 @@ the sources file, a status word, a target name): never ids, URLs or free text.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 data_collection_total = Counter(
     "data_collection_total",
@@ -19,4 +19,42 @@ data_collection_latency_seconds = Histogram(
     "Duration of one collection run of one source",
     ["source"],
     buckets=(1, 5, 10, 30, 60, 120),
+)
+
+# Pipeline (hot and cold paths)
+pipeline_processing_total = Counter(
+    "pipeline_processing_total",
+    "Records processed, by path (hot, cold) and outcome",
+    ["path", "status"],
+)
+pipeline_processing_latency_seconds = Histogram(
+    "pipeline_processing_latency_seconds",
+    "From collection to the event announcing the record (hot: policy.validated sent)",
+    ["path"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
+pipeline_lag_seconds = Gauge(
+    "pipeline_lag_seconds",
+    "Age of the newest record a path has finished (now minus its broker timestamp)",
+    ["path"],
+)
+kafka_consumer_lag = Gauge(
+    "kafka_consumer_lag",
+    "Messages not yet consumed, per partition of the consumed topic (drives the hot path autoscaler)",
+    ["topic", "partition"],
+)
+policy_cache_writes_total = Counter(
+    "policy_cache_writes_total",
+    "Policies written to the Redis cache, by outcome (ok, error: Redis unavailable, the hot path went on)",
+    ["status"],
+)
+dead_letters_total = Counter(
+    "dead_letters_total",
+    "Records sent to the dead-letter queue, by stage and DP error code",
+    ["stage", "error_code"],
+)
+outbox_events_sent_total = Counter(
+    "outbox_events_sent_total",
+    "Events relayed from the outbox to Kafka, by event type",
+    ["event_type"],
 )

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from common import metrics
 from common.errors import ErrorCode, PipelineError
 from common.logging import get_logger
 from stores import kafka, postgres
@@ -64,6 +65,7 @@ class DeadLetterQueue:
                 rows,
             )
         for letter in letters:
+            metrics.dead_letters_total.labels(stage=letter.stage, error_code=letter.error_code.value).inc()
             log.warning("dead_lettered", stage=letter.stage, source=letter.source_system,
                         record_key=letter.record_key, error_code=letter.error_code.value,
                         reason=letter.error_message)
@@ -82,3 +84,81 @@ class DeadLetterQueue:
                     key=(letter.record_key or "unknown").encode("utf-8"),
                 )
             await self._producer.flush()
+
+
+MAX_RETRIES = 3  # design §6.2.2: a letter is retried at most three times, then it waits for a person
+
+
+@dataclass(frozen=True)
+class StoredLetter:
+    id: str
+    stage: str
+    source_system: str | None
+    record_key: str | None
+    error_code: str
+    error_message: str
+    payload: dict[str, Any] | None
+    payload_text: str | None
+    retry_count: int
+    status: str
+    first_failed_at: Any
+    last_failed_at: Any
+
+
+class DeadLetterStore:
+    """The `dead_letters` table as `aegis-pipeline dlq` works on it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def list(self, *, statuses: list[str], limit: int = 100) -> list[StoredLetter]:
+        with postgres.translate_errors("list dead letters"):
+            rows = await self._pool.fetch(
+                """
+                SELECT id::text, stage, source_system, record_key, error_code, error_message, payload::text,
+                       payload_text, retry_count, status, first_failed_at, last_failed_at
+                FROM dead_letters WHERE status = ANY($1::text[]) ORDER BY last_failed_at DESC LIMIT $2
+                """,
+                statuses, limit,
+            )
+        return [StoredLetter(**{**dict(row), "payload": json.loads(row["payload"]) if row["payload"] else None})
+                for row in rows]
+
+    async def retriable(self, *, ids: list[str] | None = None, limit: int = 1000) -> list[StoredLetter]:
+        """Pending letters with retries left (or exactly those `ids`, when given and still pending)."""
+        letters = await self.list(statuses=["pending"], limit=limit if ids is None else 100_000)
+        chosen = [letter for letter in letters if letter.retry_count < MAX_RETRIES]
+        return [letter for letter in chosen if ids is None or letter.id in ids]
+
+    async def resolve(self, letter_id: str) -> None:
+        with postgres.translate_errors("resolve dead letter"):
+            await self._pool.execute(
+                "UPDATE dead_letters SET status = 'resolved', last_retry_at = now() WHERE id = $1::uuid", letter_id
+            )
+
+    async def retry_failed(self, letter_id: str, error_message: str) -> str:
+        """Count a failed retry; returns the new status (`exhausted` after the last allowed retry)."""
+        with postgres.translate_errors("count dead letter retry"):
+            return await self._pool.fetchval(
+                """
+                UPDATE dead_letters SET retry_count = retry_count + 1, error_message = $2,
+                       last_failed_at = now(), last_retry_at = now(),
+                       status = CASE WHEN retry_count + 1 >= $3 THEN 'exhausted' ELSE 'pending' END
+                WHERE id = $1::uuid RETURNING status
+                """,
+                letter_id, error_message[:2000], MAX_RETRIES,
+            )
+
+    async def purge(self, *, statuses: list[str], older_than_days: float = 0) -> int:
+        with postgres.translate_errors("purge dead letters"):
+            result = await self._pool.execute(
+                "DELETE FROM dead_letters WHERE status = ANY($1::text[]) "
+                "AND last_failed_at <= now() - make_interval(secs => $2)",
+                statuses, older_than_days * 86400,
+            )
+        return int(result.split()[-1])
+
+    async def counts(self) -> dict[str, int]:
+        with postgres.translate_errors("count dead letters"):
+            rows = await self._pool.fetch("SELECT status, count(*) AS n FROM dead_letters GROUP BY status")
+        return {row["status"]: row["n"] for row in rows}

@@ -1,0 +1,256 @@
+"""`aegis-pipeline hot-path [--drain]`: the raw topic consumed as a consumer group, in batches.
+
+For each batch: `HotPathProcessor.process` (validate, clean, store with events, cache), then the offsets are
+committed: only ever after the batch is durable in PostgreSQL. A transient failure (database, broker) is
+retried with backoff for as long as it lasts, without committing, so nothing is skipped. A failure that is not
+transient is isolated: the batch is processed one message at a time and the message that still fails (a
+poison message) goes to the dead-letter queue (DP_4003), so it cannot stall its partition.
+
+The outbox relay runs beside the consumer and is woken after each commit. SIGTERM finishes the batch in hand,
+commits, relays what is pending and exits. `--drain` stops once every assigned partition is consumed to its
+end (for batch use and tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from schemas.events import EventType
+
+from common import metrics
+from common.errors import ErrorCode, PipelineError
+from common.logging import get_logger
+from common.ops_server import OpsServer
+from common.retry import backoff_seconds
+from hot_path.cache import PolicyCache
+from hot_path.processor import BatchResult, HotPathProcessor, RawMessage
+from hot_path.store import PolicyStore
+from settings import Settings
+from stores import cache, kafka, postgres
+from stores.dead_letters import DeadLetter, DeadLetterQueue
+from stores.outbox import OutboxRelay
+
+log = get_logger(__name__)
+
+CONSUMER_GROUP = "aegis-hot-path"
+LAG_REFRESH_SECONDS = 5.0
+
+
+@dataclass
+class HotPathSummary:
+    batches: int = 0
+    received: int = 0
+    stored: int = 0
+    unchanged: int = 0
+    superseded: int = 0
+    invalid: int = 0
+    poison: int = 0
+    events_sent: int = 0
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        for name in ("received", "stored", "unchanged", "superseded", "invalid"):
+            setattr(self, name, getattr(self, name) + getattr(result, name))
+
+
+def to_raw_message(record: ConsumerRecord) -> RawMessage:
+    return RawMessage(value=record.value or b"", key=record.key, partition=record.partition, offset=record.offset,
+                      timestamp_ms=record.timestamp)
+
+
+def observe_sent_events(envelopes: list[dict[str, Any]]) -> None:
+    """Collection-to-event latency of each `policy.validated` the relay delivered."""
+    now = datetime.now(UTC)
+    for envelope in envelopes:
+        metrics.outbox_events_sent_total.labels(event_type=envelope["event_type"]).inc()
+        if envelope["event_type"] == EventType.POLICY_VALIDATED.value:
+            collected_at = datetime.fromisoformat(envelope["data"]["collected_at"])
+            metrics.pipeline_processing_latency_seconds.labels(path="hot").observe(
+                (now - collected_at).total_seconds()
+            )
+
+
+class HotPathService:
+    def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer,
+                 processor: HotPathProcessor, relay: OutboxRelay, dead_letters: DeadLetterQueue) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self.producer = producer  # also used by `dlq retry` to republish collector letters
+        self.processor = processor
+        self._relay = relay
+        self._dead_letters = dead_letters
+        self.summary = HotPathSummary()
+        self.not_ready_reason: str | None = "starting"
+        self._last_lag_refresh = 0.0
+
+    async def run(self, stop: asyncio.Event, *, drain: bool = False) -> HotPathSummary:
+        relay_stop = asyncio.Event()
+        relay_task = asyncio.create_task(self._relay.run(relay_stop))
+        try:
+            while not stop.is_set():
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._settings.hot_path_batch_size)
+                records = [record for partition in batch.values() for record in partition]
+                if not records:
+                    self.not_ready_reason = None if self._consumer.assignment() else "waiting for partitions"
+                    if drain and await self._caught_up():
+                        break
+                    continue
+                result = await self._process_until_durable(records, stop)
+                if result is None:
+                    break  # stopped while the store was unavailable: nothing committed, redelivered later
+                await self._commit(records)
+                self.summary.add(result)
+                self._relay.wake.set()
+                await self._observe_lag(records)
+        finally:
+            relay_stop.set()
+            await relay_task
+            self.summary.events_sent += await self._relay_remaining()
+        return self.summary
+
+    async def _relay_remaining(self) -> int:
+        try:
+            return await self._relay.drain()
+        except PipelineError as error:  # they stay in the outbox; the next start relays them
+            log.warning("outbox_left_for_next_start", reason=str(error))
+            return 0
+
+    async def _process_until_durable(self, records: list[ConsumerRecord], stop: asyncio.Event) -> BatchResult | None:
+        messages = [to_raw_message(record) for record in records]
+        attempt = 0
+        while True:
+            try:
+                result = await self.processor.process(messages)
+                self.not_ready_reason = None
+                return result
+            except PipelineError as error:
+                if not error.retriable:
+                    return await self._isolate_poison(messages, stop)
+                attempt += 1
+                self.not_ready_reason = f"retrying after {error.code.value}: {error}"
+                log.warning("hot_path_batch_retry", attempt=attempt, error=str(error), records=len(messages))
+                if stop.is_set():
+                    return None
+                await asyncio.sleep(backoff_seconds(attempt, error))
+            except Exception:
+                log.exception("hot_path_batch_failed", records=len(messages))
+                return await self._isolate_poison(messages, stop)
+
+    async def _isolate_poison(self, messages: list[RawMessage], stop: asyncio.Event) -> BatchResult | None:
+        """One message at a time: the ones that still fail for a reason a retry cannot fix are dead-lettered."""
+        combined = BatchResult()
+        for message in messages:
+            attempt = 0
+            while True:
+                try:
+                    result = await self.processor.process([message])
+                    break
+                except PipelineError as error:
+                    if error.retriable:
+                        attempt += 1
+                        if stop.is_set():
+                            return None
+                        await asyncio.sleep(backoff_seconds(attempt, error))
+                        continue
+                    await self._dead_letter_poison(message, error)
+                    result = BatchResult(received=1)
+                    break
+                except Exception as error:
+                    await self._dead_letter_poison(message, error)
+                    result = BatchResult(received=1)
+                    break
+            for name in ("received", "stored", "unchanged", "superseded", "invalid"):
+                setattr(combined, name, getattr(combined, name) + getattr(result, name))
+        return combined
+
+    async def _dead_letter_poison(self, message: RawMessage, error: BaseException) -> None:
+        self.summary.poison += 1
+        metrics.pipeline_processing_total.labels(path="hot", status="poison").inc()
+        await self._dead_letters.send([DeadLetter(
+            stage="hot", error_code=ErrorCode.BATCH_PROCESSING_ERROR,
+            record_key=message.key.decode("utf-8", "replace") if message.key else None,
+            error_message=f"could not be processed: {type(error).__name__}: {error}"[:2000],
+            error_details={"partition": message.partition, "offset": message.offset},
+            payload_text=message.value.decode("utf-8", "replace")[:10_000],
+        )])
+
+    async def _commit(self, records: list[ConsumerRecord]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+        with kafka.translate_errors("commit offsets"):
+            await self._consumer.commit(offsets)
+
+    async def _caught_up(self) -> bool:
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return False
+        with kafka.translate_errors("end offsets"):
+            ends = await self._consumer.end_offsets(list(assigned))
+            positions = {partition: await self._consumer.position(partition) for partition in assigned}
+        return all(positions[partition] >= ends[partition] for partition in assigned)
+
+    async def _observe_lag(self, records: list[ConsumerRecord]) -> None:
+        newest_ms = max((record.timestamp for record in records if record.timestamp), default=None)
+        if newest_ms is not None:
+            metrics.pipeline_lag_seconds.labels(path="hot").set(max(0.0, time.time() - newest_ms / 1000))
+        if time.monotonic() - self._last_lag_refresh < LAG_REFRESH_SECONDS:
+            return
+        self._last_lag_refresh = time.monotonic()
+        assigned = list(self._consumer.assignment())
+        try:
+            ends = await self._consumer.end_offsets(assigned)
+            for partition in assigned:
+                lag = ends[partition] - await self._consumer.position(partition)
+                metrics.kafka_consumer_lag.labels(topic=partition.topic, partition=str(partition.partition)).set(lag)
+        except Exception as error:  # lag is for dashboards; never let it stop consumption
+            log.debug("consumer_lag_unavailable", error=str(error))
+
+
+@contextlib.asynccontextmanager
+async def open_hot_path(settings: Settings, *, group_id: str = CONSUMER_GROUP) -> AsyncIterator[HotPathService]:
+    """Connections for the hot path; closes them all on exit."""
+    pool = await postgres.create_pool(settings)
+    redis_client = cache.create_client(settings.redis_url)
+    producer = kafka.create_producer(settings)
+    consumer = kafka.create_consumer(settings, settings.kafka_topic_raw_policies, group_id=group_id,
+                                     max_poll_records=settings.hot_path_batch_size)
+    try:
+        with kafka.translate_errors("start"):
+            await producer.start()
+            await consumer.start()
+        dead_letters = DeadLetterQueue(pool, producer, settings.kafka_topic_dlq)
+        processor = HotPathProcessor(
+            settings, PolicyStore(pool), PolicyCache(redis_client, ttl_seconds=settings.policy_cache_ttl_seconds),
+            dead_letters,
+        )
+        relay = OutboxRelay(pool, producer, on_sent=observe_sent_events)
+        yield HotPathService(settings, consumer, producer, processor, relay, dead_letters)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await redis_client.aclose()
+        await pool.close()
+
+
+async def run_hot_path(settings: Settings, stop: asyncio.Event, *, drain: bool = False,
+                       serve_ops: bool = True, group_id: str = CONSUMER_GROUP) -> HotPathSummary:
+    async with open_hot_path(settings, group_id=group_id) as service:
+        ops = OpsServer(settings.metrics_port, lambda: service.not_ready_reason) if serve_ops else None
+        if ops is not None:
+            await ops.start()
+        try:
+            summary = await service.run(stop, drain=drain)
+        finally:
+            if ops is not None:
+                await ops.stop()
+    log.info("hot_path_stopped", **summary.__dict__)
+    return summary

@@ -1,0 +1,126 @@
+"""The transactional outbox (table `event_outbox`): write events in the data's own transaction, relay them to
+Kafka afterwards.
+
+`enqueue` runs inside the caller's transaction, so an event exists exactly when its data committed. The relay
+sends unsent events in id order, waits for the broker's acknowledgement, then marks them sent; a crash between
+the two resends them with the same `event_id` (consumers de-duplicate on it). Several relays may run at once
+(one per replica): rows are claimed with `FOR UPDATE SKIP LOCKED`. Order per key is kept within one relay;
+across replicas the event's `version` says which is newer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from common.logging import get_logger
+from stores import kafka, postgres
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    event_id: str
+    event_type: str
+    topic: str
+    key: str
+    envelope: dict[str, Any]
+
+
+ENQUEUE_SQL = """
+INSERT INTO event_outbox (event_id, event_type, topic, message_key, envelope)
+SELECT event_id, event_type, topic, message_key, envelope
+FROM jsonb_to_recordset($1::jsonb) AS e(event_id uuid, event_type text, topic text, message_key text, envelope jsonb)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+CLAIM_SQL = """
+SELECT id, topic, message_key, envelope::text AS envelope, created_at
+FROM event_outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+
+
+async def enqueue(connection: asyncpg.Connection, events: Sequence[OutboxEvent]) -> None:
+    """Add events inside the caller's open transaction."""
+    if not events:
+        return
+    rows = [{"event_id": event.event_id, "event_type": event.event_type, "topic": event.topic,
+             "message_key": event.key, "envelope": event.envelope} for event in events]
+    await connection.execute(ENQUEUE_SQL, json.dumps(rows, ensure_ascii=False, default=str))
+
+
+SentCallback = Callable[[list[dict[str, Any]]], None]
+
+
+class OutboxRelay:
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, batch_size: int = 2000,
+                 on_sent: SentCallback | None = None, keep_sent_seconds: float = 86_400) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._batch_size = batch_size
+        self._on_sent = on_sent
+        self._keep_sent_seconds = keep_sent_seconds
+        self.wake = asyncio.Event()
+        self._last_cleanup = 0.0
+
+    async def relay_once(self) -> int:
+        """Send one batch of unsent events; returns how many were sent."""
+        with postgres.translate_errors("relay events"):
+            async with self._pool.acquire() as connection, connection.transaction():
+                rows = await connection.fetch(CLAIM_SQL, self._batch_size)
+                if not rows:
+                    return 0
+                with kafka.translate_errors("send events"):
+                    deliveries = [
+                        await self._producer.send(row["topic"], row["envelope"].encode("utf-8"),
+                                                  key=row["message_key"].encode("utf-8"))
+                        for row in rows
+                    ]
+                    await asyncio.gather(*deliveries)
+                await connection.execute(
+                    "UPDATE event_outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+                )
+        if self._on_sent is not None:
+            self._on_sent([json.loads(row["envelope"]) for row in rows])
+        return len(rows)
+
+    async def drain(self) -> int:
+        """Relay until nothing is left unsent."""
+        total = 0
+        while sent := await self.relay_once():
+            total += sent
+        return total
+
+    async def run(self, stop: asyncio.Event, *, idle_poll_seconds: float = 1.0) -> None:
+        """Relay until `stop`; sleeps until woken (new events committed) or `idle_poll_seconds` pass."""
+        while not stop.is_set():
+            try:
+                sent = await self.relay_once()
+                await self._cleanup_sent()
+            except Exception as error:  # a relay failure only delays events: they stay in the outbox
+                log.warning("outbox_relay_failed", error=str(error), error_type=type(error).__name__)
+                sent = 0
+                await asyncio.sleep(idle_poll_seconds)
+            if sent == 0:
+                self.wake.clear()
+                waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
+                await asyncio.wait(waiters, timeout=idle_poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _cleanup_sent(self) -> None:
+        if time.monotonic() - self._last_cleanup < 60:
+            return
+        self._last_cleanup = time.monotonic()
+        with postgres.translate_errors("clean outbox"):
+            await self._pool.execute(
+                "DELETE FROM event_outbox WHERE sent_at < now() - make_interval(secs => $1)", self._keep_sent_seconds
+            )
