@@ -83,6 +83,11 @@ def dev_demo() -> None:
     report = asyncio.run(run_demo(load_settings()))
     click.echo("== collection from the sample sources (JSON, XML, RSS, EUC-KR web board)")
     _print_collection(report.collection)
+    click.echo("== hot path: raw topic -> PostgreSQL (pending_validation), Redis, policy.validated")
+    hot = report.hot_path
+    click.echo(f"  received {hot.received}: stored {hot.stored} (new or changed), unchanged {hot.unchanged}, "
+               f"superseded {hot.superseded}, invalid {hot.invalid} (DLQ DP_2001), poison {hot.poison} (DLQ DP_4003); "
+               f"events sent {hot.events_sent}")
     sys.exit(0 if all(result.status == "ok" for result in report.collection) else 1)
 
 

@@ -728,6 +728,7 @@ class RequestRecord:
 
 class _SampleHTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a slow or kept-alive connection must not hold up stop()
+    request_queue_size = 128  # the default 5 drops connections when several crawls run at once
     sources: SampleSources
 
 

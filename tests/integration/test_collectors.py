@@ -246,3 +246,22 @@ async def test_rejected_service_key_fails_the_source_without_retrying(
     assert result.error_code == ErrorCode.DATA_SOURCE_UNAVAILABLE
     assert "code 30" in (result.error or "")
     assert len([r for r in sample_server.requests if r.path == "/data-go-kr/policies"]) == 1  # no retry helps
+
+
+async def test_the_web_board_collects_its_expected_records(run_settings: Settings) -> None:
+    with SampleSources(crawl_delay_seconds=0) as server:
+        suffix = uuid.uuid4().hex[:6]
+        definition = load_sample_definitions(server, suffix=suffix, only={"seongdong_board"})["seongdong_board"]
+        results = await run(run_settings, [definition])
+        expected, invalid = expected_records("board", server.base_url), expected_invalid("board")
+        assert server.requests_for("/board/private/") == []  # robots.txt obeyed
+    result = results[definition.name]
+    assert result.status == "ok", result.error
+    assert (result.published, result.invalid) == (len(expected), len(invalid))
+    messages = await read_topic(run_settings, run_settings.kafka_topic_raw_policies, len(expected))
+    published = {json.loads(m.value)["collection_metadata"]["external_id"]: json.loads(m.value) for m in messages}
+    for record in expected:
+        actual = as_expected(published[record["external_id"]], None)
+        wanted = {**record, "title": words(record["title"]), "content": words(record["content"])}
+        comparable = {key: actual[key] for key in wanted if key in actual}
+        assert comparable == {key: wanted[key] for key in comparable}, record["external_id"]  # EUC-KR intact

@@ -1,0 +1,221 @@
+"""Hot path benchmark on the embedded stack: throughput, end-to-end latency, and the design's baseline.
+
+    .venv/bin/python bench/hot_path.py [--records 20000] [--baseline-records 1000] [--latency-seconds 10]
+
+1. Throughput: N realistic records are published to a fresh raw topic, then `aegis-pipeline hot-path --drain`
+   (a separate process, as in production) consumes them. Records/s is measured from PostgreSQL's own
+   processing timestamps (first to last stored), so process start-up and the consumer group join do not count.
+2. Latency: a hot path runs while records are published at half the measured throughput; each record's
+   latency is from its collection (`collected_at`, stamped at publish) to its `policy.validated` event arriving
+   on `policy-events`, read by a consumer here.
+3. Baseline: the same kind of records through a one-record-at-a-time path written like the design's
+   `process_single` (validate, INSERT, cache, awaited send), in this process.
+
+Targets (issue 4): >= 5,000 records/s sustained, p99 < 1 s at half that rate, >= 10x the baseline.
+The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from devstack import stack
+from devstack.synthetic import make_record, make_records
+from settings import Settings, load_core_settings
+from stores import cache, kafka, postgres
+
+PIPELINE = str(Path(sys.executable).parent / "aegis-pipeline")
+TARGET_RECORDS_PER_SECOND = 5000
+TARGET_P99_SECONDS = 1.0
+TARGET_RATIO = 10
+
+
+def hot_path_process(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
+    environment = {**os.environ, "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
+                   "KAFKA_TOPIC_POLICY_EVENTS": settings.kafka_topic_policy_events,
+                   "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
+                   "HOT_PATH_BATCH_SIZE": str(settings.hot_path_batch_size)}
+    return subprocess.Popen([PIPELINE, "hot-path", *extra], env=environment, stdout=subprocess.DEVNULL)
+
+
+async def publish(settings: Settings, records: list, *, rate_per_second: float | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
+    await producer.start()
+    try:
+        started = time.monotonic()
+        for index, record in enumerate(records):
+            if rate_per_second is not None:
+                due = started + index / rate_per_second
+                if (delay := due - time.monotonic()) > 0:
+                    await asyncio.sleep(delay)
+                record = record.model_copy(update={"collection_metadata": record.collection_metadata.model_copy(
+                    update={"collected_at": datetime.now(UTC)})})
+            await producer.send(settings.kafka_topic_raw_policies, record.model_dump_json().encode(),
+                                key=record.collection_metadata.record_key.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def measure_throughput(settings: Settings, count: int) -> dict:
+    source = f"bench_{uuid.uuid4().hex[:6]}"
+    records = make_records(count, source=source)
+    await publish(settings, records)
+    started = time.monotonic()
+    process = hot_path_process(settings, "--drain")
+    await asyncio.to_thread(process.wait)
+    wall_seconds = time.monotonic() - started
+    async with postgres.connect(settings.postgres_dsn()) as connection:
+        row = await connection.fetchrow(
+            "SELECT count(*) AS stored, extract(epoch FROM max(h.processed_at) - min(h.processed_at)) AS seconds, "
+            "max(h.processing_time_ms) AS max_batch_ms "
+            "FROM processing_history h JOIN policies p ON p.id = h.policy_id WHERE p.source_system = $1", source)
+    # processed_at is each batch's commit time: the first batch's own duration is not in the span, so add it.
+    seconds = float(row["seconds"] or 0) + (row["max_batch_ms"] or 0) / 1000
+    return {"records": count, "stored": row["stored"], "seconds": round(seconds, 3),
+            "records_per_second": round(row["stored"] / seconds) if seconds else None,
+            "wall_seconds_including_start": round(wall_seconds, 2), "exit_code": process.returncode}
+
+
+async def wait_until_consuming(settings: Settings, source: str, timeout_seconds: float = 60) -> None:
+    """Send one record and wait for its row: the consumer has joined its group and is working."""
+    probe = make_record(999_999, source=source)
+    await publish(settings, [probe])
+    deadline = time.monotonic() + timeout_seconds
+    async with postgres.connect(settings.postgres_dsn()) as connection:
+        while time.monotonic() < deadline:
+            if await connection.fetchval("SELECT count(*) FROM policies WHERE source_system = $1", source):
+                return
+            await asyncio.sleep(0.2)
+    raise TimeoutError("the hot path did not start consuming")
+
+
+async def measure_latency(settings: Settings, rate_per_second: float, seconds: float) -> dict:
+    source = f"latency_{uuid.uuid4().hex[:6]}"
+    process = hot_path_process(settings)
+    latencies: list[float] = []
+    try:
+        await wait_until_consuming(settings, source)
+        consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events,
+                                    bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="latest")
+        await consumer.start()
+        await asyncio.sleep(1)  # let the consumer take its partitions before the measured records flow
+        count = int(rate_per_second * seconds)
+        records = make_records(count, source=source, start=0)
+
+        async def collect_events() -> None:
+            while len(latencies) < count:
+                batch = await consumer.getmany(timeout_ms=500)
+                received = datetime.now(UTC)
+                for messages in batch.values():
+                    for message in messages:
+                        data = json.loads(message.value)["data"]
+                        if data["source_system"] == source and data["external_id"] != "PBLN_000000999999":
+                            collected = datetime.fromisoformat(data["collected_at"])
+                            latencies.append((received - collected).total_seconds())
+
+        collecting = asyncio.create_task(collect_events())
+        await publish(settings, records, rate_per_second=rate_per_second)
+        try:
+            await asyncio.wait_for(collecting, timeout=seconds + 60)
+        finally:
+            await consumer.stop()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait)
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {"rate_per_second": round(rate_per_second), "records": len(latencies),
+            "p50_ms": round(quantiles[49] * 1000, 1), "p95_ms": round(quantiles[94] * 1000, 1),
+            "p99_ms": round(quantiles[98] * 1000, 1), "max_ms": round(max(latencies) * 1000, 1)}
+
+
+async def measure_baseline(settings: Settings, count: int) -> dict:
+    """The design's process_single, record by record: validate, INSERT, cache, await the event's send."""
+    from schemas.records import RawPolicyData
+
+    source = f"baseline_{uuid.uuid4().hex[:6]}"
+    payloads = [record.model_dump_json().encode() for record in make_records(count, source=source)]
+    redis_client = cache.create_client(settings.redis_url)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        async with postgres.connect(settings.postgres_dsn()) as connection:
+            started = time.monotonic()
+            for payload in payloads:
+                record = RawPolicyData.model_validate_json(payload)
+                policy_id = await connection.fetchval(
+                    "INSERT INTO policies (source_system, external_id, title, content, issuing_organization, "
+                    "raw_data, content_hash, status, quality_score) "
+                    "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, 'pending_validation', 0.0) RETURNING id",
+                    record.collection_metadata.source, record.collection_metadata.external_id, record.title,
+                    record.content, record.issuing_organization, json.dumps(record.raw_data, ensure_ascii=False),
+                    record.content_hash())
+                await redis_client.set(f"policy:{policy_id}", payload, ex=3600)
+                event = {"event_type": "policy.validated", "data": {"policy_id": str(policy_id),
+                                                                    "title": record.title}}
+                await producer.send_and_wait(settings.kafka_topic_policy_events, json.dumps(event).encode(),
+                                             key=f"policy-{policy_id}".encode())
+            seconds = time.monotonic() - started
+    finally:
+        await producer.stop()
+        await redis_client.aclose()
+    return {"records": count, "seconds": round(seconds, 3), "records_per_second": round(count / seconds)}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--baseline-records", type=int, default=1_000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    arguments = parser.parse_args()
+
+    settings = await asyncio.to_thread(stack.up, load_core_settings())
+    token = uuid.uuid4().hex[:8]
+    topics = {"kafka_topic_raw_policies": f"bench-raw-{token}", "kafka_topic_policy_events": f"bench-events-{token}",
+              "kafka_topic_dlq": f"bench-dlq-{token}"}
+    await kafka.ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()),
+                              partitions=settings.kafka_topic_partitions)
+    settings = settings.model_copy(update={**topics, "hot_path_batch_size": arguments.batch_size})
+
+    throughput = await measure_throughput(settings, arguments.records)
+    print(f"throughput: {throughput['stored']} records in {throughput['seconds']} s = "
+          f"{throughput['records_per_second']} records/s "
+          f"(wall time with process start {throughput['wall_seconds_including_start']} s)")
+    rate = (throughput["records_per_second"] or TARGET_RECORDS_PER_SECOND) / 2
+    latency = await measure_latency(settings, rate, arguments.latency_seconds)
+    print(f"latency at {latency['rate_per_second']} records/s ({latency['records']} records, collection to event): "
+          f"p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms, "
+          f"max {latency['max_ms']} ms")
+    baseline = await measure_baseline(settings, arguments.baseline_records)
+    ratio = round((throughput["records_per_second"] or 0) / baseline["records_per_second"], 1)
+    print(f"baseline (one record at a time, like the design's process_single): {baseline['records_per_second']} "
+          f"records/s; batched hot path is {ratio}x faster")
+    met = {
+        "throughput": (throughput["records_per_second"] or 0) >= TARGET_RECORDS_PER_SECOND,
+        "p99_at_half_rate": latency["p99_ms"] < TARGET_P99_SECONDS * 1000,
+        "ratio_to_baseline": ratio >= TARGET_RATIO,
+    }
+    print(json.dumps({"benchmark": "hot_path", "throughput": throughput, "latency": latency, "baseline": baseline,
+                      "ratio": ratio, "targets": {"records_per_second": TARGET_RECORDS_PER_SECOND,
+                                                  "p99_ms": TARGET_P99_SECONDS * 1000, "ratio": TARGET_RATIO},
+                      "met": met, "all_met": all(met.values())}, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
