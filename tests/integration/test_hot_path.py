@@ -1,0 +1,199 @@
+"""The hot path on the real engines: records stored once as pending_validation, cached, announced by a
+schema-valid policy.validated event; invalid and poison messages dead-lettered while the batch goes on; a
+redelivered batch changes nothing; a changed record becomes a new version."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from devstack.synthetic import make_record, make_records
+from hot_path.cache import cache_key
+from hot_path.service import run_hot_path
+from schemas.events import validate_event
+from schemas.records import RawPolicyData
+from settings import Settings
+from stores import cache, kafka, postgres
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def hot_settings(stack: Settings) -> Settings:
+    """Topics of this test's own, so it reads back only its records and events."""
+    token = uuid.uuid4().hex[:8]
+    topics = {"kafka_topic_raw_policies": f"raw-{token}", "kafka_topic_policy_events": f"events-{token}",
+              "kafka_topic_dlq": f"dlq-{token}"}
+    await kafka.ensure_topics(stack.kafka_bootstrap_servers, list(topics.values()), partitions=3)
+    return stack.model_copy(update=topics)
+
+
+async def publish(settings: Settings, messages: list[RawPolicyData | tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for message in messages:
+            if isinstance(message, RawPolicyData):
+                key, value = message.collection_metadata.record_key.encode(), message.model_dump_json().encode()
+            else:
+                key, value = message
+            await producer.send(settings.kafka_topic_raw_policies, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def drain(settings: Settings, group: str):
+    return await run_hot_path(settings, asyncio.Event(), drain=True, serve_ops=False, group_id=group)
+
+
+async def read_events(settings: Settings) -> list[dict]:
+    consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    events = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1500)
+            if not batch:
+                break
+            for messages in batch.values():
+                for message in messages:
+                    event = json.loads(message.value)
+                    assert message.key.decode() == event["data"]["policy_id"]
+                    events.append(event)
+    finally:
+        await consumer.stop()
+    return events
+
+
+async def stored_policies(settings: Settings, source: str) -> list[dict]:
+    async with postgres.connect(settings.postgres_dsn()) as connection:
+        rows = await connection.fetch(
+            "SELECT id::text, external_id, title, content, status, version FROM policies WHERE source_system = $1",
+            source,
+        )
+    return [dict(row) for row in rows]
+
+
+async def test_records_are_stored_cached_and_announced_once(hot_settings: Settings) -> None:
+    source = f"hot_{uuid.uuid4().hex[:6]}"
+    records = make_records(60, source=source)
+    not_json = (b"broken:1", b"{this is not json")
+    no_title = records[0].model_dump(mode="json")
+    no_title["title"] = ""
+    no_title["collection_metadata"]["external_id"] = "NO_TITLE"
+    await publish(hot_settings, [*records, not_json, (b"x:NO_TITLE", json.dumps(no_title).encode())])
+
+    summary = await drain(hot_settings, f"group-{source}")
+    assert (summary.stored, summary.invalid, summary.poison) == (60, 2, 0)
+
+    policies = await stored_policies(hot_settings, source)
+    assert len(policies) == 60
+    assert {policy["status"] for policy in policies} == {"pending_validation"}
+    assert {policy["version"] for policy in policies} == {1}
+    for policy, record in zip(sorted(policies, key=lambda p: p["external_id"]),
+                              sorted(records, key=lambda r: r.collection_metadata.external_id), strict=True):
+        assert "@" not in policy["content"] and "☎ 0" not in policy["content"]  # contact data masked
+        assert record.content.split("문의")[0].strip() in policy["content"]      # the rest kept as is
+
+    events = await read_events(hot_settings)
+    for event in events:
+        validate_event(event)
+    assert sorted(event["data"]["policy_id"] for event in events) == sorted(policy["id"] for policy in policies)
+    assert {event["event_type"] for event in events} == {"policy.validated"}
+
+    client = cache.create_client(hot_settings.redis_url)
+    try:
+        cached = [await client.get(cache_key(policy["id"])) for policy in policies]
+        ttl = await client.ttl(cache_key(policies[0]["id"]))
+    finally:
+        await client.aclose()
+    assert all(cached)
+    assert 0 < ttl <= hot_settings.policy_cache_ttl_seconds
+
+    async with postgres.connect(hot_settings.postgres_dsn()) as connection:
+        letters = await connection.fetch(
+            "SELECT error_code, record_key, error_message FROM dead_letters WHERE stage = 'hot' "
+            "AND record_key = ANY($1::text[])", ["broken:1", "x:NO_TITLE"])
+    assert sorted((row["record_key"], row["error_code"]) for row in letters) == [
+        ("broken:1", "DP_2001"), ("x:NO_TITLE", "DP_2001")]
+    assert any("title" in row["error_message"] for row in letters)
+
+
+async def test_redelivery_changes_nothing_and_a_change_is_a_new_version(hot_settings: Settings) -> None:
+    source = f"hot_{uuid.uuid4().hex[:6]}"
+    records = make_records(10, source=source)
+    await publish(hot_settings, records)
+    first = await drain(hot_settings, f"first-{source}")
+    # The same records again, and a fresh consumer group that reads the topic from its start: every message is
+    # delivered again, as after a crash before the offset commit.
+    await publish(hot_settings, records)
+    second = await drain(hot_settings, f"second-{source}")
+    assert first.stored == 10
+    assert (second.received, second.stored, second.unchanged + second.superseded) == (20, 0, 20)
+    assert len(await read_events(hot_settings)) == 10  # no event for what did not change
+
+    changed = [make_record(index, source=source, revision=1) for index in range(3)]
+    await publish(hot_settings, changed)
+    third = await drain(hot_settings, f"third-{source}")
+    assert third.stored == 3
+    versions = {policy["external_id"]: policy["version"] for policy in await stored_policies(hot_settings, source)}
+    assert sorted(versions.values()) == [1] * 7 + [2] * 3
+    events = await read_events(hot_settings)
+    assert len(events) == 13
+    assert sorted(event["data"]["version"] for event in events)[-3:] == [2, 2, 2]
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(hot_settings: Settings) -> None:
+    source = f"hot_{uuid.uuid4().hex[:6]}"
+    records = make_records(5, source=source)
+    # Valid to the model, refused by PostgreSQL: jsonb cannot hold \u0000. Retrying cannot help.
+    poison = records[2].model_copy(update={"raw_data": {"note": "nul \u0000 byte"}})
+    await publish(hot_settings, [*records[:2], poison, *records[3:]])
+    summary = await drain(hot_settings, f"group-{source}")
+    assert summary.poison == 1
+    assert summary.stored == 4
+    async with postgres.connect(hot_settings.postgres_dsn()) as connection:
+        code = await connection.fetchval(
+            "SELECT error_code FROM dead_letters WHERE record_key = $1", poison.collection_metadata.record_key)
+    assert code == "DP_4003"
+
+
+def test_sigterm_finishes_the_batch_commits_and_exits(hot_settings: Settings) -> None:
+    source = f"hot_{uuid.uuid4().hex[:6]}"
+    asyncio.run(publish(hot_settings, make_records(200, source=source)))
+    environment = {**os.environ, "KAFKA_TOPIC_RAW_POLICIES": hot_settings.kafka_topic_raw_policies,
+                   "KAFKA_TOPIC_POLICY_EVENTS": hot_settings.kafka_topic_policy_events,
+                   "KAFKA_TOPIC_DLQ": hot_settings.kafka_topic_dlq, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING"}
+    pipeline = str(Path(sys.executable).parent / "aegis-pipeline")
+    process = subprocess.Popen([pipeline, "hot-path"], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = asyncio.run(_wait_for_rows(hot_settings, source, 200, timeout_seconds=60))
+        assert deadline, "the hot path did not store the records"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "stored 200" in stdout
+
+
+async def _wait_for_rows(settings: Settings, source: str, count: int, *, timeout_seconds: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    while loop.time() < deadline:
+        if len(await stored_policies(settings, source)) >= count:
+            return True
+        await asyncio.sleep(0.5)
+    return False
