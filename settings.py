@@ -71,6 +71,8 @@ class CoreSettings(BaseSettings):
     kafka_topic_policy_events: str = "policy-events"
     kafka_topic_dlq: str = "data-pipeline-dlq"
     kafka_topic_partitions: int = Field(default=3, ge=1, le=256)
+    # The hot path's consumer group: every replica of one deployment shares it.
+    kafka_consumer_group: str = Field(default="aegis-hot-path", min_length=1)
 
     # Collection (§11): APIs every 6 h, web boards daily (cron at 00:00).
     collection_interval_hours: int = Field(default=6, ge=1)

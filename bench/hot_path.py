@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/hot_path.py [--records 20000] [--baseline-records 1000] [--latency-seconds 10]
 
-1. Throughput: N realistic records are published to a fresh raw topic, then `aegis-pipeline hot-path --drain`
-   (a separate process, as in production) consumes them. Records/s is measured from PostgreSQL's own
+1. Throughput: N realistic records are published to a fresh raw topic, then `--replicas` processes of
+   `aegis-pipeline hot-path --drain` (separate processes in one consumer group, as in production, where the
+   design runs at least 2 replicas) consume them. Records/s is measured from PostgreSQL's own
    processing timestamps (first to last stored), so process start-up and the consumer group join do not count.
 2. Latency: a hot path runs while records are published at half the measured throughput; each record's
    latency is from its collection (`collected_at`, stamped at publish) to its `policy.validated` event arriving
@@ -49,7 +50,8 @@ def hot_path_process(settings: Settings, *extra: str) -> subprocess.Popen[bytes]
     environment = {**os.environ, "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
                    "KAFKA_TOPIC_POLICY_EVENTS": settings.kafka_topic_policy_events,
                    "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
-                   "HOT_PATH_BATCH_SIZE": str(settings.hot_path_batch_size)}
+                   "HOT_PATH_BATCH_SIZE": str(settings.hot_path_batch_size),
+                   "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group}
     return subprocess.Popen([PIPELINE, "hot-path", *extra], env=environment, stdout=subprocess.DEVNULL)
 
 
@@ -72,13 +74,14 @@ async def publish(settings: Settings, records: list, *, rate_per_second: float |
         await producer.stop()
 
 
-async def measure_throughput(settings: Settings, count: int) -> dict:
+async def measure_throughput(settings: Settings, count: int, replicas: int) -> dict:
     source = f"bench_{uuid.uuid4().hex[:6]}"
     records = make_records(count, source=source)
     await publish(settings, records)
     started = time.monotonic()
-    process = hot_path_process(settings, "--drain")
-    await asyncio.to_thread(process.wait)
+    processes = [hot_path_process(settings, "--drain") for _ in range(replicas)]
+    for process in processes:
+        await asyncio.to_thread(process.wait)
     wall_seconds = time.monotonic() - started
     async with postgres.connect(settings.postgres_dsn()) as connection:
         row = await connection.fetchrow(
@@ -89,7 +92,8 @@ async def measure_throughput(settings: Settings, count: int) -> dict:
     seconds = float(row["seconds"] or 0) + (row["max_batch_ms"] or 0) / 1000
     return {"records": count, "stored": row["stored"], "seconds": round(seconds, 3),
             "records_per_second": round(row["stored"] / seconds) if seconds else None,
-            "wall_seconds_including_start": round(wall_seconds, 2), "exit_code": process.returncode}
+            "wall_seconds_including_start": round(wall_seconds, 2), "replicas": replicas,
+            "exit_codes": [process.returncode for process in processes]}
 
 
 async def wait_until_consuming(settings: Settings, source: str, timeout_seconds: float = 60) -> None:
@@ -105,9 +109,10 @@ async def wait_until_consuming(settings: Settings, source: str, timeout_seconds:
     raise TimeoutError("the hot path did not start consuming")
 
 
-async def measure_latency(settings: Settings, rate_per_second: float, seconds: float) -> dict:
+async def measure_latency(settings: Settings, rate_per_second: float, seconds: float, replicas: int) -> dict:
     source = f"latency_{uuid.uuid4().hex[:6]}"
-    process = hot_path_process(settings)
+    settings = settings.model_copy(update={"kafka_consumer_group": f"{settings.kafka_consumer_group}-latency"})
+    processes = [hot_path_process(settings) for _ in range(replicas)]
     latencies: list[float] = []
     try:
         await wait_until_consuming(settings, source)
@@ -136,8 +141,10 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
         finally:
             await consumer.stop()
     finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(process.wait)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            await asyncio.to_thread(process.wait)
     quantiles = statistics.quantiles(latencies, n=100)
     return {"rate_per_second": round(rate_per_second), "records": len(latencies),
             "p50_ms": round(quantiles[49] * 1000, 1), "p95_ms": round(quantiles[94] * 1000, 1),
@@ -183,22 +190,24 @@ async def main() -> None:
     parser.add_argument("--baseline-records", type=int, default=1_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--replicas", type=int, default=2, help="hot path processes (the design's minimum: 2)")
+    parser.add_argument("--partitions", type=int, default=6)
     arguments = parser.parse_args()
 
     settings = await asyncio.to_thread(stack.up, load_core_settings())
     token = uuid.uuid4().hex[:8]
     topics = {"kafka_topic_raw_policies": f"bench-raw-{token}", "kafka_topic_policy_events": f"bench-events-{token}",
               "kafka_topic_dlq": f"bench-dlq-{token}"}
-    await kafka.ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()),
-                              partitions=settings.kafka_topic_partitions)
-    settings = settings.model_copy(update={**topics, "hot_path_batch_size": arguments.batch_size})
+    await kafka.ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()), partitions=arguments.partitions)
+    settings = settings.model_copy(update={**topics, "hot_path_batch_size": arguments.batch_size,
+                                           "kafka_consumer_group": f"bench-{token}"})
 
-    throughput = await measure_throughput(settings, arguments.records)
-    print(f"throughput: {throughput['stored']} records in {throughput['seconds']} s = "
+    throughput = await measure_throughput(settings, arguments.records, arguments.replicas)
+    print(f"throughput ({arguments.replicas} replicas): {throughput['stored']} records in {throughput['seconds']} s = "
           f"{throughput['records_per_second']} records/s "
           f"(wall time with process start {throughput['wall_seconds_including_start']} s)")
     rate = (throughput["records_per_second"] or TARGET_RECORDS_PER_SECOND) / 2
-    latency = await measure_latency(settings, rate, arguments.latency_seconds)
+    latency = await measure_latency(settings, rate, arguments.latency_seconds, arguments.replicas)
     print(f"latency at {latency['rate_per_second']} records/s ({latency['records']} records, collection to event): "
           f"p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms, "
           f"max {latency['max_ms']} ms")

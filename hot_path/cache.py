@@ -7,9 +7,9 @@ could not cache (`policy_cache_writes_total{status="error"}`), and the next chan
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
+import orjson
 import redis.asyncio as redis
 
 from common import metrics
@@ -40,8 +40,7 @@ class PolicyCache:
                     for item in stored:
                         document = {"policy_id": item.policy_id, "version": item.version,
                                     "status": "pending_validation", **item.policy.as_document()}
-                        pipeline.set(cache_key(item.policy_id), json.dumps(document, ensure_ascii=False, default=str),
-                                     ex=self._ttl_seconds)
+                        pipeline.set(cache_key(item.policy_id), orjson.dumps(document), ex=self._ttl_seconds)
                     await pipeline.execute()
         except StoreUnavailableError as error:
             metrics.policy_cache_writes_total.labels(status="error").inc(len(stored))

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from schemas.events import EventType, build_event
 
 from common import metrics
 from common.errors import ErrorCode
 from hot_path.cache import PolicyCache
 from hot_path.cleaning import CleanPolicy, normalize_record
 from hot_path.store import PolicyStore, StoredPolicy
+from schemas.events import EventType, build_event
 from schemas.records import ProcessingPath, RawPolicyData
 from settings import Settings
 from stores.dead_letters import DeadLetter, DeadLetterQueue
@@ -39,6 +39,15 @@ class RawMessage:
     partition: int = 0
     offset: int = 0
     timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    received: int
+    clean: list[CleanPolicy]
+    letters: list[DeadLetter]
+    started_at: datetime
+    started: float  # monotonic, for the batch's duration
 
 
 @dataclass
@@ -125,10 +134,8 @@ class HotPathProcessor:
             ))
         return events
 
-    async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
-        started = time.monotonic()
-        started_at = datetime.now(UTC)
-        result = BatchResult(received=len(messages))
+    def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+        """Validate and clean (CPU only, no I/O): can run while the previous batch is being stored."""
         clean: list[CleanPolicy] = []
         letters: list[DeadLetter] = []
         for message in messages:
@@ -137,14 +144,23 @@ class HotPathProcessor:
                 letters.append(checked)
             else:
                 clean.append(normalize_record(checked))
-        await self._dead_letters.send(letters)
-        outcome = await self._store.store_batch(clean, self.make_events, started_at=started_at)
-        result.invalid, result.stored = len(letters), len(outcome.stored)
-        result.unchanged, result.superseded = outcome.unchanged, outcome.superseded
-        result.stored_policies = outcome.stored
+        return PreparedBatch(received=len(messages), clean=clean, letters=letters, started_at=datetime.now(UTC),
+                             started=time.monotonic())
+
+    async def store(self, prepared: PreparedBatch) -> BatchResult:
+        """Dead letters, then policies with their events in one transaction, then the cache. Idempotent: a
+        retry after a transient failure stores and announces nothing twice."""
+        await self._dead_letters.send(prepared.letters)
+        outcome = await self._store.store_batch(prepared.clean, self.make_events, started_at=prepared.started_at)
+        result = BatchResult(received=prepared.received, stored=len(outcome.stored), unchanged=outcome.unchanged,
+                             superseded=outcome.superseded, invalid=len(prepared.letters),
+                             stored_policies=outcome.stored)
         result.cached = await self._cache.put_many(outcome.stored)
-        _observe(result, time.monotonic() - started, self._settings.hot_path_timeout_seconds)
+        _observe(result, time.monotonic() - prepared.started, self._settings.hot_path_timeout_seconds)
         return result
+
+    async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        return await self.store(self.prepare(messages))
 
 
 def _observe(result: BatchResult, elapsed_seconds: float, budget_seconds: float) -> None:

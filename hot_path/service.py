@@ -19,10 +19,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from schemas.events import EventType
+from aiokafka.errors import KafkaError
 
 from common import metrics
 from common.errors import ErrorCode, PipelineError
@@ -30,17 +29,18 @@ from common.logging import get_logger
 from common.ops_server import OpsServer
 from common.retry import backoff_seconds
 from hot_path.cache import PolicyCache
-from hot_path.processor import BatchResult, HotPathProcessor, RawMessage
+from hot_path.processor import BatchResult, HotPathProcessor, PreparedBatch, RawMessage
 from hot_path.store import PolicyStore
+from schemas.events import EventType
 from settings import Settings
 from stores import cache, kafka, postgres
 from stores.dead_letters import DeadLetter, DeadLetterQueue
-from stores.outbox import OutboxRelay
+from stores.outbox import OutboxRelay, SentEvent
 
 log = get_logger(__name__)
 
-CONSUMER_GROUP = "aegis-hot-path"
 LAG_REFRESH_SECONDS = 5.0
+SHUTDOWN_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass
@@ -65,16 +65,14 @@ def to_raw_message(record: ConsumerRecord) -> RawMessage:
                       timestamp_ms=record.timestamp)
 
 
-def observe_sent_events(envelopes: list[dict[str, Any]]) -> None:
+def observe_sent_events(events: list[SentEvent]) -> None:
     """Collection-to-event latency of each `policy.validated` the relay delivered."""
     now = datetime.now(UTC)
-    for envelope in envelopes:
-        metrics.outbox_events_sent_total.labels(event_type=envelope["event_type"]).inc()
-        if envelope["event_type"] == EventType.POLICY_VALIDATED.value:
-            collected_at = datetime.fromisoformat(envelope["data"]["collected_at"])
-            metrics.pipeline_processing_latency_seconds.labels(path="hot").observe(
-                (now - collected_at).total_seconds()
-            )
+    for event in events:
+        metrics.outbox_events_sent_total.labels(event_type=event.event_type).inc()
+        if event.event_type == EventType.POLICY_VALIDATED.value and event.collected_at:
+            collected_at = datetime.fromisoformat(event.collected_at)
+            metrics.pipeline_processing_latency_seconds.labels(path="hot").observe((now - collected_at).total_seconds())
 
 
 class HotPathService:
@@ -91,29 +89,48 @@ class HotPathService:
         self._last_lag_refresh = 0.0
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> HotPathSummary:
+        """Consume until `stop`. One batch is stored while the next is fetched and prepared (its SQL runs in
+        PostgreSQL while Python validates the next batch); offsets are committed in order, each after its
+        batch is durable."""
         relay_stop = asyncio.Event()
         relay_task = asyncio.create_task(self._relay.run(relay_stop))
+        storing: asyncio.Task[BatchResult | None] | None = None
+        stored_records: list[ConsumerRecord] = []
         try:
             while not stop.is_set():
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=self._settings.hot_path_batch_size)
                 records = [record for partition in batch.values() for record in partition]
-                if not records:
+                prepared = self.processor.prepare([to_raw_message(record) for record in records]) if records else None
+                if storing is not None:
+                    if not await self._finish(storing, stored_records):
+                        storing = None
+                        break  # stopped while the store was unavailable: nothing committed, redelivered later
+                    storing = None
+                if prepared is None:
                     self.not_ready_reason = None if self._consumer.assignment() else "waiting for partitions"
                     if drain and await self._caught_up():
                         break
                     continue
-                result = await self._process_until_durable(records, stop)
-                if result is None:
-                    break  # stopped while the store was unavailable: nothing committed, redelivered later
-                await self._commit(records)
-                self.summary.add(result)
-                self._relay.wake.set()
-                await self._observe_lag(records)
+                storing = asyncio.create_task(self._store_until_durable(records, prepared, stop))
+                stored_records = records
+            if storing is not None:
+                await self._finish(storing, stored_records)  # SIGTERM: the batch in hand is finished
         finally:
             relay_stop.set()
             await relay_task
             self.summary.events_sent += await self._relay_remaining()
         return self.summary
+
+    async def _finish(self, storing: asyncio.Task[BatchResult | None], records: list[ConsumerRecord]) -> bool:
+        """Wait for a batch's store, then commit its offsets; False when it was given up because of a stop."""
+        result = await storing
+        if result is None:
+            return False
+        await self._commit(records)
+        self.summary.add(result)
+        self._relay.wake.set()
+        await self._observe_lag(records)
+        return True
 
     async def _relay_remaining(self) -> int:
         try:
@@ -122,26 +139,26 @@ class HotPathService:
             log.warning("outbox_left_for_next_start", reason=str(error))
             return 0
 
-    async def _process_until_durable(self, records: list[ConsumerRecord], stop: asyncio.Event) -> BatchResult | None:
-        messages = [to_raw_message(record) for record in records]
+    async def _store_until_durable(self, records: list[ConsumerRecord], prepared: PreparedBatch,
+                                   stop: asyncio.Event) -> BatchResult | None:
         attempt = 0
         while True:
             try:
-                result = await self.processor.process(messages)
+                result = await self.processor.store(prepared)
                 self.not_ready_reason = None
                 return result
             except PipelineError as error:
                 if not error.retriable:
-                    return await self._isolate_poison(messages, stop)
+                    return await self._isolate_poison([to_raw_message(record) for record in records], stop)
                 attempt += 1
                 self.not_ready_reason = f"retrying after {error.code.value}: {error}"
-                log.warning("hot_path_batch_retry", attempt=attempt, error=str(error), records=len(messages))
+                log.warning("hot_path_batch_retry", attempt=attempt, error=str(error), records=len(records))
                 if stop.is_set():
                     return None
                 await asyncio.sleep(backoff_seconds(attempt, error))
             except Exception:
-                log.exception("hot_path_batch_failed", records=len(messages))
-                return await self._isolate_poison(messages, stop)
+                log.exception("hot_path_batch_failed", records=len(records))
+                return await self._isolate_poison([to_raw_message(record) for record in records], stop)
 
     async def _isolate_poison(self, messages: list[RawMessage], stop: asyncio.Event) -> BatchResult | None:
         """One message at a time: the ones that still fail for a reason a retry cannot fix are dead-lettered."""
@@ -186,8 +203,13 @@ class HotPathService:
         for record in records:
             partition = TopicPartition(record.topic, record.partition)
             offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
-        with kafka.translate_errors("commit offsets"):
+        try:
             await self._consumer.commit(offsets)
+        except KafkaError as error:
+            # The batch is durable either way: a rebalance gives its partitions to a member that finds it
+            # unchanged, and after a broker hiccup the next batch's commit covers these offsets too. A crash
+            # before that only redelivers. So a failed commit is reported, never fatal.
+            log.warning("offset_commit_failed", error=type(error).__name__, retriable=error.retriable)
 
     async def _caught_up(self) -> bool:
         assigned = self._consumer.assignment()
@@ -216,12 +238,13 @@ class HotPathService:
 
 
 @contextlib.asynccontextmanager
-async def open_hot_path(settings: Settings, *, group_id: str = CONSUMER_GROUP) -> AsyncIterator[HotPathService]:
-    """Connections for the hot path; closes them all on exit."""
+async def open_hot_path(settings: Settings, *, group_id: str | None = None) -> AsyncIterator[HotPathService]:
+    """Connections for the hot path (group `group_id`, default KAFKA_CONSUMER_GROUP); closes them all on exit."""
     pool = await postgres.create_pool(settings)
     redis_client = cache.create_client(settings.redis_url)
     producer = kafka.create_producer(settings)
-    consumer = kafka.create_consumer(settings, settings.kafka_topic_raw_policies, group_id=group_id,
+    consumer = kafka.create_consumer(settings, settings.kafka_topic_raw_policies,
+                                     group_id=group_id or settings.kafka_consumer_group,
                                      max_poll_records=settings.hot_path_batch_size)
     try:
         with kafka.translate_errors("start"):
@@ -235,15 +258,40 @@ async def open_hot_path(settings: Settings, *, group_id: str = CONSUMER_GROUP) -
         relay = OutboxRelay(pool, producer, on_sent=observe_sent_events)
         yield HotPathService(settings, consumer, producer, processor, relay, dead_letters)
     finally:
-        await consumer.stop()
-        await producer.stop()
-        await redis_client.aclose()
-        await pool.close()
+        # Bounded: a broker that never answers must not keep a stopping process alive (offsets already committed).
+        for closing in (consumer.stop(), producer.stop(), redis_client.aclose(), pool.close()):
+            try:
+                await asyncio.wait_for(closing, SHUTDOWN_TIMEOUT_SECONDS)
+            except (TimeoutError, PipelineError, OSError) as error:
+                log.warning("hot_path_close_timed_out", error=type(error).__name__)
 
 
 async def run_hot_path(settings: Settings, stop: asyncio.Event, *, drain: bool = False,
-                       serve_ops: bool = True, group_id: str = CONSUMER_GROUP) -> HotPathSummary:
+                       serve_ops: bool = True, group_id: str | None = None) -> HotPathSummary:
+    """Run until `stop` (or, with `drain`, until the topic is consumed).
+
+    Once started, a stop finishes the batch in hand. A stop while still starting (joining the consumer group
+    waits on the broker, possibly long) cancels the start instead: nothing was consumed, so nothing is lost.
+    """
+    started = asyncio.Event()
+    serving = asyncio.create_task(_serve(settings, stop, started, drain=drain, serve_ops=serve_ops,
+                                         group_id=group_id))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not serving.done() and not started.is_set():
+        serving.cancel()
+        log.info("hot_path_stopped_while_starting")
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        return HotPathSummary()
+    return await serving
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, started: asyncio.Event, *, drain: bool, serve_ops: bool,
+                 group_id: str | None) -> HotPathSummary:
     async with open_hot_path(settings, group_id=group_id) as service:
+        started.set()
         ops = OpsServer(settings.metrics_port, lambda: service.not_ready_reason) if serve_ops else None
         if ops is not None:
             await ops.start()

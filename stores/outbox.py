@@ -4,20 +4,20 @@ Kafka afterwards.
 `enqueue` runs inside the caller's transaction, so an event exists exactly when its data committed. The relay
 sends unsent events in id order, waits for the broker's acknowledgement, then marks them sent; a crash between
 the two resends them with the same `event_id` (consumers de-duplicate on it). Several relays may run at once
-(one per replica): rows are claimed with `FOR UPDATE SKIP LOCKED`. Order per key is kept within one relay;
-across replicas the event's `version` says which is newer.
+(one per replica): rows are claimed with `FOR UPDATE SKIP LOCKED`, and deleted once the broker acknowledged
+them (cheaper for PostgreSQL than marking them sent). Order per key is kept within one relay; across
+replicas the event's `version` says which is newer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from common.logging import get_logger
@@ -43,7 +43,7 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 CLAIM_SQL = """
-SELECT id, topic, message_key, envelope::text AS envelope, created_at
+SELECT id, topic, message_key, envelope::text AS envelope, event_type, envelope->'data'->>'collected_at' AS collected_at
 FROM event_outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 """
 
@@ -54,22 +54,28 @@ async def enqueue(connection: asyncpg.Connection, events: Sequence[OutboxEvent])
         return
     rows = [{"event_id": event.event_id, "event_type": event.event_type, "topic": event.topic,
              "message_key": event.key, "envelope": event.envelope} for event in events]
-    await connection.execute(ENQUEUE_SQL, json.dumps(rows, ensure_ascii=False, default=str))
+    await connection.execute(ENQUEUE_SQL, orjson.dumps(rows).decode("utf-8"))
 
 
-SentCallback = Callable[[list[dict[str, Any]]], None]
+@dataclass(frozen=True)
+class SentEvent:
+    """What metrics need of a delivered event, without parsing it again."""
+
+    event_type: str
+    collected_at: str | None  # data.collected_at, for events about a collected record
+
+
+SentCallback = Callable[[list[SentEvent]], None]
 
 
 class OutboxRelay:
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, batch_size: int = 2000,
-                 on_sent: SentCallback | None = None, keep_sent_seconds: float = 86_400) -> None:
+                 on_sent: SentCallback | None = None) -> None:
         self._pool = pool
         self._producer = producer
         self._batch_size = batch_size
         self._on_sent = on_sent
-        self._keep_sent_seconds = keep_sent_seconds
         self.wake = asyncio.Event()
-        self._last_cleanup = 0.0
 
     async def relay_once(self) -> int:
         """Send one batch of unsent events; returns how many were sent."""
@@ -85,11 +91,10 @@ class OutboxRelay:
                         for row in rows
                     ]
                     await asyncio.gather(*deliveries)
-                await connection.execute(
-                    "UPDATE event_outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
-                )
+                await connection.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])",
+                                         [row["id"] for row in rows])
         if self._on_sent is not None:
-            self._on_sent([json.loads(row["envelope"]) for row in rows])
+            self._on_sent([SentEvent(row["event_type"], row["collected_at"]) for row in rows])
         return len(rows)
 
     async def drain(self) -> int:
@@ -104,7 +109,6 @@ class OutboxRelay:
         while not stop.is_set():
             try:
                 sent = await self.relay_once()
-                await self._cleanup_sent()
             except Exception as error:  # a relay failure only delays events: they stay in the outbox
                 log.warning("outbox_relay_failed", error=str(error), error_type=type(error).__name__)
                 sent = 0
@@ -115,12 +119,3 @@ class OutboxRelay:
                 await asyncio.wait(waiters, timeout=idle_poll_seconds, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
-
-    async def _cleanup_sent(self) -> None:
-        if time.monotonic() - self._last_cleanup < 60:
-            return
-        self._last_cleanup = time.monotonic()
-        with postgres.translate_errors("clean outbox"):
-            await self._pool.execute(
-                "DELETE FROM event_outbox WHERE sent_at < now() - make_interval(secs => $1)", self._keep_sent_seconds
-            )

@@ -174,7 +174,8 @@ def test_sigterm_finishes_the_batch_commits_and_exits(hot_settings: Settings) ->
     asyncio.run(publish(hot_settings, make_records(200, source=source)))
     environment = {**os.environ, "KAFKA_TOPIC_RAW_POLICIES": hot_settings.kafka_topic_raw_policies,
                    "KAFKA_TOPIC_POLICY_EVENTS": hot_settings.kafka_topic_policy_events,
-                   "KAFKA_TOPIC_DLQ": hot_settings.kafka_topic_dlq, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING"}
+                   "KAFKA_TOPIC_DLQ": hot_settings.kafka_topic_dlq, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
+                   "KAFKA_CONSUMER_GROUP": f"sigterm-{source}"}
     pipeline = str(Path(sys.executable).parent / "aegis-pipeline")
     process = subprocess.Popen([pipeline, "hot-path"], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)

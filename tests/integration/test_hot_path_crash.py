@@ -30,7 +30,7 @@ def hot_path_process(settings: Settings, *extra: str) -> subprocess.Popen[str]:
     environment = {**os.environ, "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
                    "KAFKA_TOPIC_POLICY_EVENTS": settings.kafka_topic_policy_events,
                    "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
-                   "HOT_PATH_BATCH_SIZE": "200"}
+                   "HOT_PATH_BATCH_SIZE": "200", "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group}
     return subprocess.Popen([PIPELINE, "hot-path", *extra], env=environment, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -72,7 +72,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_stores_nothing_twice(stack: S
     token = uuid.uuid4().hex[:8]
     settings = stack.model_copy(update={"kafka_topic_raw_policies": f"raw-{token}",
                                         "kafka_topic_policy_events": f"events-{token}",
-                                        "kafka_topic_dlq": f"dlq-{token}"})
+                                        "kafka_topic_dlq": f"dlq-{token}", "kafka_consumer_group": f"crash-{token}"})
     await kafka.ensure_topics(settings.kafka_bootstrap_servers, [f"raw-{token}", f"events-{token}", f"dlq-{token}"],
                               partitions=3)
     source = f"crash_{token}"
