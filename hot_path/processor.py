@@ -50,6 +50,10 @@ class PreparedBatch:
     started: float  # monotonic, for the batch's duration
 
 
+# What happened to a batch's records; every record ends in exactly one of stored..invalid.
+OUTCOME_COUNTS = ("received", "stored", "unchanged", "superseded", "invalid")
+
+
 @dataclass
 class BatchResult:
     received: int = 0
@@ -59,6 +63,10 @@ class BatchResult:
     invalid: int = 0
     cached: int = 0
     stored_policies: list[StoredPolicy] = field(default_factory=list)
+
+    def add_counts(self, other: BatchResult) -> None:
+        for name in OUTCOME_COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 def _field_errors(error: ValidationError) -> list[str]:

@@ -29,7 +29,7 @@ from common.logging import get_logger
 from common.ops_server import OpsServer
 from common.retry import backoff_seconds
 from hot_path.cache import PolicyCache
-from hot_path.processor import BatchResult, HotPathProcessor, PreparedBatch, RawMessage
+from hot_path.processor import OUTCOME_COUNTS, BatchResult, HotPathProcessor, PreparedBatch, RawMessage
 from hot_path.store import PolicyStore
 from schemas.events import EventType
 from settings import Settings
@@ -56,7 +56,7 @@ class HotPathSummary:
 
     def add(self, result: BatchResult) -> None:
         self.batches += 1
-        for name in ("received", "stored", "unchanged", "superseded", "invalid"):
+        for name in OUTCOME_COUNTS:
             setattr(self, name, getattr(self, name) + getattr(result, name))
 
 
@@ -183,8 +183,7 @@ class HotPathService:
                     await self._dead_letter_poison(message, error)
                     result = BatchResult(received=1)
                     break
-            for name in ("received", "stored", "unchanged", "superseded", "invalid"):
-                setattr(combined, name, getattr(combined, name) + getattr(result, name))
+            combined.add_counts(result)
         return combined
 
     async def _dead_letter_poison(self, message: RawMessage, error: BaseException) -> None:
