@@ -118,7 +118,8 @@ class HotPathService:
         finally:
             relay_stop.set()
             await relay_task
-            self.summary.events_sent += await self._relay_remaining()
+            await self._relay_remaining()
+            self.summary.events_sent = self._relay.sent_total
         return self.summary
 
     async def _finish(self, storing: asyncio.Task[BatchResult | None], records: list[ConsumerRecord]) -> bool:
@@ -132,12 +133,11 @@ class HotPathService:
         await self._observe_lag(records)
         return True
 
-    async def _relay_remaining(self) -> int:
+    async def _relay_remaining(self) -> None:
         try:
-            return await self._relay.drain()
+            await self._relay.drain()
         except PipelineError as error:  # they stay in the outbox; the next start relays them
             log.warning("outbox_left_for_next_start", reason=str(error))
-            return 0
 
     async def _store_until_durable(self, records: list[ConsumerRecord], prepared: PreparedBatch,
                                    stop: asyncio.Event) -> BatchResult | None:

@@ -76,6 +76,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._on_sent = on_sent
         self.wake = asyncio.Event()
+        self.sent_total = 0  # events this relay delivered since it was made
 
     async def relay_once(self) -> int:
         """Send one batch of unsent events; returns how many were sent."""
@@ -93,6 +94,7 @@ class OutboxRelay:
                     await asyncio.gather(*deliveries)
                 await connection.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])",
                                          [row["id"] for row in rows])
+        self.sent_total += len(rows)
         if self._on_sent is not None:
             self._on_sent([SentEvent(row["event_type"], row["collected_at"]) for row in rows])
         return len(rows)

@@ -95,7 +95,7 @@ async def test_records_are_stored_cached_and_announced_once(hot_settings: Settin
     await publish(hot_settings, [*records, not_json, (b"x:NO_TITLE", json.dumps(no_title).encode())])
 
     summary = await drain(hot_settings, f"group-{source}")
-    assert (summary.stored, summary.invalid, summary.poison) == (60, 2, 0)
+    assert (summary.stored, summary.invalid, summary.poison, summary.events_sent) == (60, 2, 0, 60)
 
     policies = await stored_policies(hot_settings, source)
     assert len(policies) == 60
