@@ -155,10 +155,12 @@ class Settings(CoreSettings):
         }
         return urls[engine]
 
-    def postgres_dsn(self, *, with_password: bool = True) -> str:
+    def postgres_dsn(self, *, with_password: bool = True, database: str | None = None) -> str:
+        """The connection URL, to POSTGRES_DB unless another `database` (e.g. the maintenance `postgres`)."""
         password = self.postgres_password.get_secret_value()
         credentials = f"{self.postgres_user}:{password}" if password and with_password else self.postgres_user
-        return f"postgresql://{credentials}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+        return (f"postgresql://{credentials}@{self.postgres_host}:{self.postgres_port}/"
+                f"{database or self.postgres_db}")
 
     @classmethod
     def settings_customise_sources(

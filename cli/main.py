@@ -7,12 +7,15 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from common.logging import configure_logging
-from settings import SettingsError, load_core_settings, load_settings
+from settings import Settings, SettingsError, load_core_settings, load_settings
+
+if TYPE_CHECKING:
+    from collectors.definitions import SourcesFile
 
 
 @click.group()
@@ -151,7 +154,6 @@ def dlq_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
 def dlq_retry(ids: tuple[str, ...], sources_file: Path | None) -> None:
     """Retry pending letters (at most 3 times each) through the stage that refused them."""
     from collectors.dead_letter_retry import retry_collect_letter
-    from collectors.definitions import load_sources
     from hot_path.dead_letter_retry import retry_hot_letter
     from hot_path.service import open_hot_path
     from stores.dead_letters import DeadLetterStore
@@ -167,7 +169,7 @@ def dlq_retry(ids: tuple[str, ...], sources_file: Path | None) -> None:
             for letter in pending:
                 if letter.stage == "collect":
                     if sources is None:
-                        sources = _load_sources_or_exit(load_sources, sources_file or settings.sources_file)
+                        sources = _load_sources_or_exit(settings, sources_file)
                     status = await retry_collect_letter(letter, sources, service.producer,
                                                         settings.kafka_topic_raw_policies, letters)
                 elif letter.stage == "hot":
@@ -237,13 +239,12 @@ def db_current() -> None:
               help="Sources file (default: SOURCES_FILE).")
 def collect(once: bool, source_name: str | None, sources_file: Path | None) -> None:
     """Fetch the sources, publish new and changed records to the raw topic; print counts per source."""
-    from collectors.definitions import load_sources
     from collectors.run import collect_once, open_context
 
     if not once:
         raise click.UsageError("collect runs with --once; `aegis-pipeline scheduler` runs collections on schedule")
     settings = load_settings()
-    definitions = _load_sources_or_exit(load_sources, sources_file or settings.sources_file)
+    definitions = _load_sources_or_exit(settings, sources_file)
     sources = definitions.select(source_name)
 
     async def run() -> list:
@@ -275,13 +276,12 @@ def scheduler(sources_file: Path | None) -> None:
     """Run every enabled source on its schedule until SIGTERM or Ctrl-C (safe to run on several replicas)."""
     import signal
 
-    from collectors.definitions import load_sources
     from collectors.run import open_context
     from collectors.scheduler import CollectionScheduler
     from stores import cache
 
     settings = load_settings()
-    sources = _load_sources_or_exit(load_sources, sources_file or settings.sources_file).select()
+    sources = _load_sources_or_exit(settings, sources_file).select()
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -298,12 +298,14 @@ def scheduler(sources_file: Path | None) -> None:
     asyncio.run(serve())
 
 
-def _load_sources_or_exit(loader: Any, path: Path) -> Any:
+def _load_sources_or_exit(settings: Settings, sources_file: Path | None) -> SourcesFile:
+    """The sources file given on the command line, else SOURCES_FILE; exit 2 naming what is wrong in it."""
+    from collectors.definitions import load_sources
     from common.errors import SourceConfigError
     from settings import environment_values
 
     try:
-        return loader(path, environment_values())
+        return load_sources(sources_file or settings.sources_file, environment_values())
     except SourceConfigError as error:
         click.echo(str(error.args[0]), err=True)
         sys.exit(2)

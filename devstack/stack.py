@@ -128,7 +128,7 @@ async def _prepare(settings: Settings, timeout_seconds: float) -> None:
     from schemas.migrations import upgrade_to_head
     from stores import kafka, postgres
 
-    server_dsn = settings.postgres_dsn().rsplit("/", 1)[0] + "/postgres"
+    server_dsn = settings.postgres_dsn(database="postgres")
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(lambda error: getattr(error, "retriable", False)),
         stop=stop_after_delay(timeout_seconds),

@@ -121,14 +121,22 @@ class DeadLetterStore:
                 """,
                 statuses, limit,
             )
-        return [StoredLetter(**{**dict(row), "payload": json.loads(row["payload"]) if row["payload"] else None})
-                for row in rows]
+        return [_letter(row) for row in rows]
 
     async def retriable(self, *, ids: list[str] | None = None, limit: int = 1000) -> list[StoredLetter]:
-        """Pending letters with retries left (or exactly those `ids`, when given and still pending)."""
-        letters = await self.list(statuses=["pending"], limit=limit if ids is None else 100_000)
-        chosen = [letter for letter in letters if letter.retry_count < MAX_RETRIES]
-        return [letter for letter in chosen if ids is None or letter.id in ids]
+        """Pending letters with retries left, oldest failure first (only those `ids`, when given)."""
+        with postgres.translate_errors("list retriable dead letters"):
+            rows = await self._pool.fetch(
+                """
+                SELECT id::text, stage, source_system, record_key, error_code, error_message, payload::text,
+                       payload_text, retry_count, status, first_failed_at, last_failed_at
+                FROM dead_letters
+                WHERE status = 'pending' AND retry_count < $1 AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
+                ORDER BY last_failed_at LIMIT $3
+                """,
+                MAX_RETRIES, ids, limit,
+            )
+        return [_letter(row) for row in rows]
 
     async def resolve(self, letter_id: str) -> None:
         with postgres.translate_errors("resolve dead letter"):
@@ -162,3 +170,7 @@ class DeadLetterStore:
         with postgres.translate_errors("count dead letters"):
             rows = await self._pool.fetch("SELECT status, count(*) AS n FROM dead_letters GROUP BY status")
         return {row["status"]: row["n"] for row in rows}
+
+
+def _letter(row: asyncpg.Record) -> StoredLetter:
+    return StoredLetter(**{**dict(row), "payload": json.loads(row["payload"]) if row["payload"] else None})

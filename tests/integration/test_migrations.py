@@ -21,7 +21,7 @@ TABLES = {"policies", "pipeline_metadata", "processing_history", "quality_metric
 @pytest.fixture
 async def empty_database(stack: Settings) -> Settings:
     name = f"migrations_{uuid.uuid4().hex[:8]}"
-    server_dsn = stack.postgres_dsn().rsplit("/", 1)[0] + "/postgres"
+    server_dsn = stack.postgres_dsn(database="postgres")
     await postgres.ensure_database(server_dsn, name)
     return stack.model_copy(update={"postgres_db": name})
 
