@@ -14,8 +14,9 @@ from hot_path.dead_letter_retry import retry_hot_letter
 from hot_path.processor import HotPathProcessor
 from hot_path.store import PolicyStore
 from settings import Settings
-from stores import cache, postgres
+from stores import cache, kafka, postgres
 from stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
+from stores.outbox import OutboxRelay
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +54,13 @@ async def test_retry_resolves_what_is_valid_now_and_exhausts_the_rest(stack: Set
             rows = await connection.fetch("SELECT record_key, status, retry_count FROM dead_letters "
                                           "WHERE record_key LIKE $1 ORDER BY record_key", f"{source}:%")
         assert stored == 1
+        # The stored policy is announced like any other: its event is in the outbox, and the relay sends it.
+        producer = kafka.create_producer(stack)
+        await producer.start()
+        try:
+            assert await OutboxRelay(pool, producer).drain() >= 1
+        finally:
+            await producer.stop()
         assert [(row["record_key"], row["status"], row["retry_count"]) for row in rows] == [
             (f"{source}:broken", "exhausted", 3), (f"{source}:fixed", "resolved", 0)]
     finally:
