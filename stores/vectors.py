@@ -20,8 +20,14 @@ def translate_errors(operation: str) -> Iterator[None]:
 
 
 def create_client(uri: str, *, timeout_seconds: float = 10.0) -> MilvusClient:
+    """A client with a connection of its own, closed with the client.
+
+    pymilvus otherwise shares one connection per URI in the process and, when reusing one idle for over 30 s,
+    probes and "recovers" it; under load that recovery fails (seen here) although the server is fine. Our
+    clients live for one task, so a dedicated connection is both simpler and never stale.
+    """
     with translate_errors("connect"):
-        return MilvusClient(uri=uri, timeout=timeout_seconds)
+        return MilvusClient(uri=uri, timeout=timeout_seconds, dedicated=True)
 
 
 def ping(uri: str) -> None:
