@@ -96,6 +96,12 @@ class CoreSettings(BaseSettings):
     collector_circuit_failure_threshold: int = Field(default=5, ge=1)
     collector_circuit_recovery_seconds: float = Field(default=60.0, gt=0)
 
+    # Cold path (issue 5): scoring weights, duplicate detection.
+
+    # Sync (issue 6): embedding model, targets, consistency.
+
+    # Input limits (issue 8): sizes beyond which input is refused with a DP code.
+
     @property
     def stack_state_path(self) -> Path:
         return self.aegis_data_dir / STACK_STATE_FILE

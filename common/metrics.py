@@ -58,3 +58,29 @@ outbox_events_sent_total = Counter(
     "Events relayed from the outbox to Kafka, by event type",
     ["event_type"],
 )
+
+# Quality (cold path)
+data_quality_score = Gauge(
+    "data_quality_score",
+    "Mean quality score (0..1) of the records a cold-path run scored, per source",
+    ["source"],
+)
+
+# Sync of PostgreSQL to the target stores (vectors, graph, search)
+db_sync_total = Counter(
+    "db_sync_total",
+    "Sync runs per target store, by outcome (success, failure)",
+    ["target_db", "status"],
+)
+db_sync_latency_seconds = Histogram(
+    "db_sync_latency_seconds",
+    "Duration of one sync run of one target store",
+    ["target_db"],
+    buckets=(1, 5, 10, 30, 60),
+)
+consistency_drift_documents = Gauge(
+    "consistency_drift_documents",
+    "Documents that differ from PostgreSQL at the last consistency check, per target and kind "
+    "(missing, stale, orphaned)",
+    ["target_db", "kind"],
+)

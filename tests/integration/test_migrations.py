@@ -15,7 +15,7 @@ from stores import postgres
 pytestmark = pytest.mark.integration
 
 TABLES = {"policies", "pipeline_metadata", "processing_history", "quality_metrics", "audit_logs", "dead_letters",
-          "collection_checkpoints", "collected_records", "event_outbox"}
+          "collection_checkpoints", "collected_records", "event_outbox", "policy_duplicates"}
 
 
 @pytest.fixture
