@@ -63,6 +63,7 @@ class BatchResult:
     invalid: int = 0
     cached: int = 0
     stored_policies: list[StoredPolicy] = field(default_factory=list)
+    events: list[OutboxEvent] = field(default_factory=list)  # committed in the outbox, not sent yet
 
     def add_counts(self, other: BatchResult) -> None:
         for name in OUTCOME_COUNTS:
@@ -162,7 +163,7 @@ class HotPathProcessor:
         outcome = await self._store.store_batch(prepared.clean, self.make_events, started_at=prepared.started_at)
         result = BatchResult(received=prepared.received, stored=len(outcome.stored), unchanged=outcome.unchanged,
                              superseded=outcome.superseded, invalid=len(prepared.letters),
-                             stored_policies=outcome.stored)
+                             stored_policies=outcome.stored, events=outcome.events)
         result.cached = await self._cache.put_many(outcome.stored)
         _observe(result, time.monotonic() - prepared.started, self._settings.hot_path_timeout_seconds)
         return result

@@ -6,8 +6,9 @@ retried with backoff for as long as it lasts, without committing, so nothing is 
 transient is isolated: the batch is processed one message at a time and the message that still fails (a
 poison message) goes to the dead-letter queue (DP_4003), so it cannot stall its partition.
 
-The outbox relay runs beside the consumer and is woken after each commit. SIGTERM finishes the batch in hand,
-commits, relays what is pending and exits. `--drain` stops once every assigned partition is consumed to its
+Each batch's events are sent as soon as its transaction commits; the outbox relay runs beside the consumer
+for what a failed send left behind. SIGTERM finishes the batch in hand, commits, relays what is pending and
+exits. `--drain` stops once every assigned partition is consumed to its
 end (for batch use and tests).
 """
 
@@ -84,6 +85,7 @@ class HotPathService:
         self.processor = processor
         self._relay = relay
         self._dead_letters = dead_letters
+        self.dead_letters = dead_letters  # the ops server reads the unresolved counts through it
         self.summary = HotPathSummary()
         self.not_ready_reason: str | None = "starting"
         self._last_lag_refresh = 0.0
@@ -118,7 +120,7 @@ class HotPathService:
         finally:
             relay_stop.set()
             await relay_task
-            await self._relay_remaining()
+            await self.relay_pending()
             self.summary.events_sent = self._relay.sent_total
         return self.summary
 
@@ -129,11 +131,17 @@ class HotPathService:
             return False
         await self._commit(records)
         self.summary.add(result)
-        self._relay.wake.set()
         await self._observe_lag(records)
         return True
 
-    async def _relay_remaining(self) -> None:
+    async def _send_events(self, result: BatchResult) -> None:
+        try:
+            await self._relay.send_committed(result.events)
+        except PipelineError as error:  # durable in the outbox: the relay loop sends them after its grace period
+            log.warning("events_left_for_relay", events=len(result.events), reason=str(error))
+
+    async def relay_pending(self) -> None:
+        """Send every unsent event in the outbox (at shutdown, and after `dlq retry`)."""
         try:
             await self._relay.drain()
         except PipelineError as error:  # they stay in the outbox; the next start relays them
@@ -146,6 +154,7 @@ class HotPathService:
             try:
                 result = await self.processor.store(prepared)
                 self.not_ready_reason = None
+                await self._send_events(result)
                 return result
             except PipelineError as error:
                 if not error.retriable:
@@ -168,6 +177,7 @@ class HotPathService:
             while True:
                 try:
                     result = await self.processor.process([message])
+                    await self._send_events(result)
                     break
                 except PipelineError as error:
                     if error.retriable:
@@ -291,7 +301,8 @@ async def _serve(settings: Settings, stop: asyncio.Event, started: asyncio.Event
                  group_id: str | None) -> HotPathSummary:
     async with open_hot_path(settings, group_id=group_id) as service:
         started.set()
-        ops = OpsServer(settings.metrics_port, lambda: service.not_ready_reason) if serve_ops else None
+        ops = OpsServer(settings.metrics_port, lambda: service.not_ready_reason,
+                        before_scrape=service.dead_letters.refresh_unresolved_gauge) if serve_ops else None
         if ops is not None:
             await ops.start()
         try:

@@ -9,7 +9,7 @@ record gets version + 1 and goes back to `pending_validation` for the cold path 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,6 +78,7 @@ class BatchOutcome:
     stored: list[StoredPolicy]  # inserted or changed: each has an event in the outbox
     unchanged: int              # same content as stored: nothing written, no event
     superseded: int             # an older message of a key that appears again later in the same batch
+    events: list[OutboxEvent] = field(default_factory=list)  # committed with the data, for the writer to send
 
 
 def _row(policy: CleanPolicy) -> dict[str, Any]:
@@ -137,10 +138,12 @@ class PolicyStore:
                     StoredPolicy(str(row["id"]), row["version"], by_key[(row["source_system"], row["external_id"])])
                     for row in rows
                 ]
+                events = make_events(stored) if stored else []
                 if stored:
-                    await outbox.enqueue(connection, make_events(stored))
+                    await outbox.enqueue(connection, events)
                     elapsed_ms = int((datetime.now(UTC) - (started_at or datetime.now(UTC))).total_seconds() * 1000)
                     await connection.execute(HISTORY_SQL, _json([
                         {"policy_id": item.policy_id, "processing_time_ms": elapsed_ms} for item in stored
                     ]))
-        return BatchOutcome(stored=stored, unchanged=len(unique) - len(stored), superseded=len(policies) - len(unique))
+        return BatchOutcome(stored=stored, unchanged=len(unique) - len(stored), superseded=len(policies) - len(unique),
+                            events=events)

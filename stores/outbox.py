@@ -1,17 +1,23 @@
 """The transactional outbox (table `event_outbox`): write events in the data's own transaction, relay them to
 Kafka afterwards.
 
-`enqueue` runs inside the caller's transaction, so an event exists exactly when its data committed. The relay
-sends unsent events in id order, waits for the broker's acknowledgement, then marks them sent; a crash between
-the two resends them with the same `event_id` (consumers de-duplicate on it). Several relays may run at once
-(one per replica): rows are claimed with `FOR UPDATE SKIP LOCKED`, and deleted once the broker acknowledged
-them (cheaper for PostgreSQL than marking them sent). Order per key is kept within one relay; across
-replicas the event's `version` says which is newer.
+`enqueue` runs inside the caller's transaction, so an event exists exactly when its data committed. Then:
+
+- the writer sends the events it just committed itself (`send_committed`): no second read of the rows, and
+  the event leaves as soon as its data is durable;
+- the relay loop (`run`) picks up what a writer left behind (a failed send, a crash), once a row is older than
+  `grace_seconds`, so it does not race the writer's own send; `drain` sends everything unsent.
+
+Either way an event is deleted only after the broker acknowledged it (cheaper for PostgreSQL than marking it
+sent); a crash in between sends it again with the same `event_id` (consumers de-duplicate on it). Several
+relays may run at once (one per replica): rows are claimed with `FOR UPDATE SKIP LOCKED`. Order per key is
+kept within one writer; across replicas the event's `version` says which is newer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +50,8 @@ ON CONFLICT (event_id) DO NOTHING
 
 CLAIM_SQL = """
 SELECT id, topic, message_key, envelope::text AS envelope, event_type, envelope->'data'->>'collected_at' AS collected_at
-FROM event_outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+FROM event_outbox WHERE sent_at IS NULL AND created_at <= now() - make_interval(secs => $2)
+ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 """
 
 
@@ -70,19 +77,45 @@ SentCallback = Callable[[list[SentEvent]], None]
 
 class OutboxRelay:
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, batch_size: int = 2000,
-                 on_sent: SentCallback | None = None) -> None:
+                 grace_seconds: float = 10.0, on_sent: SentCallback | None = None) -> None:
         self._pool = pool
         self._producer = producer
         self._batch_size = batch_size
+        self._grace_seconds = grace_seconds
         self._on_sent = on_sent
-        self.wake = asyncio.Event()
         self.sent_total = 0  # events this relay delivered since it was made
 
-    async def relay_once(self) -> int:
-        """Send one batch of unsent events; returns how many were sent."""
+    async def send_committed(self, events: Sequence[OutboxEvent]) -> int:
+        """Send events whose transaction has just committed, then delete their rows.
+
+        Raises like `relay_once` when the broker or the database fails: the rows stay, and the relay loop sends
+        them once they are older than the grace period.
+        """
+        if not events:
+            return 0
+        with kafka.translate_errors("send events"):
+            deliveries = [
+                await self._producer.send(event.topic, orjson.dumps(event.envelope), key=event.key.encode("utf-8"))
+                for event in events
+            ]
+            await asyncio.gather(*deliveries)
+        with postgres.translate_errors("mark events sent"):
+            async with self._pool.acquire() as connection:
+                await connection.execute("DELETE FROM event_outbox WHERE event_id = ANY($1::uuid[])",
+                                         [event.event_id for event in events])
+        self.sent_total += len(events)
+        if self._on_sent is not None:
+            self._on_sent([SentEvent(event.event_type, event.envelope["data"].get("collected_at"))
+                           for event in events])
+        return len(events)
+
+    async def relay_once(self, *, include_recent: bool = True) -> int:
+        """Send one batch of unsent events; returns how many were sent. `include_recent=False` leaves rows younger
+        than the grace period to the writer that is sending them."""
+        min_age_seconds = 0.0 if include_recent else self._grace_seconds
         with postgres.translate_errors("relay events"):
             async with self._pool.acquire() as connection, connection.transaction():
-                rows = await connection.fetch(CLAIM_SQL, self._batch_size)
+                rows = await connection.fetch(CLAIM_SQL, self._batch_size, min_age_seconds)
                 if not rows:
                     return 0
                 with kafka.translate_errors("send events"):
@@ -107,17 +140,13 @@ class OutboxRelay:
         return total
 
     async def run(self, stop: asyncio.Event, *, idle_poll_seconds: float = 1.0) -> None:
-        """Relay until `stop`; sleeps until woken (new events committed) or `idle_poll_seconds` pass."""
+        """Until `stop`, send what writers left behind (rows older than the grace period)."""
         while not stop.is_set():
             try:
-                sent = await self.relay_once()
+                sent = await self.relay_once(include_recent=False)
             except Exception as error:  # a relay failure only delays events: they stay in the outbox
                 log.warning("outbox_relay_failed", error=str(error), error_type=type(error).__name__)
                 sent = 0
-                await asyncio.sleep(idle_poll_seconds)
             if sent == 0:
-                self.wake.clear()
-                waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
-                await asyncio.wait(waiters, timeout=idle_poll_seconds, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle_poll_seconds)
