@@ -116,14 +116,15 @@ def _load(name: str) -> _Schema:
 # that `_compile` does not know makes that schema slow, never lax.
 
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "examples", "default"})
-_TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
-    "string": lambda value: type(value) is str,
-    "integer": lambda value: type(value) is int,
-    "number": lambda value: type(value) is int or type(value) is float,
-    "boolean": lambda value: type(value) is bool,
-    "null": lambda value: value is None,
-    "object": lambda value: type(value) is dict,
-    "array": lambda value: type(value) is list,
+# The exact Python types that certainly are each JSON type (subclasses go to jsonschema: see above).
+_EXACT_TYPES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "integer": frozenset({int}),
+    "number": frozenset({int, float}),
+    "boolean": frozenset({bool}),
+    "null": frozenset({type(None)}),
+    "object": frozenset({dict}),
+    "array": frozenset({list}),
 }
 
 
@@ -164,10 +165,13 @@ _QUICK_FORMATS: dict[str, Callable[[str], Any]] = {
 
 
 def _compile_keyword(keyword: str, argument: Any) -> Callable[[Any], bool] | None:
-    is_number = _TYPE_TESTS["number"]
+    def is_number(value: Any) -> bool:
+        return type(value) is int or type(value) is float
+
     if keyword == "type":
-        tests = [_TYPE_TESTS[name] for name in ([argument] if isinstance(argument, str) else argument)]
-        return tests[0] if len(tests) == 1 else lambda value: any(test(value) for test in tests)
+        allowed = frozenset().union(*(_EXACT_TYPES[name] for name in ([argument] if isinstance(argument, str)
+                                                                      else argument)))
+        return lambda value: type(value) in allowed
     if keyword == "enum" and all(type(choice) is str for choice in argument):
         choices = frozenset(argument)
         return lambda value: type(value) is str and value in choices
