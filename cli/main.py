@@ -5,28 +5,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from pydantic import SecretStr
 
-from common.logging import configure_logging
-from settings import Settings, SettingsError, load_core_settings, load_settings
+from common.logging import bind_context, configure_logging, get_logger, register_secrets
+from hot_path.cleaning import mask_text
+from settings import Settings, SettingsError, load_core_settings
+from settings import load_settings as _load_settings
 
 if TYPE_CHECKING:
     from collectors.definitions import SourcesFile
 
 
+SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+# Commands that run once and end before Prometheus could scrape them: their metrics go to the Pushgateway.
+BATCH_COMMANDS = frozenset({"cold-path", "sync", "consistency", "collect", "dlq"})
+
+
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """Aegis data pipeline: collect, validate, store and sync public policy announcements."""
     try:
         core = load_core_settings()
     except SettingsError as error:
         click.echo(str(error), err=True)
         sys.exit(2)
-    configure_logging(core.log_level, json_lines=core.log_json)
+    configure_logging(core.log_level, json_lines=core.log_json, mask=mask_text)
+    command = context.invoked_subcommand
+    # Every line of this run says which command and which run it came from (to follow one run across lines).
+    bind_context(service=core.service_name, command=command, run_id=uuid.uuid4().hex)
+    if core.prometheus_pushgateway_url and command in BATCH_COMMANDS:
+        context.call_on_close(lambda: _push_metrics(core.prometheus_pushgateway_url, f"aegis-{command}"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The full settings; their secret values are registered so that no log line can show them."""
+    settings = _load_settings(**overrides)
+    register_secrets(value.get_secret_value() for value in settings.__dict__.values() if isinstance(value, SecretStr))
+    return settings
+
+
+def _push_metrics(gateway_url: str, job: str) -> None:
+    from common.metrics import push_to_gateway
+
+    try:
+        push_to_gateway(gateway_url, job)
+    except OSError as error:  # the command's own outcome stands; a missed push only leaves a gap on the dashboard
+        get_logger(__name__).warning("metrics_push_failed", job=job, reason=str(error))
 
 
 @main.group()
@@ -91,7 +123,19 @@ def dev_demo() -> None:
     click.echo(f"  received {hot.received}: stored {hot.stored} (new or changed), unchanged {hot.unchanged}, "
                f"superseded {hot.superseded}, invalid {hot.invalid} (DLQ DP_2001), poison {hot.poison} (DLQ DP_4003); "
                f"events sent {hot.events_sent}")
-    sys.exit(0 if all(result.status == "ok" for result in report.collection) else 1)
+    click.echo("== cold path: full validation, quality score, duplicates -> active / rejected, data.quality_updated")
+    _print_cold_path(report.cold_path)
+    click.echo(f"  events sent {report.cold_path_events_sent}")
+    demo_ok = True
+    if report.sync is not None and report.consistency is not None:
+        click.echo("== sync: PostgreSQL -> Milvus (vectors), graph, Elasticsearch (search); data.sync_completed")
+        for result in report.sync.results:
+            _print_target_result(result)
+        click.echo(f"  events sent {report.sync_events_sent}")
+        click.echo("== consistency report: each target against PostgreSQL")
+        _print_consistency(report.consistency)
+        demo_ok = report.sync.success and report.consistency.consistent
+    sys.exit(0 if demo_ok and all(result.status == "ok" for result in report.collection) else 1)
 
 
 @main.command("hot-path")
@@ -177,6 +221,7 @@ def dlq_retry(ids: tuple[str, ...], sources_file: Path | None) -> None:
                 else:
                     status = "skipped"  # cold and sync failures are retried by their own runs
                 outcomes[status] = outcomes.get(status, 0) + 1
+            await service.relay_pending()  # the events of the policies stored now
         return outcomes
 
     outcomes = asyncio.run(retry())
@@ -207,6 +252,125 @@ async def _pool(settings: Any) -> Any:
         yield pool
     finally:
         await pool.close()
+
+
+@main.group("cold-path")
+def cold_path_group() -> None:
+    """The cold path: full validation, quality score, duplicates, status active or rejected."""
+
+
+@cold_path_group.command("run")
+@click.option("--limit", type=click.IntRange(min=1), help="Score at most this many records.")
+@click.option("--source", "source_name", help="Only records of this source.")
+@click.option("--rescore-all", is_flag=True, help="Score every record again (not archived), not only new/changed.")
+def cold_path_run(limit: int | None, source_name: str | None, rescore_all: bool) -> None:
+    """Run the cold path once; print counts per status and the score distribution."""
+    from cold_path.run import run_cold_path
+
+    report = asyncio.run(run_cold_path(load_settings(), limit=limit, source=source_name, rescore_all=rescore_all))
+    _print_cold_path(report)
+
+
+def _print_cold_path(report: Any) -> None:
+    counts = report.counts
+    click.echo(f"  run {report.run_id}: {report.processed} records in {report.batches} batches, "
+               f"{report.elapsed_seconds:.1f} s")
+    click.echo(f"  active {counts.get('active', 0)}, rejected {counts.get('rejected', 0)}, duplicate "
+               f"{counts.get('duplicate', 0)} (linked to their canonical record), failed {report.failed} (DLQ DP_4002)"
+               + (f", requeued {report.requeued}" if report.requeued else ""))
+    if report.rejected_by_code:
+        click.echo("  rejected by code: " + ", ".join(f"{code} {n}" for code, n in report.rejected_by_code.items()))
+    click.echo("  score distribution: " + ", ".join(f"{bucket} {n}" for bucket, n in report.score_distribution.items()))
+    if report.mean_score_by_source:
+        click.echo("  mean score by source: " + ", ".join(
+            f"{source} {mean:.2f}" for source, mean in report.mean_score_by_source.items()))
+
+
+@main.group("sync")
+def sync_group() -> None:
+    """Sync PostgreSQL to Milvus (vectors), the graph store (graph) and Elasticsearch (search)."""
+
+
+_TARGET_CHOICE = click.Choice(["vectors", "graph", "search"])
+
+
+@sync_group.command("run")
+@click.option("--target", "targets", multiple=True, type=_TARGET_CHOICE, help="Only this target (repeatable).")
+def sync_run(targets: tuple[str, ...]) -> None:
+    """Send each target the records changed since its last successful sync. Exits 1 if a target failed."""
+    from sync.run import run_sync
+
+    report = asyncio.run(run_sync(load_settings(), targets=list(targets) or None))
+    click.echo(f"sync {report.run_id}: {report.policies_synced} policies")
+    for result in report.results:
+        _print_target_result(result)
+    sys.exit(0 if report.success else 1)
+
+
+@sync_group.command("rebuild")
+@click.option("--target", required=True, type=_TARGET_CHOICE)
+def sync_rebuild(target: str) -> None:
+    """Write a complete new copy of the target, then swap it in (search never goes empty)."""
+    from sync.run import rebuild
+
+    result = asyncio.run(rebuild(load_settings(), target))
+    _print_target_result(result)
+    sys.exit(0 if result.success else 1)
+
+
+def _print_target_result(result: Any) -> None:
+    state = "ok  " if result.success else "FAIL"
+    line = (f"  {state} {result.target:<8} ({result.store}) upserted {result.upserted}, deleted {result.deleted}, "
+            f"encoded {result.encoded}, deferred {result.deferred}, {result.duration_seconds:.1f} s")
+    click.echo(line + (f"  {result.error}" if result.error else ""))
+
+
+@main.group()
+def consistency() -> None:
+    """Compare each sync target with PostgreSQL, and repair what differs."""
+
+
+@consistency.command("check")
+@click.option("--target", "targets", multiple=True, type=_TARGET_CHOICE, help="Only this target (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def consistency_check(targets: tuple[str, ...], as_json: bool) -> None:
+    """Count missing, stale and orphaned documents per target. Exits 1 when not consistent."""
+    from sync.consistency import check_consistency
+
+    report = asyncio.run(check_consistency(load_settings(), targets=list(targets) or None))
+    if as_json:
+        click.echo(json.dumps(report.summary(), ensure_ascii=False))
+    else:
+        _print_consistency(report)
+    sys.exit(0 if report.consistent else 1)
+
+
+@consistency.command("repair")
+def consistency_repair() -> None:
+    """Check, then fix exactly what was found: rewrite missing and stale documents, delete orphaned ones."""
+    from sync.consistency import check_consistency, repair
+
+    async def check_and_repair() -> tuple[Any, Any]:
+        settings = load_settings()
+        report = await check_consistency(settings)
+        return report, await repair(settings, report)
+
+    report, repaired = asyncio.run(check_and_repair())
+    _print_consistency(report)
+    click.echo("repaired: " + ", ".join(f"{name} " + " ".join(f"{kind} {count}" for kind, count in kinds.items())
+                                        for name, kinds in repaired.fixed.items()))
+    for name, error in repaired.summary()["errors"].items():
+        click.echo(f"  FAIL {name}: {error}")
+    sys.exit(0 if repaired.success else 1)
+
+
+def _print_consistency(report: Any) -> None:
+    click.echo(f"consistency {'ok' if report.consistent else 'DRIFT'} ({report.duration_seconds:.1f} s, "
+               f"report {report.report_id})")
+    for name, check in report.targets.items():
+        counts = check.drift.counts()
+        line = f"  {name:<8} missing {counts['missing']}, stale {counts['stale']}, orphaned {counts['orphaned']}"
+        click.echo(line + (f"  {check.error_code}: {check.error}" if check.error else ""))
 
 
 @main.group()
@@ -278,6 +442,7 @@ def scheduler(sources_file: Path | None) -> None:
 
     from collectors.run import open_context
     from collectors.scheduler import CollectionScheduler
+    from common.ops_server import OpsServer
     from stores import cache
 
     settings = load_settings()
@@ -291,7 +456,14 @@ def scheduler(sources_file: Path | None) -> None:
         lock_client = cache.create_client(settings.redis_url)
         try:
             async with open_context(settings) as context:
-                await CollectionScheduler(context, sources, lock_client).serve(stop)
+                # /health, /health/ready and /metrics (the collectors' metrics live in this process)
+                ops = OpsServer(settings.metrics_port, lambda: None,
+                                before_scrape=context.dead_letters.refresh_unresolved_gauge)
+                await ops.start()
+                try:
+                    await CollectionScheduler(context, sources, lock_client).serve(stop)
+                finally:
+                    await ops.stop()
         finally:
             await lock_client.aclose()
 
@@ -304,8 +476,11 @@ def _load_sources_or_exit(settings: Settings, sources_file: Path | None) -> Sour
     from common.errors import SourceConfigError
     from settings import environment_values
 
+    environment = environment_values()
+    # Source keys reach the sources file as ${NAME}s: values of variables named like a secret stay out of logs.
+    register_secrets(value for name, value in environment.items() if SECRET_VARIABLE.search(name))
     try:
-        return load_sources(sources_file or settings.sources_file, environment_values())
+        return load_sources(sources_file or settings.sources_file, environment)
     except SourceConfigError as error:
         click.echo(str(error.args[0]), err=True)
         sys.exit(2)

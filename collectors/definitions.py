@@ -24,6 +24,8 @@ from collectors.parsing import VALUE_PARSERS
 from common.errors import SourceConfigError
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Query parameters and headers whose value is a credential (serviceKey, crtfcKey, Authorization, token ...).
+_CREDENTIAL_NAME = re.compile(r"key|token|secret|passw|auth|signature|credential", re.IGNORECASE)
 RECORD_FIELDS = {
     "title", "content", "issuing_organization", "target_region", "target_industry", "funding_type",
     "application_start_date", "application_end_date", "original_url",
@@ -192,6 +194,16 @@ class SourceDefinition(_Strict):
             except LookupError:
                 raise ValueError(f"unknown encoding {self.encoding!r}") from None
         return self
+
+    def secret_values(self) -> set[str]:
+        """The credentials this source sends (values of params and headers named like a key, token, password or
+        authorization), so nothing the collector writes repeats them. ``Infuser <key>`` gives the key too."""
+        values: set[str] = set()
+        for name, value in [*self.params.items(), *self.headers.items()]:
+            if _CREDENTIAL_NAME.search(name) and value.strip():
+                values.add(value.strip())
+                values.add(value.split()[-1])
+        return values
 
     def effective_schedule(self, *, api_interval_hours: float, board_cron: str = "0 0 * * *") -> Schedule:
         """The source's own schedule, else the design's: APIs and feeds every N hours, boards daily at 00:00."""

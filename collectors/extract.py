@@ -4,6 +4,11 @@ XML becomes nested dicts (an element with children is a dict, repeated children 
 one dotted `records_path` syntax serves JSON and XML alike; a path that ends on a single element (data.go.kr's
 one-item `<items><item>`) still yields a list. The data.go.kr error envelope, which arrives with HTTP 200, is
 recognised here and raised as the error it is. Pure: no I/O.
+
+A response that cannot be read as a whole (not JSON or not well-formed XML, nested too deep, with a duplicate key or
+a NaN, records that are not a list of objects, too large) is refused with `RefusedResponseError` (DP_1004), which
+keeps the start of the body for the dead-letter queue. JSON is read strictly: a duplicate key would silently keep
+only its last value (RFC 8259 leaves it undefined), and NaN / Infinity are not JSON.
 """
 
 from __future__ import annotations
@@ -24,9 +29,21 @@ from collectors.definitions import (
 from common.errors import InvalidDataError, RateLimitedError, SourceConfigError
 
 RSS_RECORDS_PATH = "rss.channel.item"
+BODY_EXCERPT_CHARS = 10_000  # of a refused response, kept in the dead-letter queue
+# Public APIs nest a few levels; deeper documents are refused before any recursive step (mapping, sanitising,
+# pydantic's own limit of about 200 on the hot path) can fail on them.
+MAX_NESTING_DEPTH = 64
 # data.go.kr returnReasonCode values: 22 = request quota exceeded (wait and retry); the others need a person.
 DATA_GO_KR_RATE_LIMITED = {"22"}
 DATA_GO_KR_KEY_ERRORS = {"20", "30", "31", "32", "33"}  # access denied, key not registered / expired / bad IP
+
+
+class RefusedResponseError(InvalidDataError):
+    """A whole response refused (DP_1004); `body_excerpt` is its first BODY_EXCERPT_CHARS characters."""
+
+    def __init__(self, message: str, *, body: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.body_excerpt = body[:BODY_EXCERPT_CHARS]
 
 
 @dataclass(frozen=True)
@@ -37,7 +54,12 @@ class Page:
 
 
 # No entity resolution, no network: a hostile XML payload cannot read files or call out (XXE).
-_XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=False)
+_XML_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, huge_tree=False, recover=False,
+    # The text was already decoded (decode_body); lxml reads our UTF-8 re-encoding whatever the document declares
+    # (Korean feeds declare EUC-KR, which would otherwise be applied to UTF-8 bytes).
+    encoding="utf-8",
+)
 
 
 def xml_to_dict(element: etree._Element) -> Any:
@@ -67,14 +89,15 @@ def dig(document: Any, path: str | None) -> Any:
     return current
 
 
-def _as_record_list(found: Any, source: SourceDefinition) -> list[dict[str, Any]]:
+def _as_record_list(found: Any, source: SourceDefinition, text: str) -> list[dict[str, Any]]:
     if found is None or found == "":
         return []  # an empty <items/> or a missing list: no records on this page
     if isinstance(found, dict):
         return [found]  # a page with one item gives the item itself, not a list
     if isinstance(found, list) and all(isinstance(item, dict) for item in found):
         return found
-    raise InvalidDataError(f"{source.name}: records at {source.records_path!r} are not a list of objects")
+    raise RefusedResponseError(f"{source.name}: records at {source.records_path!r} are not a list of objects",
+                               body=text)
 
 
 def check_data_go_kr_envelope(document: dict[str, Any], source: SourceDefinition) -> None:
@@ -99,27 +122,76 @@ def check_data_go_kr_envelope(document: dict[str, Any], source: SourceDefinition
         raise SourceConfigError(f"{source.name}: {message} (code {result_code})", source=source.name)
 
 
+class _NotStrictJson(ValueError):
+    pass
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise _NotStrictJson(f"duplicate key {repeated[:100]!r}")
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrictJson(f"{name} is not a JSON value")
+
+
+def _loads_strict_json(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_object_without_duplicate_keys, parse_constant=_no_constant)
+
+
+def nesting_depth(document: Any) -> int:
+    """How many objects and arrays deep `document` goes (0 for a scalar); iterative, so any depth is safe."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return deepest
+
+
 def parse_document(text: str, source: SourceDefinition) -> Any:
-    """The body as a JSON value or an XML dict; the data.go.kr envelope checked for XML."""
-    if source.kind is SourceKind.JSON_API:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidDataError(f"{source.name}: response is not JSON ({error.msg} at {error.pos})") from None
-    try:
-        root = etree.fromstring(text.encode("utf-8"), parser=_XML_PARSER)
-    except etree.XMLSyntaxError as error:
-        raise InvalidDataError(f"{source.name}: response is not well-formed XML ({error})") from None
-    document = {etree.QName(root).localname: xml_to_dict(root)}
+    """The body as a JSON value or an XML dict; the data.go.kr envelope checked for XML.
+
+    Raises `RefusedResponseError` (DP_1004) for a body that is not strict JSON / well-formed XML, or that nests
+    deeper than MAX_NESTING_DEPTH."""
+    document = _parse_body(text, source)
+    if nesting_depth(document) > MAX_NESTING_DEPTH:
+        raise RefusedResponseError(f"{source.name}: response nests deeper than {MAX_NESTING_DEPTH} levels", body=text)
     if source.kind is SourceKind.XML_API:
         check_data_go_kr_envelope(document, source)
     return document
 
 
+def _parse_body(text: str, source: SourceDefinition) -> Any:
+    if source.kind is SourceKind.JSON_API:
+        try:
+            return _loads_strict_json(text)
+        except json.JSONDecodeError as error:
+            raise RefusedResponseError(f"{source.name}: response is not JSON ({error.msg} at {error.pos})",
+                                       body=text) from None
+        except _NotStrictJson as error:
+            raise RefusedResponseError(f"{source.name}: response is not strict JSON ({error})", body=text) from None
+        except RecursionError:
+            raise RefusedResponseError(f"{source.name}: response is JSON nested too deep", body=text) from None
+    try:
+        root = etree.fromstring(text.encode("utf-8", "replace"), parser=_XML_PARSER)
+    except etree.XMLSyntaxError as error:
+        raise RefusedResponseError(f"{source.name}: response is not well-formed XML ({error})", body=text) from None
+    return {etree.QName(root).localname: xml_to_dict(root)}
+
+
 def parse_page(text: str, source: SourceDefinition) -> Page:
     document = parse_document(text, source)
     path = RSS_RECORDS_PATH if source.kind is SourceKind.RSS and not source.records_path else source.records_path
-    records = _as_record_list(dig(document, path), source)
+    records = _as_record_list(dig(document, path), source, text)
     pagination = source.pagination
     total_count = None
     if isinstance(pagination, PageNumberPagination | OffsetPagination) and pagination.total_count_path:
@@ -127,7 +199,8 @@ def parse_page(text: str, source: SourceDefinition) -> Page:
         try:
             total_count = int(raw_total) if raw_total not in (None, "") else None
         except (TypeError, ValueError):
-            raise InvalidDataError(f"{source.name}: total count {raw_total!r} is not a number") from None
+            raise RefusedResponseError(f"{source.name}: total count {str(raw_total)[:100]!r} is not a number",
+                                       body=text) from None
     next_url = None
     if isinstance(pagination, NextLinkPagination):
         found = dig(document, pagination.next_path)

@@ -12,7 +12,8 @@ Rows without a detail link are not posts. A post pinned to every page is returne
 Politeness: robots.txt is obeyed (forbidden URLs are never fetched and are reported in
 `BoardCrawl.blocked_by_robots`); one request at a time, each starting at least `html.download_delay_seconds`
 after the previous one (no random jitter); the user agent is the one passed in; timeouts and retries come
-from the definition. robots.txt's `Crawl-delay` is read before the crawl (Scrapy does not apply it) and the
+from the definition; a page larger than `max_response_bytes` is not downloaded further and counts as a failed
+page. robots.txt's `Crawl-delay` is read before the crawl (Scrapy does not apply it) and the
 larger of it and the definition's delay is the one applied. `before_request`, when given, is awaited before
 every request (robots.txt and retries included, forbidden URLs excluded); the collector passes its shared
 Redis rate limiter there.
@@ -108,11 +109,13 @@ async def crawl_board(
     *,
     user_agent: str,
     before_request: BeforeRequest | None = None,
+    max_response_bytes: int = 0,
 ) -> BoardCrawl:
     """Crawl the board `source` (kind html) once and return its posts.
 
     user_agent: the User-Agent sent, also the name robots.txt rules are matched against.
     before_request: awaited before every request Scrapy sends; default None (no extra pacing).
+    max_response_bytes: a page larger than this is cancelled and reported as failed; default 0 (no limit).
 
     Raises `SourceUnavailableError` when the first list page cannot be fetched, `ScrapingBlockedError` when
     robots.txt forbids it, `SourceConfigError` for a source without an `html` section or with a pagination a
@@ -131,7 +134,7 @@ async def crawl_board(
     if before_request is not None:
         await before_request()
     crawl_delay = await robots_crawl_delay(source, user_agent)
-    settings = _scrapy_settings(source, selectors, user_agent, crawl_delay)
+    settings = _scrapy_settings(source, selectors, user_agent, crawl_delay, max_response_bytes)
     await asyncio.sleep(settings["DOWNLOAD_DELAY"])
     runner = AsyncCrawlerRunner(settings)
     crawl_task = runner.crawl(
@@ -378,7 +381,8 @@ async def robots_crawl_delay(source: SourceDefinition, user_agent: str) -> float
 
 
 def _scrapy_settings(
-    source: SourceDefinition, selectors: HtmlSelectors, user_agent: str, crawl_delay: float | None = None
+    source: SourceDefinition, selectors: HtmlSelectors, user_agent: str, crawl_delay: float | None = None,
+    max_response_bytes: int = 0,
 ) -> dict[str, Any]:
     return {
         # Scrapy on the running asyncio loop, no reactor: see the module docstring.
@@ -395,6 +399,7 @@ def _scrapy_settings(
         "CONCURRENT_REQUESTS": 1,
         "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
         "DOWNLOAD_TIMEOUT": source.timeout_seconds,
+        "DOWNLOAD_MAXSIZE": max_response_bytes,  # 0: no limit
         "RETRY_ENABLED": source.max_retries > 0,
         "RETRY_TIMES": source.max_retries,
         # A page that still fails is reported by crawl_board itself (raised or in `errors`); Scrapy's line is context.

@@ -3,7 +3,8 @@ error envelope become `common.errors` with their retry meaning.
 
 A request goes: shared rate limit -> circuit breaker (per source, design §6.2.1) -> httpx. Retries with backoff
 wrap all of that, for retriable errors only; a source that says "too many requests" is waited for as long as it
-asks (or `rate_limit.retry_after_seconds`). An open circuit fails fast and is not retried.
+asks (or `rate_limit.retry_after_seconds`). An open circuit fails fast and is not retried. A body larger than
+`max_response_bytes` is not read further and is refused (DP_1004, not retried: the same page is as large again).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from circuitbreaker import CircuitBreaker, CircuitBreakerError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from collectors.definitions import SourceDefinition
+from collectors.extract import BODY_EXCERPT_CHARS, RefusedResponseError
 from collectors.parsing import decode_body
 from collectors.rate_limit import RateLimiter
 from common.errors import (
@@ -55,8 +57,11 @@ class SourceHttpClient:
         http: httpx.AsyncClient,
         limiter: RateLimiter,
         breaker: CircuitBreaker,
+        *,
+        max_response_bytes: int,
     ) -> None:
         self.source = source
+        self._max_response_bytes = max_response_bytes
         self._http = http
         self._limiter = limiter
         self._breaker = breaker
@@ -93,22 +98,46 @@ class SourceHttpClient:
         await self._limiter.acquire(self.source.name, self.source.rate_limit.requests_per_second)
         self.requests_sent += 1
         try:
-            response = await self._http.get(
-                url, params=params, headers=self.source.headers, timeout=self.source.timeout_seconds
-            )
+            async with self._http.stream(
+                "GET", url, params=params, headers=self.source.headers, timeout=self.source.timeout_seconds
+            ) as response:
+                problem = error_for_status(response, self.source)
+                if problem is not None:
+                    raise problem
+                body = await self._read_limited(response)
         except httpx.TimeoutException as error:
             raise SourceUnavailableError(f"{self.source.name}: timed out", source=self.source.name) from error
         except httpx.TransportError as error:
             raise SourceUnavailableError(
                 f"{self.source.name}: {type(error).__name__}", source=self.source.name
             ) from error
-        problem = error_for_status(response, self.source)
-        if problem is not None:
-            raise problem
-        text = decode_body(response.content, response.charset_encoding, self.source.encoding)
+        text = decode_body(body, response.charset_encoding, self.source.encoding)
         if check is not None:
             check(text)
         return text
+
+    async def _read_limited(self, response: httpx.Response) -> bytes:
+        """The body, or `RefusedResponseError` as soon as it passes `max_response_bytes` (nothing more is read)."""
+        limit = self._max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        declared_too_large = declared.isdigit() and int(declared) > limit
+        # Enough bytes for the excerpt the dead-letter queue keeps (a character is at most 4 bytes in UTF-8).
+        excerpt_bytes = BODY_EXCERPT_CHARS * 4
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit or (declared_too_large and size >= excerpt_bytes):
+                break
+        else:
+            if not declared_too_large:
+                return b"".join(chunks)
+        start = decode_body(b"".join(chunks)[:excerpt_bytes], response.charset_encoding, self.source.encoding)
+        raise RefusedResponseError(
+            f"{self.source.name}: response larger than MAX_RESPONSE_BYTES ({limit} bytes); not read further",
+            body=start, source=self.source.name, max_response_bytes=limit,
+        )
 
 
 def new_breaker(source_name: str, *, failure_threshold: int, recovery_seconds: float) -> CircuitBreaker:

@@ -30,11 +30,11 @@ import codecs
 import re
 import unicodedata
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
 
@@ -474,11 +474,64 @@ def join_url(base: str, link: str) -> str:
     """
     if not link or not link.strip():
         raise ValueParseError("empty link", link)
-    joined = urljoin(base.strip(), link.strip())
-    parts = urlsplit(joined)
+    try:
+        joined = urljoin(base.strip(), link.strip())
+        parts = urlsplit(joined)
+    except ValueError as error:  # urllib's own complaints, e.g. "Invalid IPv6 URL" for "//[x"
+        raise ValueParseError(f"link is not a URL ({error})", link) from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueParseError("link does not resolve to an http(s) URL", link)
     return joined
+
+
+# --- whole records ---------------------------------------------------------------------
+
+REDACTED = "[REDACTED]"
+_MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
+
+
+def secret_spellings(secrets: Collection[str]) -> list[str]:
+    """Each secret as written and percent-encoded (echoed URLs carry ``serviceKey=abc%2B...``), longest first."""
+    spellings = {
+        spelling
+        for secret in secrets
+        if len(secret) >= _MIN_SECRET_LENGTH
+        for spelling in (secret, quote(secret, safe=""), quote_plus(secret))
+    }
+    return sorted(spellings, key=len, reverse=True)
+
+
+def redact(text: str, spellings: Collection[str]) -> str:
+    """``text`` with every one of ``spellings`` (from ``secret_spellings``) replaced by ``[REDACTED]``."""
+    for spelling in spellings:
+        if spelling in text:
+            text = text.replace(spelling, REDACTED)
+    return text
+
+
+def sanitise_record(value: Any, secrets: Collection[str] = ()) -> Any:
+    """A parsed source record (JSON or XML dict) made safe to publish and store, at any depth, keys included.
+
+    - Lone surrogates (``"\\ud800"`` in JSON) are removed: no encoder can write them, so one such record would
+      otherwise fail the whole publication of its source.
+    - C0 control characters other than tab, line feed and carriage return, and DEL, are removed: they are never
+      meaningful text and PostgreSQL refuses NUL.
+    - Each of ``secrets`` (the source's credentials, e.g. a data.go.kr ``serviceKey`` a source echoes in a link)
+      is replaced by ``[REDACTED]``, as written and percent-encoded.
+
+    Numbers, booleans and ``None`` are kept; the structure is kept. Never raises for JSON-like values.
+    """
+    return _sanitise(value, secret_spellings(secrets))
+
+
+def _sanitise(value: Any, spellings: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact(_UNENCODABLE_OR_CONTROL.sub("", value), spellings)
+    if isinstance(value, dict):
+        return {_sanitise(key, spellings): _sanitise(item, spellings) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_sanitise(item, spellings) for item in value]
+    return value
 
 
 # --- registry ----------------------------------------------------------------------------

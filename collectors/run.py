@@ -2,7 +2,12 @@
 each isolated from the others' failures.
 
 Per source: pages are fetched and parsed, each record mapped and validated; invalid records go to the
-dead-letter queue (DP_1004, or DP_2003 for an id repeated within the run); records whose content hash is
+dead-letter queue (DP_1004, or DP_2003 for an id repeated within the run), and so does a response refused as a
+whole (not JSON/XML, larger than MAX_RESPONSE_BYTES: DP_1004, its start kept as text; the source run fails and
+the next run fetches it again). Before mapping, every record is sanitised (lone surrogates and control characters
+removed) and the source's own credentials are redacted from it, so no service key a source echoes back reaches
+the raw topic, the store, events or the dead-letter queue. A record larger than MAX_RECORD_BYTES as JSON is
+refused (DP_1004). Records whose content hash is
 already known are skipped as unchanged; the rest are published to the raw topic keyed `source:external_id`,
 and only after the broker acknowledged them are their hashes remembered. A crash in between republishes
 (duplicates are harmless downstream: the hot path upsert is idempotent) but never loses a record.
@@ -29,14 +34,16 @@ from collectors.definitions import (
     SourceDefinition,
     SourceKind,
 )
-from collectors.extract import Page, dig, make_page_check, parse_page
+from collectors.extract import Page, RefusedResponseError, dig, make_page_check, parse_page
 from collectors.http import SourceHttpClient, new_breaker
 from collectors.mapping import build_record, external_id_of
+from collectors.parsing import redact, sanitise_record, secret_spellings
 from collectors.rate_limit import RateLimiter
 from collectors.state import CollectorState
 from common import metrics
 from common.errors import CircuitOpenError, ErrorCode, InvalidDataError, PipelineError
 from common.logging import get_logger
+from hot_path.cleaning import mask_text
 from schemas.records import RawPolicyData
 from settings import Settings
 from stores import cache, kafka, postgres
@@ -99,7 +106,8 @@ async def open_context(settings: Settings) -> AsyncIterator[CollectorContext]:
             await producer.start()
         yield CollectorContext(
             settings=settings, http=http, limiter=RateLimiter(redis_client), producer=producer,
-            dead_letters=DeadLetterQueue(pool, producer, settings.kafka_topic_dlq), state=CollectorState(pool),
+            dead_letters=DeadLetterQueue(pool, producer, settings.kafka_topic_dlq, mask_text=mask_text),
+            state=CollectorState(pool),
         )
     finally:
         await http.aclose()
@@ -146,11 +154,16 @@ async def _fetch_raw_records(source: SourceDefinition, context: CollectorContext
         crawl = await crawl_board(
             source, user_agent=context.settings.collector_user_agent,
             before_request=lambda: context.limiter.acquire(source.name, source.rate_limit.requests_per_second),
+            max_response_bytes=context.settings.max_response_bytes,
         )
         for url in crawl.blocked_by_robots:
             log.info("robots_disallowed", source=source.name, url=url)
+        spellings = secret_spellings(source.secret_values())
+        for problem in crawl.errors:  # a page that failed is fetched again next run (its hash was not remembered)
+            log.warning("board_page_failed", source=source.name, reason=redact(problem, spellings))
         return [{**record.fields, "id": record.external_id, "url": record.detail_url} for record in crawl.records]
-    client = SourceHttpClient(source, context.http, context.limiter, context.breaker(source.name))
+    client = SourceHttpClient(source, context.http, context.limiter, context.breaker(source.name),
+                              max_response_bytes=context.settings.max_response_bytes)
     records: list[dict[str, Any]] = []
     async for page in _api_pages(source, client, cursor):
         records.extend(page.records)
@@ -170,10 +183,11 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
     started = time.monotonic()
     run_at = datetime.now(UTC)
     cursor = await context.state.cursor(source.name) if source.incremental else None
+    secrets = source.secret_values()
     try:
-        raw_records = await _fetch_raw_records(source, context, cursor)
+        raw_records = [sanitise_record(raw, secrets) for raw in await _fetch_raw_records(source, context, cursor)]
         result.fetched = len(raw_records)
-        valid, letters = _validate(raw_records, source, run_at)
+        valid, letters = _validate(raw_records, source, run_at, max_record_bytes=context.settings.max_record_bytes)
         result.invalid = len(letters)
         await context.dead_letters.send(letters)
         known = await context.state.known_hashes(source.name, [r.collection_metadata.external_id for r in valid])
@@ -187,6 +201,13 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
             source.name, {record.collection_metadata.external_id: digest for record, digest in changed}
         )
         new_cursor = _cursor_of(valid, source, cursor)
+    except RefusedResponseError as error:
+        spellings = secret_spellings(secrets)
+        await context.dead_letters.send([DeadLetter.from_error(
+            "collect", error, source_system=source.name, payload_text=redact(error.body_excerpt, spellings),
+        )])
+        result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
+        new_cursor = None
     except CircuitOpenError as error:
         result.status, result.failed, result.error, result.error_code = "circuit_open", 1, str(error), error.code
         new_cursor = None
@@ -194,6 +215,8 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
         result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
         new_cursor = None
     result.seconds = time.monotonic() - started
+    if result.error is not None:  # shown to users and logged: a URL in it must not carry the source's key
+        result.error = redact(result.error, secret_spellings(secrets))
     await context.state.save_checkpoint(
         source.name, run_at=run_at, succeeded=result.status == "ok", cursor_value=new_cursor, counts=result.counts()
     )
@@ -201,8 +224,8 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
     return result
 
 
-def _validate(raw_records: list[dict[str, Any]], source: SourceDefinition, collected_at: datetime
-              ) -> tuple[list[RawPolicyData], list[DeadLetter]]:
+def _validate(raw_records: list[dict[str, Any]], source: SourceDefinition, collected_at: datetime, *,
+              max_record_bytes: int) -> tuple[list[RawPolicyData], list[DeadLetter]]:
     valid: list[RawPolicyData] = []
     letters: list[DeadLetter] = []
     seen: set[str] = set()
@@ -221,6 +244,14 @@ def _validate(raw_records: list[dict[str, Any]], source: SourceDefinition, colle
         except InvalidDataError as error:
             letters.append(DeadLetter.from_error("collect", error, source_system=source.name,
                                                  record_key=record_key, payload=raw))
+            continue
+        size = len(record.model_dump_json().encode("utf-8"))
+        if size > max_record_bytes:  # the hot path would refuse it, and Kafka may not even take it
+            letters.append(DeadLetter(
+                stage="collect", error_code=ErrorCode.INVALID_DATA_FORMAT, source_system=source.name,
+                record_key=record_key, payload=raw, error_details={"record_bytes": size},
+                error_message=f"{record_key} is {size} bytes as JSON, more than MAX_RECORD_BYTES ({max_record_bytes})",
+            ))
             continue
         if external_id is not None:
             seen.add(external_id)

@@ -6,6 +6,7 @@ the sources file, a status word, a target name): never ids, URLs or free text.
 
 from __future__ import annotations
 
+import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 
 data_collection_total = Counter(
@@ -84,3 +85,21 @@ consistency_drift_documents = Gauge(
     "(missing, stale, orphaned)",
     ["target_db", "kind"],
 )
+
+# Operations (issue 7)
+dead_letters_unresolved = Gauge(
+    "dead_letters_unresolved",
+    "Dead letters not resolved yet, per stage and status (pending: retries left; exhausted: waits for a person). "
+    "Read from the dead_letters table on each scrape, so every process serving /metrics reports the same "
+    "value: aggregate with max, not sum",
+    ["stage", "status"],
+)
+
+
+def push_to_gateway(gateway_url: str, job: str) -> None:
+    """Send this process's metrics to a Prometheus Pushgateway as group `job` (replacing the group's last push).
+
+    For short batch commands (cold path, sync, consistency) that end before Prometheus could scrape them: the
+    gateway keeps each job's last run, so dashboards and alerts see the outcome of the latest run of each job.
+    """
+    prometheus_client.push_to_gateway(gateway_url, job=job, registry=prometheus_client.REGISTRY, timeout=10)

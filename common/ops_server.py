@@ -2,12 +2,15 @@
 
 - `GET /health`: the process is alive (liveness probe);
 - `GET /health/ready`: the process is doing its work (readiness probe): 503 with the reason otherwise;
-- `GET /metrics`: Prometheus exposition of `common.metrics`.
+- `GET /metrics`: Prometheus exposition of `common.metrics`; `before_scrape` (optional) refreshes gauges read
+  from a store first (e.g. the dead-letter counts), within SCRAPE_REFRESH_TIMEOUT_SECONDS: when it fails or is
+  slow the scrape still answers, with the values of the last refresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,13 +20,17 @@ from common.logging import get_logger
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], str | None]  # None when ready, else why not
+ScrapeRefresh = Callable[[], Awaitable[None]]
+SCRAPE_REFRESH_TIMEOUT_SECONDS = 2.0
 
 
 class OpsServer:
-    def __init__(self, port: int, readiness: ReadinessCheck, *, host: str = "0.0.0.0") -> None:
+    def __init__(self, port: int, readiness: ReadinessCheck, *, host: str = "0.0.0.0",
+                 before_scrape: ScrapeRefresh | None = None) -> None:
         self._port = port
         self._host = host
         self._readiness = readiness
+        self._before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -50,6 +57,11 @@ class OpsServer:
         return web.json_response({"status": "not_ready", "reason": reason}, status=503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self._before_scrape is not None:
+            try:
+                await asyncio.wait_for(self._before_scrape(), SCRAPE_REFRESH_TIMEOUT_SECONDS)
+            except Exception as error:  # a store that is down must not make the whole scrape fail
+                log.warning("metrics_refresh_failed", error=type(error).__name__, reason=str(error))
         response = web.Response(body=generate_latest())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         response.charset = "utf-8"

@@ -26,6 +26,7 @@ Endpoints (query parameters in brackets, defaults after `=`):
   pinned notice, 2 pages; `GET /board/view.do` [nttId]: a post's detail page with the real content.
 - `GET /board/private/view.do` [nttId]: a post the list links to but robots.txt disallows.
 - `GET /robots.txt`: `Disallow: /board/private/`, `Crawl-delay: 1` (the constructor can lower it).
+- Any path given to `add_payload(path, body, content_type)`: that body (tests serve hostile payloads so).
 - `GET /dead/api`: always HTTP 503. `GET /slow/api`: answers `{"data": []}` after
   `slow_response_seconds` (default 5 s), to test client timeouts.
 
@@ -929,6 +930,25 @@ class SampleSources:
     def expected_invalid(self, source: str) -> list[JsonDict]:
         """Same as the module-level `expected_invalid` (published records are always valid)."""
         return expected_invalid(source)
+
+    def add_payload(
+        self,
+        path: str,
+        body: bytes | Callable[[dict[str, str]], bytes],
+        content_type: str,
+        status: int = HTTPStatus.OK,
+    ) -> str:
+        """Serve `body` at `path` from now on (a callable gets the query and returns the body); returns its URL.
+
+        For tests that need payloads no real source sends on purpose: malformed, huge, hostile. An existing
+        path is replaced.
+        """
+        def serve(query: dict[str, str], headers: dict[str, str]) -> _Response:
+            return _Response(status, body(query) if callable(body) else body, content_type)
+
+        with self._lock:
+            self._routes[path] = serve
+        return self.url(path)
 
     # -- serving --------------------------------------------------------------------------------------
 

@@ -82,3 +82,12 @@ def make_record(index: int, *, source: str = "synthetic", seed: int = 7, revisio
 
 def make_records(count: int, *, source: str = "synthetic", seed: int = 7, start: int = 0) -> list[RawPolicyData]:
     return [make_record(index, source=source, seed=seed) for index in range(start, start + count)]
+
+
+def synthetic_embedding(key: str, dimension: int = 384) -> list[float]:
+    """A deterministic unit vector for `key` (e.g. a text hash): stands in for a model's embedding where encoding
+    every text would take too long (tests, benchmarks). Not semantically meaningful."""
+    rng = random.Random(key)
+    vector = [rng.gauss(0.0, 1.0) for _ in range(dimension)]
+    norm = sum(value * value for value in vector) ** 0.5
+    return [value / norm for value in vector]

@@ -82,7 +82,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from schemas.records import RawPolicyData
+from schemas.records import RawPolicyData, without_control_characters
 
 __all__ = [
     "EMAIL_TOKEN",
@@ -440,14 +440,20 @@ def _clean_regions(values: list[str], tally: list[int]) -> list[str]:
 
 def _clean_raw(value: Any, tally: list[int]) -> Any:
     # Strings are masked and NFC-normalised but not trimmed: raw_data stays the source's record as delivered.
-    # Keys are kept as they are; numbers, booleans and null cannot hold a separated phone number or an e-mail.
+    # Control characters are removed from strings and keys (PostgreSQL refuses NUL even inside jsonb); keys are
+    # otherwise kept; numbers, booleans and null cannot hold a separated phone number or an e-mail.
     if isinstance(value, str):
-        return _mask(unicodedata.normalize("NFC", value), tally)
+        return _mask(unicodedata.normalize("NFC", without_control_characters(value)), tally)
     if isinstance(value, dict):
-        return {key: _clean_raw(item, tally) for key, item in value.items()}
+        return {without_control_characters(key): _clean_raw(item, tally) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_clean_raw(item, tally) for item in value]
+    if isinstance(value, int) and not _JSON_INT_MIN <= value <= _JSON_INT_MAX:
+        return str(value)  # JSON allows any integer; the store's encoder (orjson) takes 64 bits, so keep it as text
     return value
+
+
+_JSON_INT_MIN, _JSON_INT_MAX = -(2**63), 2**64 - 1
 
 
 def _clean_url(value: str | None, tally: list[int]) -> str | None:
@@ -496,7 +502,8 @@ def normalize_record(record: RawPolicyData) -> CleanPolicy:
       dropped and repeats removed (first position kept).
     - target_region: each item through `canonical_region` (before de-duplication, so ``서울`` and
       ``서울특별시`` become one).
-    - raw_data: every string at any depth NFC-normalised and masked; keys, structure and other values kept.
+    - raw_data: every string at any depth NFC-normalised and masked, control characters removed (from keys
+      too); keys, structure and other values kept.
     - original_url: masked as a URL (e-mails and separated numbers only), so the link keeps working.
     - source_system, external_id, collected_at, collector_version: from ``collection_metadata``, unchanged.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from hot_path.processor import HotPathProcessor, RawMessage, validate_message
+from hot_path.processor import HotPathProcessor, RawMessage
 from stores.dead_letters import DeadLetter, DeadLetterStore, StoredLetter
 
 
@@ -19,7 +19,7 @@ def message_of(letter: StoredLetter) -> RawMessage:
 async def retry_hot_letter(letter: StoredLetter, processor: HotPathProcessor, letters: DeadLetterStore) -> str:
     """Returns the letter's new status: resolved, pending or exhausted."""
     message = message_of(letter)
-    checked = validate_message(message)
+    checked = processor.validate(message)
     if isinstance(checked, DeadLetter):  # still invalid: count the retry on this letter, write no new one
         return await letters.retry_failed(letter.id, checked.error_message)
     try:

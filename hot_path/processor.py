@@ -75,9 +75,19 @@ def _field_errors(error: ValidationError) -> list[str]:
             for problem in error.errors()]
 
 
-def validate_message(message: RawMessage) -> RawPolicyData | DeadLetter:
-    """Basic validation (required fields, types, lengths of RawPolicyData); a refusal names every problem."""
+def validate_message(message: RawMessage, *, max_record_bytes: int) -> RawPolicyData | DeadLetter:
+    """Basic validation (size, required fields, types, lengths of RawPolicyData); a refusal (DP_2001) names every
+    problem. Never raises for any bytes: a message larger than `max_record_bytes` is refused unread (its start is
+    kept as text), anything else pydantic cannot read is refused with its reason."""
     record_key = message.key.decode("utf-8", "replace") if message.key else None
+    if len(message.value) > max_record_bytes:
+        problem = f"record: {len(message.value)} bytes, more than MAX_RECORD_BYTES ({max_record_bytes})"
+        return DeadLetter(
+            stage="hot", error_code=ErrorCode.VALIDATION_FAILED, record_key=record_key,
+            error_message=f"record failed validation: {problem}",
+            error_details={"field_errors": [problem], "partition": message.partition, "offset": message.offset},
+            payload_text=message.value[:PAYLOAD_TEXT_LIMIT].decode("utf-8", "replace"),
+        )
     try:
         return RawPolicyData.model_validate_json(message.value)
     except ValidationError as error:
@@ -85,13 +95,14 @@ def validate_message(message: RawMessage) -> RawPolicyData | DeadLetter:
         payload: Any = None
         try:
             payload = json.loads(message.value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses: kept as text
             pass
         is_object = isinstance(payload, dict)
+        metadata = payload.get("collection_metadata") if is_object else None
+        source = metadata.get("source") if isinstance(metadata, dict) else None
         return DeadLetter(
             stage="hot", error_code=ErrorCode.VALIDATION_FAILED, record_key=record_key,
-            source_system=(payload.get("collection_metadata") or {}).get("source") if is_object and isinstance(
-                payload.get("collection_metadata"), dict) else None,
+            source_system=source[:100] if isinstance(source, str) else None,
             error_message=f"record failed validation: {'; '.join(problems)}"[:2000],
             error_details={"field_errors": problems, "partition": message.partition, "offset": message.offset},
             payload=payload if is_object else None,
@@ -143,12 +154,16 @@ class HotPathProcessor:
             ))
         return events
 
+    def validate(self, message: RawMessage) -> RawPolicyData | DeadLetter:
+        """`validate_message` with this deployment's MAX_RECORD_BYTES."""
+        return validate_message(message, max_record_bytes=self._settings.max_record_bytes)
+
     def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
         """Validate and clean (CPU only, no I/O): can run while the previous batch is being stored."""
         clean: list[CleanPolicy] = []
         letters: list[DeadLetter] = []
         for message in messages:
-            checked = validate_message(message)
+            checked = self.validate(message)
             if isinstance(checked, DeadLetter):
                 letters.append(checked)
             else:

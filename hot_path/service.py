@@ -30,6 +30,7 @@ from common.logging import get_logger
 from common.ops_server import OpsServer
 from common.retry import backoff_seconds
 from hot_path.cache import PolicyCache
+from hot_path.cleaning import mask_text
 from hot_path.processor import OUTCOME_COUNTS, BatchResult, HotPathProcessor, PreparedBatch, RawMessage
 from hot_path.store import PolicyStore
 from schemas.events import EventType
@@ -259,7 +260,7 @@ async def open_hot_path(settings: Settings, *, group_id: str | None = None) -> A
         with kafka.translate_errors("start"):
             await producer.start()
             await consumer.start()
-        dead_letters = DeadLetterQueue(pool, producer, settings.kafka_topic_dlq)
+        dead_letters = DeadLetterQueue(pool, producer, settings.kafka_topic_dlq, mask_text=mask_text)
         processor = HotPathProcessor(
             settings, PolicyStore(pool), PolicyCache(redis_client, ttl_seconds=settings.policy_cache_ttl_seconds),
             dead_letters,

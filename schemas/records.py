@@ -3,12 +3,20 @@
 `RawPolicyData` is what collectors publish on the raw topic and what the hot path validates. Deviation from the
 design's sketch, on purpose: `target_region` and `target_industry` are lists (sources give several values
 joined by `@`; a single string is accepted and split), and dates are real dates, not strings.
+
+Input limits: every text field has a maximum length, and so do the list fields (at most 100 items of at most 200
+characters each). Control characters (C0 other than tab, line feed, vertical tab, form feed and carriage return;
+DEL) and lone surrogates are removed from every text field before it is checked: they are never text, and
+PostgreSQL refuses NUL. A field left empty by that fails validation like any empty field. `raw_data` is the
+source's record as delivered; the hot path's cleaning removes the same characters from it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -31,6 +39,16 @@ class DataStatus(StrEnum):
 
 
 NonBlank = Annotated[str, Field(min_length=1)]
+ListItem = Annotated[str, Field(max_length=200)]
+MAX_LIST_ITEMS = 100
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def without_control_characters(value: Any) -> Any:
+    """A string without control characters and lone surrogates (see the module docstring); other values as given."""
+    if isinstance(value, str) and _NOT_TEXT.search(value):
+        return _NOT_TEXT.sub("", value)
+    return value
 
 
 class CollectionMetadata(BaseModel):
@@ -42,6 +60,11 @@ class CollectionMetadata(BaseModel):
     external_id: NonBlank = Field(max_length=255)
     collected_at: datetime
     collector_version: str = COLLECTOR_VERSION
+
+    @field_validator("source", "external_id", "collector_version", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        return without_control_characters(value)
 
     @property
     def record_key(self) -> str:
@@ -56,8 +79,8 @@ class RawPolicyData(BaseModel):
     title: str = Field(min_length=1, max_length=500)
     content: str = Field(min_length=1, max_length=200_000)
     issuing_organization: str = Field(min_length=1, max_length=500)
-    target_region: list[str] = Field(default_factory=list)
-    target_industry: list[str] = Field(default_factory=list)
+    target_region: list[ListItem] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    target_industry: list[ListItem] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     funding_type: str | None = Field(default=None, max_length=200)
     application_start_date: date | None = None
     application_end_date: date | None = None
@@ -65,11 +88,27 @@ class RawPolicyData(BaseModel):
     raw_data: dict[str, Any] = Field(default_factory=dict)
     collection_metadata: CollectionMetadata
 
+    @field_validator("content", "issuing_organization", "funding_type", "original_url", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        return without_control_characters(value)
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _title_as_stored(cls, value: Any) -> Any:
+        # The length limit must hold for the stored, NFC-normalised title (policies.title is varchar(500)): NFC
+        # expands a few characters (U+0958 -> two code points), so it is applied before the length is checked.
+        value = without_control_characters(value)
+        return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
     @field_validator("target_region", "target_industry", mode="before")
     @classmethod
     def _split_joined_values(cls, value: Any) -> Any:
+        value = without_control_characters(value)
         if isinstance(value, str):
             return [part.strip() for part in value.replace(",", "@").split("@") if part.strip()]
+        if isinstance(value, list):
+            return [without_control_characters(item) for item in value]
         return [] if value is None else value
 
     @model_validator(mode="after")

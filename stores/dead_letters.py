@@ -3,11 +3,21 @@
 The `dead_letters` table is the durable copy that `aegis-pipeline dlq list | retry | purge` works on; the
 `data-pipeline-dlq` topic tells downstream consumers as it happens. The row is written first: if the topic send
 fails, the letter is still kept (and is re-announced by a later retry), never lost.
+
+A letter is refused input, so it may hold anything: every text and JSON value is made storable before it is
+written (NUL and lone surrogates removed, NaN and infinities written as text), so the queue itself never refuses
+a letter. With `mask_text` (the hot path's contact masking, passed in by the collectors and the hot path), personal
+contact data in the message, details, payload and payload text is masked in the table and on the topic alike:
+the queue is read by people (`dlq list`) and by other services. A topic message that would be larger than
+`TOPIC_MESSAGE_LIMIT_BYTES` goes without its `original_data` (the table keeps it).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,15 +49,54 @@ class DeadLetter:
                    error_details=error.details, **fields)
 
 
+TOPIC_MESSAGE_LIMIT_BYTES = 900_000  # under Kafka's default message.max.bytes (1,048,588)
+# PostgreSQL text and jsonb refuse NUL; UTF-8 (the wire encoding) cannot carry lone surrogates.
+_NOT_STORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any, mask_text: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return mask_text(_NOT_STORABLE.sub("", value))
+    if isinstance(value, dict):
+        return {_NOT_STORABLE.sub("", str(key)): _storable(item, mask_text) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item, mask_text) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and infinities are not JSON
+    return value
+
+
+def _keep(text: str) -> str:
+    return text
+
+
 class DeadLetterQueue:
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer | None, topic: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer | None, topic: str, *,
+                 mask_text: Callable[[str], str] | None = None) -> None:
         self._pool = pool
         self._producer = producer
         self._topic = topic
+        self._mask_text = mask_text or _keep
+
+    def _prepared(self, letter: DeadLetter) -> DeadLetter:
+        return DeadLetter(
+            stage=letter.stage, error_code=letter.error_code,
+            error_message=_storable(letter.error_message, self._mask_text),
+            source_system=_storable(letter.source_system, _keep),
+            record_key=_storable(letter.record_key, _keep),
+            error_details=_storable(letter.error_details, self._mask_text),
+            payload=_storable(letter.payload, self._mask_text),
+            payload_text=_storable(letter.payload_text, self._mask_text),
+        )
+
+    async def refresh_unresolved_gauge(self) -> None:
+        """`refresh_unresolved_gauge` on this queue's database (for `OpsServer(before_scrape=...)`)."""
+        await refresh_unresolved_gauge(self._pool)
 
     async def send(self, letters: list[DeadLetter]) -> None:
         if not letters:
             return
+        letters = [self._prepared(letter) for letter in letters]
         rows = [
             (letter.stage, letter.source_system, letter.record_key, letter.error_code.value, letter.error_message,
              json.dumps(letter.error_details, ensure_ascii=False, default=str),
@@ -78,12 +127,32 @@ class DeadLetterQueue:
                     "error_code": letter.error_code.value, "error_message": letter.error_message,
                     "error_details": letter.error_details, "original_data": letter.payload,
                 }
-                await self._producer.send(
-                    self._topic,
-                    json.dumps(message, ensure_ascii=False, default=str).encode("utf-8"),
-                    key=(letter.record_key or "unknown").encode("utf-8"),
-                )
+                value = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8")
+                if len(value) > TOPIC_MESSAGE_LIMIT_BYTES:
+                    message.update(original_data=None, original_data_omitted="too large; kept in dead_letters")
+                    value = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8")
+                await self._producer.send(self._topic, value, key=(letter.record_key or "unknown").encode("utf-8"))
             await self._producer.flush()
+
+
+async def refresh_unresolved_gauge(pool: asyncpg.Pool) -> None:
+    """Set `dead_letters_unresolved{stage,status}` from the table (the ops server calls this on each scrape).
+
+    Every stage and status seen is set, and those that emptied since the last refresh drop to 0.
+    """
+    with postgres.translate_errors("count unresolved dead letters"):
+        rows = await pool.fetch(
+            "SELECT stage, status, count(*) AS n FROM dead_letters "
+            "WHERE status IN ('pending', 'exhausted') GROUP BY stage, status"
+        )
+    counts = {(row["stage"], row["status"]): row["n"] for row in rows}
+    for stage, status in {*_UNRESOLVED_SEEN, *counts}:
+        metrics.dead_letters_unresolved.labels(stage=stage, status=status).set(counts.get((stage, status), 0))
+    _UNRESOLVED_SEEN.update(counts)
+
+
+_UNRESOLVED_SEEN: set[tuple[str, str]] = {(stage, status) for stage in ("collect", "hot", "cold", "sync")
+                                          for status in ("pending", "exhausted")}
 
 
 MAX_RETRIES = 3  # design §6.2.2: a letter is retried at most three times, then it waits for a person

@@ -36,3 +36,20 @@ def stack(_isolated_environment: Path) -> Iterator[Settings]:
     settings = devstack.up(core)
     yield settings
     devstack.down(core, purge=True)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that run the CLI in-process (click's CliRunner): the CLI configures logging onto the runner's
+    streams and binds the run's context; both are put back when the test ends."""
+    import logging
+
+    import structlog
+
+    saved_config = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    yield
+    structlog.configure(**saved_config)
+    root.handlers[:], root.level = saved_handlers, saved_level
+    structlog.contextvars.clear_contextvars()

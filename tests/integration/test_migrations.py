@@ -15,7 +15,8 @@ from stores import postgres
 pytestmark = pytest.mark.integration
 
 TABLES = {"policies", "pipeline_metadata", "processing_history", "quality_metrics", "audit_logs", "dead_letters",
-          "collection_checkpoints", "collected_records", "event_outbox", "policy_duplicates"}
+          "collection_checkpoints", "collected_records", "event_outbox", "policy_duplicates",
+          "policy_fingerprints", "sync_watermarks", "text_embeddings", "consistency_reports"}
 
 
 @pytest.fixture

@@ -107,6 +107,29 @@ def test_production_refuses_default_passwords(environment: pytest.MonkeyPatch) -
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("POSTGRES_PASSWORD", ""), ("POSTGRES_PASSWORD", "changeme"), ("NEO4J_PASSWORD", ""),
+     ("NEO4J_PASSWORD", "neo4j"), ("NEO4J_PASSWORD", "password")],
+)
+def test_production_refuses_each_default_password(
+    environment: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    environment.setenv("ENVIRONMENT", "production")
+    environment.setenv("NEO4J_PASSWORD", "n30j-Real-Secret")
+    environment.setenv(variable, value)
+    with pytest.raises(SettingsError, match=f"{variable} must be set to a real secret") as raised:
+        load_settings()
+    assert "s3cret-Value" not in str(raised.value) and "n30j-Real-Secret" not in str(raised.value)
+
+
+def test_production_starts_with_real_passwords(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("ENVIRONMENT", "production")
+    environment.setenv("NEO4J_PASSWORD", "n30j-Real-Secret")
+    settings = load_settings()
+    assert "n30j-Real-Secret" not in repr(settings) and "s3cret-Value" not in repr(settings)
+
+
 def _write_stack_state(data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
     state = {

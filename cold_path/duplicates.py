@@ -1,0 +1,180 @@
+"""Near-duplicate detection: is this record a program we already keep, published by another source or worded
+differently?
+
+How it decides, for two records A and B (`compare`):
+
+1. Guards that tell different programs apart even when their titles match (the near misses real sources are
+   full of): different years in the titles, different round markers (상반기 / 하반기, 1차 / 2차, 추가),
+   disjoint 시·도 (from the titles and the target regions; 전국 is a scope of its own), unrelated
+   organisations (abbreviations spelled out, agencies read as their ministry: 창업진흥원 = 중소벤처기업부),
+   disjoint industries, or application periods that start or end more than `DATE_TOLERANCE_DAYS` apart.
+   Any guard that fires: not a duplicate.
+2. Similarity from 0 to 1: the titles reduced to what names the program (`features.title_identity`: no years,
+   regions, ministry abbreviations, 공고/모집/사업 ...), compared as character bigrams by the mean of Jaccard and
+   containment (a shorter title inside a longer one counts), weighted `TITLE_WEIGHT`; the bodies as character
+   trigrams (containment), weighted the rest. Equal title, organisation, dates and body: 1.0 ("exact").
+3. A duplicate when the similarity reaches the threshold (setting DUPLICATE_SIMILARITY_THRESHOLD).
+
+Blocking (`fingerprint`): MinHash of the title's bigrams, `BANDS` bands of `ROWS` rows, each band hashed into
+one signed 64-bit key. Two records are compared only when they share a band key: titles with Jaccard 0.5 share
+one with probability 0.93, unrelated titles (Jaccard < 0.1) almost never. Keys are stored
+(`policy_fingerprints`) so a new record finds its candidates with one indexed query, never a table scan.
+
+Pure: no I/O. Hashes are stable across processes (no `hash()`: Python salts it per process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import zlib
+from dataclasses import dataclass
+from datetime import date
+
+from cold_path.features import (
+    body_identity,
+    industries_overlap,
+    industry_scope,
+    organisation_family,
+    organisations_related,
+    province_scope,
+    provinces_in,
+    rounds_in,
+    shingles,
+    title_identity,
+    years_in,
+)
+from cold_path.records import PolicyRecord
+
+SCHEME = "minhash-title-bigram/1"
+BANDS, ROWS = 20, 3
+DATE_TOLERANCE_DAYS = 14
+TITLE_WEIGHT = 0.7
+
+_PRIME = (1 << 61) - 1
+_RANDOM = random.Random(20261123)  # fixed: band keys must be the same in every process and every release
+_PERMUTATIONS = [(_RANDOM.randrange(1, _PRIME), _RANDOM.randrange(0, _PRIME)) for _ in range(BANDS * ROWS)]
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateFeatures:
+    """What comparing needs of a record, computed once per record."""
+
+    policy_id: str
+    title_grams: frozenset[str]
+    body_grams: frozenset[str]
+    years: frozenset[int]
+    rounds: frozenset[str]
+    provinces: frozenset[str]
+    organisation: str | None
+    industries: frozenset[str]
+    start: date | None
+    end: date | None
+    exact_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    canonical_id: str
+    similarity: float
+    method: str
+
+
+def features(record: PolicyRecord) -> DuplicateFeatures:
+    title = title_identity(record.title)
+    body = body_identity(record.content)
+    organisation = organisation_family(record.issuing_organization, record.title)
+    exact = "\x1f".join([title, body, organisation or "", str(record.application_start_date),
+                         str(record.application_end_date)])
+    return DuplicateFeatures(
+        policy_id=record.id,
+        title_grams=shingles(title, 2),
+        body_grams=shingles(body, 3),
+        years=years_in(record.title),
+        rounds=rounds_in(record.title),
+        provinces=provinces_in(record.title) | province_scope(record.target_region),
+        organisation=organisation,
+        industries=industry_scope(record.target_industry),
+        start=record.application_start_date,
+        end=record.application_end_date,
+        exact_key=hashlib.sha256(exact.encode("utf-8")).hexdigest(),
+    )
+
+
+def fingerprint(item: DuplicateFeatures) -> list[int]:
+    """The record's band keys (signed 64-bit, for a PostgreSQL bigint[])."""
+    if not item.title_grams:
+        return []
+    hashed = [zlib.crc32(gram.encode("utf-8")) for gram in item.title_grams]
+    signature = [min((a * value + b) % _PRIME for value in hashed) for a, b in _PERMUTATIONS]
+    keys = []
+    for band in range(BANDS):
+        rows = signature[band * ROWS : (band + 1) * ROWS]
+        digest = hashlib.blake2b(repr((band, rows)).encode(), digest_size=8).digest()
+        keys.append(int.from_bytes(digest, "big", signed=True))
+    return keys
+
+
+def _far_apart(first: date | None, second: date | None) -> bool:
+    return first is not None and second is not None and abs((first - second).days) > DATE_TOLERANCE_DAYS
+
+
+def different_programs(a: DuplicateFeatures, b: DuplicateFeatures) -> str | None:
+    """The guard that tells the two apart, or None when nothing does."""
+    if a.years and b.years and not a.years & b.years:
+        return "years differ"
+    if a.rounds != b.rounds:
+        return "rounds differ"
+    if a.provinces and b.provinces and not a.provinces & b.provinces:
+        return "regions differ"
+    if not organisations_related(a.organisation, b.organisation):
+        return "organisations differ"
+    if not industries_overlap(a.industries, b.industries):
+        return "industries differ"
+    if _far_apart(a.start, b.start) or _far_apart(a.end, b.end):
+        return "application periods differ"
+    return None
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def _containment(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / min(len(a), len(b)) if a and b else 0.0
+
+
+def similarity(a: DuplicateFeatures, b: DuplicateFeatures) -> tuple[float, str]:
+    """(similarity 0..1, method); 0 when a guard says they are different programs."""
+    if different_programs(a, b) is not None:
+        return 0.0, "guard"
+    if a.exact_key == b.exact_key:
+        return 1.0, "exact"
+    title = (_jaccard(a.title_grams, b.title_grams) + _containment(a.title_grams, b.title_grams)) / 2
+    body = _containment(a.body_grams, b.body_grams)
+    return round(TITLE_WEIGHT * title + (1 - TITLE_WEIGHT) * body, 4), SCHEME
+
+
+class CanonicalIndex:
+    """Canonical records by band key: the candidates a new record is compared with."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[int, list[DuplicateFeatures]] = {}
+
+    def add(self, item: DuplicateFeatures, keys: list[int]) -> None:
+        for key in keys:
+            self._by_key.setdefault(key, []).append(item)
+
+    def best_match(self, item: DuplicateFeatures, keys: list[int], threshold: float) -> Match | None:
+        """The most similar canonical record sharing a band key, if it reaches `threshold`."""
+        seen: set[str] = {item.policy_id}
+        best: Match | None = None
+        for key in keys:
+            for candidate in self._by_key.get(key, ()):
+                if candidate.policy_id in seen:
+                    continue
+                seen.add(candidate.policy_id)
+                value, method = similarity(item, candidate)
+                if value >= threshold and (best is None or value > best.similarity):
+                    best = Match(candidate.policy_id, value, method)
+        return best

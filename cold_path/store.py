@@ -1,0 +1,280 @@
+"""Every PostgreSQL read and write of the cold path, in one place.
+
+A batch is claimed (`FOR UPDATE SKIP LOCKED`, so two runs never take the same record) and written back in one
+transaction: status, score and reasons on `policies`, `quality_metrics`, `processing_history`, `audit_logs` for
+each status change, duplicate links, fingerprints and the `data.quality_updated` events (outbox). A crash rolls
+the whole batch back; the next run takes it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from cold_path.duplicates import DuplicateFeatures, features
+from cold_path.records import PolicyRecord
+from cold_path.status import Decision
+from stores import outbox, postgres
+from stores.outbox import OutboxEvent
+
+_POLICY_COLUMNS = """
+    p.id::text AS id, p.source_system, p.external_id, p.title, p.content, p.issuing_organization, p.target_region,
+    p.target_industry, p.funding_type, p.application_start_date, p.application_end_date, p.original_url,
+    p.collected_at, p.created_at, p.updated_at, p.version, p.status
+"""
+
+# Records waiting for a score, or changed since their last one (a writer other than the hot path may change a
+# record without resetting its status: the version says it).
+CLAIM_CHANGED_SQL = f"""
+SELECT {_POLICY_COLUMNS} FROM policies p
+WHERE (p.status = 'pending_validation' OR p.scored_version IS DISTINCT FROM p.version)
+  AND p.status <> 'archived'
+  AND ($1::text IS NULL OR p.source_system = $1) AND NOT (p.id = ANY($2::uuid[]))
+ORDER BY p.updated_at, p.id LIMIT $3
+FOR UPDATE OF p SKIP LOCKED
+"""  # noqa: S608 (a constant column list, no input)
+# --rescore-all: every record not archived that this run has not scored yet.
+CLAIM_ALL_SQL = f"""
+SELECT {_POLICY_COLUMNS} FROM policies p
+WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $4)
+  AND ($1::text IS NULL OR p.source_system = $1) AND NOT (p.id = ANY($2::uuid[]))
+ORDER BY p.updated_at, p.id LIMIT $3
+FOR UPDATE OF p SKIP LOCKED
+"""  # noqa: S608 (a constant column list, no input)
+CANDIDATES_SQL = f"""
+SELECT {_POLICY_COLUMNS}, f.band_keys FROM policy_fingerprints f JOIN policies p ON p.id = f.policy_id
+WHERE f.band_keys && $1::bigint[] AND p.status = 'active' AND NOT (p.id = ANY($2::uuid[]))
+"""  # noqa: S608 (a constant column list, no input)
+UPDATE_POLICIES_SQL = """
+UPDATE policies p SET status = d.status, quality_score = d.quality_score, scored_version = p.version,
+       scored_at = now(), status_reasons = d.reasons
+FROM jsonb_to_recordset($1::jsonb) AS d(id uuid, status text, quality_score double precision, reasons jsonb)
+WHERE p.id = d.id
+"""
+INSERT_METRICS_SQL = """
+INSERT INTO quality_metrics (policy_id, total_score, completeness, accuracy, consistency, timeliness,
+                             calculation_method, run_id)
+SELECT id, total_score, completeness, accuracy, consistency, timeliness, $2, $3
+FROM jsonb_to_recordset($1::jsonb) AS m(id uuid, total_score double precision, completeness double precision,
+     accuracy double precision, consistency double precision, timeliness double precision)
+"""
+INSERT_HISTORY_SQL = """
+INSERT INTO processing_history (policy_id, processing_path, status, quality_score, validation_errors,
+                                processing_time_ms, run_id)
+SELECT id, 'cold', status, quality_score, details, processing_time_ms, $2
+FROM jsonb_to_recordset($1::jsonb) AS h(id uuid, status text, quality_score double precision, details jsonb,
+     processing_time_ms integer)
+"""
+INSERT_AUDIT_SQL = """
+INSERT INTO audit_logs (entity_type, entity_id, action, actor, changes, metadata)
+SELECT 'policy', entity_id, action, $2, changes, metadata
+FROM jsonb_to_recordset($1::jsonb) AS a(entity_id text, action text, changes jsonb, metadata jsonb)
+"""
+# A record decided again loses its old link first (two statements: a CTE's DELETE is not seen by its INSERT).
+CLEAR_LINKS_SQL = "DELETE FROM policy_duplicates WHERE policy_id = ANY($1::uuid[])"
+INSERT_LINKS_SQL = """
+INSERT INTO policy_duplicates (policy_id, canonical_id, similarity, method, run_id)
+SELECT policy_id, canonical_id, similarity, method, $2
+FROM jsonb_to_recordset($1::jsonb) AS l(policy_id uuid, canonical_id uuid, similarity double precision, method text)
+"""
+UPSERT_FINGERPRINTS_SQL = """
+INSERT INTO policy_fingerprints (policy_id, band_keys, scheme)
+SELECT id, ARRAY(SELECT jsonb_array_elements_text(keys)::bigint), $2
+FROM jsonb_to_recordset($1::jsonb) AS f(id uuid, keys jsonb)
+ON CONFLICT (policy_id) DO UPDATE SET band_keys = EXCLUDED.band_keys, scheme = EXCLUDED.scheme, computed_at = now()
+"""
+# Duplicates whose canonical record was rejected or archived since: unlinked and scored again (they may be the
+# program's best record now). A canonical record waiting for its own new score keeps its links.
+REQUEUE_ORPHANS_SQL = """
+WITH orphans AS (
+    DELETE FROM policy_duplicates d USING policies c
+    WHERE c.id = d.canonical_id AND c.status IN ('rejected', 'archived')
+    RETURNING d.policy_id, d.canonical_id, c.status AS canonical_status
+)
+UPDATE policies p SET status = 'pending_validation', scored_version = NULL, scored_at = NULL, updated_at = now()
+FROM orphans o WHERE p.id = o.policy_id AND p.status = 'rejected'
+RETURNING p.id::text AS id, o.canonical_id::text AS canonical_id, o.canonical_status
+"""
+RESOLVE_LETTERS_SQL = """
+UPDATE dead_letters SET status = 'resolved', last_retry_at = now()
+WHERE stage = 'cold' AND status IN ('pending', 'exhausted') AND record_key = ANY($1::text[])
+"""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+def record_of(row: asyncpg.Record) -> PolicyRecord:
+    return PolicyRecord(
+        id=row["id"], source_system=row["source_system"], external_id=row["external_id"], title=row["title"],
+        content=row["content"], issuing_organization=row["issuing_organization"],
+        target_region=tuple(row["target_region"] or ()), target_industry=tuple(row["target_industry"] or ()),
+        funding_type=row["funding_type"], application_start_date=row["application_start_date"],
+        application_end_date=row["application_end_date"], original_url=row["original_url"],
+        collected_at=row["collected_at"], created_at=row["created_at"], updated_at=row["updated_at"],
+        version=row["version"], status=row["status"],
+    )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """What the end of a run reads back from `processing_history`: one row per record it decided."""
+
+    source_system: str
+    status: str
+    quality_score: float | None
+    error_code: str | None
+
+
+class ColdPathStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def database_now(self) -> datetime:
+        with postgres.translate_errors("read clock"):
+            return await self._pool.fetchval("SELECT now()")
+
+    async def start_run(self, run_id: str, parameters: dict[str, Any]) -> None:
+        """One `pipeline_metadata` row per run id; a retried task (same run id) reuses it."""
+        with postgres.translate_errors("start run"):
+            async with self._pool.acquire() as connection, connection.transaction():
+                updated = await connection.fetchval(
+                    """
+                    UPDATE pipeline_metadata SET status = 'running', completed_at = NULL,
+                           metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object(
+                               'attempts', coalesce((metadata->>'attempts')::int, 1) + 1)
+                    WHERE pipeline_run_id = $1 AND processing_path = 'cold' RETURNING id
+                    """, run_id)
+                if updated is None:
+                    await connection.execute(
+                        "INSERT INTO pipeline_metadata (pipeline_run_id, processing_path, status, metadata) "
+                        "VALUES ($1, 'cold', 'running', $2::jsonb)",
+                        run_id, _json({"parameters": parameters, "attempts": 1}))
+
+    async def finish_run(self, run_id: str, *, status: str, processed: int, failed: int,
+                         summary: dict[str, Any]) -> None:
+        with postgres.translate_errors("finish run"):
+            await self._pool.execute(
+                """
+                UPDATE pipeline_metadata SET status = $2, completed_at = now(), records_processed = $3,
+                       records_failed = $4, metadata = coalesce(metadata, '{}'::jsonb) || $5::jsonb
+                WHERE pipeline_run_id = $1 AND processing_path = 'cold'
+                """, run_id, status, processed, failed, _json(summary))
+
+    async def run_rows(self, run_id: str) -> list[RunRow]:
+        """The latest decision per record of this run (a retried run may have decided a record once only)."""
+        with postgres.translate_errors("read run history"):
+            rows = await self._pool.fetch(
+                """
+                SELECT DISTINCT ON (h.policy_id) p.source_system, h.status, h.quality_score,
+                       h.validation_errors->>'error_code' AS error_code
+                FROM processing_history h JOIN policies p ON p.id = h.policy_id
+                WHERE h.run_id = $1 AND h.processing_path = 'cold'
+                ORDER BY h.policy_id, h.processed_at DESC
+                """, run_id)
+        return [RunRow(**dict(row)) for row in rows]
+
+    async def requeue_orphans(self, run_id: str) -> int:
+        """Unlink and re-queue duplicates whose canonical record is no longer kept; returns how many."""
+        with postgres.translate_errors("requeue orphaned duplicates"):
+            async with self._pool.acquire() as connection, connection.transaction():
+                rows = await connection.fetch(REQUEUE_ORPHANS_SQL)
+                if rows:
+                    await connection.execute(INSERT_AUDIT_SQL, _json([
+                        {"entity_id": row["id"], "action": "status_changed",
+                         "changes": {"status": {"from": "rejected", "to": "pending_validation"}},
+                         "metadata": {"run_id": run_id, "reasons": [
+                             f"canonical record {row['canonical_id']} is {row['canonical_status']}"]}}
+                        for row in rows]), f"cold_path:{run_id}")
+        return len(rows)
+
+    async def letters_pending_for(self, record_keys: Sequence[str]) -> set[str]:
+        """Record keys that already have an open cold-path dead letter (so a failing record is not letter-
+        ed again every run)."""
+        with postgres.translate_errors("read cold dead letters"):
+            rows = await self._pool.fetch(
+                "SELECT DISTINCT record_key FROM dead_letters WHERE stage = 'cold' "
+                "AND status IN ('pending', 'exhausted') AND record_key = ANY($1::text[])", list(record_keys))
+        return {row["record_key"] for row in rows}
+
+    @contextlib.asynccontextmanager
+    async def claim(self, *, source: str | None, exclude_ids: Sequence[str], limit: int,
+                    rescore_since: datetime | None) -> AsyncIterator[ClaimedBatch]:
+        """Up to `limit` records to score, locked until the block ends; the block's writes commit with it (an
+        exception rolls everything back). `rescore_since`: every record not scored since then (--rescore-all)."""
+        with postgres.translate_errors("cold path batch"):
+            async with self._pool.acquire() as connection, connection.transaction():
+                if rescore_since is None:
+                    rows = await connection.fetch(CLAIM_CHANGED_SQL, source, list(exclude_ids), limit)
+                else:
+                    rows = await connection.fetch(CLAIM_ALL_SQL, source, list(exclude_ids), limit, rescore_since)
+                yield ClaimedBatch(connection, [record_of(row) for row in rows])
+
+
+class ClaimedBatch:
+    """A batch of claimed records and the writes that go with it, all in one open transaction."""
+
+    def __init__(self, connection: asyncpg.Connection, records: list[PolicyRecord]) -> None:
+        self._connection = connection
+        self.records = records
+
+    async def canonical_candidates(self, band_keys: Sequence[int]) -> list[tuple[DuplicateFeatures, list[int]]]:
+        """Active records (not of this batch) sharing a band key: (features, band keys) each."""
+        if not band_keys:
+            return []
+        rows = await self._connection.fetch(CANDIDATES_SQL, list(band_keys), [record.id for record in self.records])
+        return [(features(record_of(row)), list(row["band_keys"])) for row in rows]
+
+    async def write(self, decisions: Sequence[Decision], *, run_id: str, method: str,
+                    events: Sequence[OutboxEvent], elapsed_ms: int) -> None:
+        """Everything the batch's decisions change; commits when the `claim` block ends."""
+        connection = self._connection
+        if not decisions:
+            return
+        actor = f"cold_path:{run_id}"
+        policies, metrics, history, audits, links, prints = [], [], [], [], [], []
+        for decision in decisions:
+            record, quality = decision.record, decision.assessment.quality
+            code = decision.error_code.value if decision.error_code else None
+            reasons = [f"{code}: {reason}" if code else reason for reason in decision.reasons]
+            policies.append({"id": record.id, "status": decision.status.value,
+                             "quality_score": quality.total_score, "reasons": reasons})
+            metrics.append({"id": record.id, **quality.as_event_data()})
+            history.append({"id": record.id, "status": decision.status.value, "quality_score": quality.total_score,
+                            "processing_time_ms": elapsed_ms, "details": {
+                                "error_code": code, "reasons": list(decision.reasons),
+                                "errors": [f.message for f in decision.assessment.validation.errors],
+                                "warnings": [f.message for f in decision.assessment.validation.warnings],
+                                "version": record.version}})
+            if decision.status.value != record.status:
+                audits.append({"entity_id": record.id, "action": "status_changed",
+                               "changes": {"status": {"from": record.status, "to": decision.status.value},
+                                           "quality_score": quality.total_score},
+                               "metadata": {"run_id": run_id, "error_code": code, "reasons": list(decision.reasons),
+                                            "version": record.version}})
+            if decision.duplicate_of is not None:
+                match = decision.duplicate_of
+                links.append({"policy_id": record.id, "canonical_id": match.canonical_id,
+                              "similarity": match.similarity, "method": match.method})
+                audits.append({"entity_id": record.id, "action": "duplicate_linked",
+                               "changes": {"canonical_id": match.canonical_id, "similarity": match.similarity},
+                               "metadata": {"run_id": run_id, "method": match.method, "version": record.version}})
+            prints.append({"id": record.id, "keys": decision.assessment.band_keys})
+        await connection.execute(UPDATE_POLICIES_SQL, _json(policies))
+        await connection.execute(INSERT_METRICS_SQL, _json(metrics), method[:100], run_id)
+        await connection.execute(INSERT_HISTORY_SQL, _json(history), run_id)
+        if audits:
+            await connection.execute(INSERT_AUDIT_SQL, _json(audits), actor)
+        await connection.execute(CLEAR_LINKS_SQL, [d.record.id for d in decisions])
+        if links:
+            await connection.execute(INSERT_LINKS_SQL, _json(links), run_id)
+        await connection.execute(UPSERT_FINGERPRINTS_SQL, _json(prints), "minhash-title-bigram/1")
+        await connection.execute(RESOLVE_LETTERS_SQL, [d.record.record_key for d in decisions])
+        await outbox.enqueue(connection, events)

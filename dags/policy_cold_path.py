@@ -1,0 +1,85 @@
+"""`policy_cold_path`, hourly: score what waits for a score, sync the targets, check them, send the events.
+
+Tasks (each idempotent: re-running one finds what is left to do; they pass run ids and counts, not records):
+1. `score`: `cold_path.run.run_cold_path` (load, full validation, quality score, duplicates, status).
+2. `sync`: `sync.run.run_sync` (PostgreSQL to Milvus, the graph, Elasticsearch).
+3. `check_consistency`: `sync.consistency.check_consistency` (each target against PostgreSQL).
+4. `send_events`: relay the outbox (`data.quality_updated` and the sync's events) to Kafka.
+
+Trigger with params from the UI: `limit` (at most this many records), `source` (only this source),
+`rescore_all` (score every record again).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from dags._tasks import DEFAULT_ARGS, run_pipeline_step
+
+
+@dag(
+    dag_id="policy_cold_path",
+    schedule="@hourly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["aegis", "cold-path"],
+    doc_md=__doc__,
+    params={
+        "limit": Param(None, type=["null", "integer"], minimum=1, description="Score at most this many records"),
+        "source": Param(None, type=["null", "string"], description="Only records of this source"),
+        "rescore_all": Param(False, type="boolean", description="Score every record again, not only new ones"),
+    },
+)
+def policy_cold_path() -> None:
+    @task
+    def score(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
+        from cold_path.run import run_cold_path
+
+        options = params or {}
+        report = run_pipeline_step(lambda settings: run_cold_path(
+            settings, limit=options.get("limit"), source=options.get("source") or None,
+            rescore_all=bool(options.get("rescore_all")), run_id=f"airflow:{run_id}"))
+        return {"run_id": report.run_id, "counts": report.counts, "failed": report.failed,
+                "score_distribution": report.score_distribution}
+
+    @task
+    def sync(scored: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+        from sync.run import run_sync
+
+        report = run_pipeline_step(lambda settings: run_sync(settings, run_id=f"airflow:{run_id}"))
+        return {"run_id": f"airflow:{run_id}", "scored": scored["counts"], "sync": _summary(report)}
+
+    @task
+    def check_consistency(synced: dict[str, Any]) -> dict[str, Any]:
+        from sync.consistency import check_consistency as check
+
+        report = run_pipeline_step(lambda settings: check(settings))
+        return {**synced, "consistency": _summary(report)}
+
+    @task
+    def send_events(checked: dict[str, Any]) -> int:
+        from cold_path.run import relay_events
+
+        return run_pipeline_step(relay_events)
+
+    send_events(check_consistency(sync(score())))
+
+
+def _summary(report: Any) -> Any:
+    """A report as XCom can carry it (a dict of plain values), whatever its class."""
+    if hasattr(report, "model_dump"):
+        return report.model_dump(mode="json")
+    if hasattr(report, "__dataclass_fields__"):
+        import dataclasses
+        import json
+
+        return json.loads(json.dumps(dataclasses.asdict(report), default=str))
+    return str(report)
+
+
+policy_cold_path()

@@ -1,0 +1,192 @@
+"""The cold path on the real PostgreSQL: pending records become active or rejected with their reasons, scores,
+history, audit rows, run metadata and data.quality_updated events; cross-source duplicates are linked to one
+canonical record; a record changed after scoring is scored again; duplicates of a canonical record that is
+rejected later are unlinked and scored again."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from cold_path.run import run_cold_path
+from devstack.synthetic import make_record
+from hot_path.cleaning import normalize_record
+from hot_path.store import PolicyStore
+from schemas.events import validate_event
+from schemas.records import CollectionMetadata, RawPolicyData
+from settings import Settings
+from stores import postgres
+
+pytestmark = pytest.mark.integration
+
+TODAY = datetime.now(UTC).date()
+
+
+def announcement(source: str, external_id: str, **fields: Any) -> RawPolicyData:
+    values: dict[str, Any] = {
+        "title": "2026년 예비창업패키지 예비창업자 모집 공고",
+        "content": ("혁신적인 기술창업 아이디어를 보유한 예비창업자에게 사업화 자금 최대 1억원(평균 5천만원)과 "
+                    "창업교육, 멘토링을 지원합니다. 신청일 기준 사업자 등록이 없는 자가 신청할 수 있으며, "
+                    "K-Startup 누리집에서 온라인으로 접수합니다. 문의: 담당자 ☎ 042-480-1234"),
+        "issuing_organization": "중소벤처기업부",
+        "target_region": ["전국"],
+        "target_industry": ["전체"],
+        "funding_type": "창업",
+        "application_start_date": TODAY - timedelta(days=5),
+        "application_end_date": TODAY + timedelta(days=20),
+        "original_url": f"https://www.bizinfo.go.kr/web/lay1/bbs/S1T122C128/AS/74/view.do?pblancId={external_id}",
+    }
+    values.update(fields)
+    return RawPolicyData(**values, collection_metadata=CollectionMetadata(
+        source=source, external_id=external_id, collected_at=datetime.now(UTC)))
+
+
+async def store(settings: Settings, records: list[RawPolicyData]) -> dict[str, str]:
+    """Store as the hot path does (pending_validation); returns external_id -> policy id."""
+    pool = await postgres.create_pool(settings)
+    try:
+        outcome = await PolicyStore(pool).store_batch([normalize_record(r) for r in records], lambda stored: [])
+    finally:
+        await pool.close()
+    return {item.policy.external_id: item.policy_id for item in outcome.stored}
+
+
+async def fetch(settings: Settings, sql: str, *args: Any) -> list[dict[str, Any]]:
+    async with postgres.connect(settings.postgres_dsn()) as connection:
+        return [dict(row) for row in await connection.fetch(sql, *args)]
+
+
+async def policies(settings: Settings, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = await fetch(settings, "SELECT id::text, status, quality_score, version, scored_version, status_reasons "
+                                 "FROM policies WHERE id = ANY($1::uuid[])", ids)
+    return {row["id"]: {**row, "status_reasons": orjson.loads(row["status_reasons"])} for row in rows}
+
+
+async def events_for(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
+    rows = await fetch(settings, "SELECT envelope::text FROM event_outbox WHERE event_type = 'data.quality_updated' "
+                                 "AND message_key = ANY($1::text[]) ORDER BY id", ids)
+    return [orjson.loads(row["envelope"]) for row in rows]
+
+
+async def test_pending_records_become_active_or_rejected_with_their_trail(stack: Settings) -> None:
+    source = f"cold_{uuid.uuid4().hex[:6]}"
+    good = [make_record(index, source=source) for index in range(8)]
+    weak = announcement(source, "WEAK", content="<p>창업 지원 &nbsp; 내용은 첨부 파일을 참고하세요.</p>",
+                        target_region=[], target_industry=[], funding_type=None, original_url=None,
+                        application_start_date=None, application_end_date=date(2025, 1, 10))
+    invalid = announcement(source, "NO_TITLE", title="제목 없음")
+    ids = await store(stack, [*good, weak, invalid])
+    assert len(ids) == 10
+
+    report = await run_cold_path(stack, source=source, run_id=f"test-{source}")
+
+    assert report.counts == {"active": 8, "rejected": 2, "duplicate": 0}
+    assert report.rejected_by_code == {"DP_2001": 1, "DP_2002": 1}
+    assert sum(report.score_distribution.values()) == 10
+    assert set(report.mean_score_by_source) == {source}
+    stored = await policies(stack, list(ids.values()))
+    assert {stored[ids[r.collection_metadata.external_id]]["status"] for r in good} == {"active"}
+    assert all(stored[ids[r.collection_metadata.external_id]]["quality_score"] >= 0.7 for r in good)
+    weak_row, invalid_row = stored[ids["WEAK"]], stored[ids["NO_TITLE"]]
+    assert weak_row["status"] == "rejected" and weak_row["quality_score"] < 0.7
+    assert weak_row["status_reasons"][0].startswith("DP_2002")
+    assert invalid_row["status"] == "rejected" and invalid_row["status_reasons"][0].startswith("DP_2001")
+    assert {row["scored_version"] for row in stored.values()} == {1}
+
+    metrics = await fetch(stack, "SELECT policy_id::text, total_score, completeness, accuracy, consistency, "
+                                 "timeliness, calculation_method, run_id FROM quality_metrics "
+                                 "WHERE policy_id = ANY($1::uuid[])", list(ids.values()))
+    assert len(metrics) == 10
+    assert {row["run_id"] for row in metrics} == {report.run_id}
+    assert all(row["calculation_method"].startswith("quality/1 c=0.3") for row in metrics)
+    weak_metrics = next(row for row in metrics if row["policy_id"] == ids["WEAK"])
+    assert weak_metrics["accuracy"] < 1 and weak_metrics["completeness"] < 1 and weak_metrics["timeliness"] < 0.5
+
+    audits = await fetch(stack, "SELECT entity_id, action, actor, changes::text, metadata::text FROM audit_logs "
+                                "WHERE entity_id = ANY($1::text[])", list(ids.values()))
+    assert len(audits) == 10 and {row["action"] for row in audits} == {"status_changed"}
+    assert {row["actor"] for row in audits} == {f"cold_path:{report.run_id}"}
+    invalid_audit = next(row for row in audits if row["entity_id"] == ids["NO_TITLE"])
+    assert orjson.loads(invalid_audit["changes"])["status"] == {"from": "pending_validation", "to": "rejected"}
+    assert orjson.loads(invalid_audit["metadata"])["error_code"] == "DP_2001"
+
+    history = await fetch(stack, "SELECT status FROM processing_history WHERE processing_path = 'cold' "
+                                 "AND run_id = $1", report.run_id)
+    assert sorted(row["status"] for row in history) == ["active"] * 8 + ["rejected"] * 2
+    (run,) = await fetch(stack, "SELECT status, records_processed, records_failed, metadata::text "
+                                "FROM pipeline_metadata WHERE pipeline_run_id = $1", report.run_id)
+    assert (run["status"], run["records_processed"], run["records_failed"]) == ("succeeded", 10, 0)
+    assert orjson.loads(run["metadata"])["counts"] == report.counts
+
+    events = await events_for(stack, list(ids.values()))
+    assert len(events) == 10
+    for event in events:
+        validate_event(event)
+    assert {event["data"]["policy_id"] for event in events} == set(ids.values())
+    by_policy = {event["data"]["policy_id"]: event["data"] for event in events}
+    assert by_policy[ids["NO_TITLE"]]["status"] == "rejected"
+    assert by_policy[ids["NO_TITLE"]]["reasons"][0].startswith("DP_2001")
+
+    again = await run_cold_path(stack, source=source)  # nothing changed: nothing to do
+    assert again.processed == 0
+
+
+async def test_duplicates_are_linked_changes_rescored_and_orphans_requeued(stack: Settings) -> None:
+    token = uuid.uuid4().hex[:6]
+    bizinfo, kstartup = f"biz_{token}", f"kst_{token}"
+    canonical = announcement(bizinfo, "PBLN_1")
+    ids = await store(stack, [canonical])
+    first = await run_cold_path(stack, source=bizinfo)
+    assert first.counts["active"] == 1
+
+    reworded = announcement(
+        kstartup, "171234", title="[창업진흥원] 2026년도 예비창업패키지 예비창업자 모집", issuing_organization="창업진흥원",
+        content="중소벤처기업부와 창업진흥원은 2026년 예비창업패키지에 참여할 예비창업자를 모집한다. 선정되면 최대 "
+                "1억원의 사업화 자금과 창업교육, 멘토링을 받는다. 신청은 K-Startup에서 받는다.")
+    next_year = announcement(kstartup, "171999", title="2027년 예비창업패키지 예비창업자 모집 공고",
+                             application_start_date=TODAY + timedelta(days=100),
+                             application_end_date=TODAY + timedelta(days=120))
+    ids |= await store(stack, [reworded, next_year])
+    second = await run_cold_path(stack, source=kstartup)
+    assert second.counts == {"active": 1, "rejected": 0, "duplicate": 1}
+    assert second.rejected_by_code == {"DP_2003": 1}
+    links = await fetch(stack, "SELECT policy_id::text, canonical_id::text, similarity, method, run_id "
+                               "FROM policy_duplicates WHERE canonical_id = $1::uuid", ids["PBLN_1"])
+    assert [(row["policy_id"], row["run_id"]) for row in links] == [(ids["171234"], second.run_id)]
+    assert 0.55 <= links[0]["similarity"] < 1
+    stored = await policies(stack, list(ids.values()))
+    assert stored[ids["171234"]]["status"] == "rejected"
+    assert stored[ids["171234"]]["status_reasons"][0].startswith("DP_2003")
+    assert stored[ids["171999"]]["status"] == "active"  # same title, next year: another program
+
+    # The canonical record changes (a corrected announcement): stored as version 2, scored again.
+    corrected = announcement(bizinfo, "PBLN_1", content=canonical.content + " (정정: 접수 기간 연장)")
+    await store(stack, [corrected])
+    third = await run_cold_path(stack, source=bizinfo)
+    assert third.counts["active"] == 1
+    row = (await policies(stack, [ids["PBLN_1"]]))[ids["PBLN_1"]]
+    assert (row["status"], row["version"], row["scored_version"]) == ("active", 2, 2)
+    scored_twice = await fetch(stack, "SELECT count(*) AS n FROM quality_metrics WHERE policy_id = $1::uuid",
+                               ids["PBLN_1"])
+    assert scored_twice[0]["n"] == 2
+
+    # --rescore-all scores everything again, changed or not.
+    rescored = await run_cold_path(stack, source=kstartup, rescore_all=True)
+    assert rescored.processed == 2 and rescored.counts["duplicate"] == 1
+
+    # The canonical record is withdrawn (its new version is unusable): its duplicate is unlinked and, scored
+    # again, becomes the program's canonical record.
+    await store(stack, [announcement(bizinfo, "PBLN_1", title="제목 없음")])
+    fourth = await run_cold_path(stack)
+    assert fourth.requeued == 1
+    stored = await policies(stack, [ids["PBLN_1"], ids["171234"]])
+    assert stored[ids["PBLN_1"]]["status"] == "rejected"
+    assert stored[ids["171234"]]["status"] == "active"
+    assert await fetch(stack, "SELECT 1 FROM policy_duplicates WHERE canonical_id = $1::uuid", ids["PBLN_1"]) == []
+    requeue_audit = await fetch(stack, "SELECT metadata::text FROM audit_logs WHERE entity_id = $1 "
+                                       "AND changes->'status'->>'to' = 'pending_validation'", ids["171234"])
+    assert len(requeue_audit) == 1 and ids["PBLN_1"] in requeue_audit[0]["metadata"]

@@ -1,0 +1,114 @@
+"""/metrics on the real database: the dead-letter queue's size (`dead_letters_unresolved`) is read from the
+`dead_letters` table on each scrape, follows letters as they come and go, and a database that fails the refresh
+does not fail the scrape."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from cli.main import main
+from common.errors import ErrorCode
+from common.ops_server import OpsServer
+from settings import Settings
+from stores import postgres
+from stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def unresolved(metrics_text: str) -> dict[tuple[str, str], float]:
+    return {(sample.labels["stage"], sample.labels["status"]): sample.value
+            for family in text_string_to_metric_families(metrics_text) if family.name == "dead_letters_unresolved"
+            for sample in family.samples}
+
+
+async def table_counts(pool, stage: str) -> dict[str, int]:
+    rows = await pool.fetch("SELECT status, count(*) AS n FROM dead_letters WHERE stage = $1 GROUP BY status", stage)
+    return {row["status"]: row["n"] for row in rows}
+
+
+async def test_the_dead_letter_gauge_follows_the_table_on_each_scrape(stack: Settings) -> None:
+    pool = await postgres.create_pool(stack)
+    queue = DeadLetterQueue(pool, None, stack.kafka_topic_dlq)
+    port = free_port()
+    server = OpsServer(port, lambda: None, host="127.0.0.1", before_scrape=queue.refresh_unresolved_gauge)
+    await server.start()
+    stage = "sync"  # letters of this test only: no other test writes sync letters
+    key = f"ops-metrics:{uuid.uuid4().hex[:8]}"
+    pool_open = True
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            before = unresolved((await client.get("/metrics")).text)
+            counts = await table_counts(pool, stage)
+            assert before[(stage, "pending")] == counts.get("pending", 0)
+
+            await queue.send([DeadLetter(stage=stage, error_code=ErrorCode.MILVUS_SYNC_FAILED, error_message="down",
+                                         record_key=f"{key}:{n}") for n in range(3)])
+            grown = unresolved((await client.get("/metrics")).text)
+            assert grown[(stage, "pending")] == before[(stage, "pending")] + 3
+
+            store = DeadLetterStore(pool)
+            ours = [letter for letter in await store.list(statuses=["pending"], limit=1000)
+                    if (letter.record_key or "").startswith(key)]
+            await store.resolve(ours[0].id)
+            await store.retry_failed(ours[1].id, "down again")
+            await store.retry_failed(ours[1].id, "down again")
+            await store.retry_failed(ours[1].id, "down again")  # the third failed retry exhausts it
+            after = unresolved((await client.get("/metrics")).text)
+            assert after[(stage, "pending")] == before[(stage, "pending")] + 1
+            assert after[(stage, "exhausted")] == before.get((stage, "exhausted"), 0) + 1
+
+            await pool.close()
+            pool_open = False  # the next refresh fails: the scrape still answers, with the last values
+            response = await client.get("/metrics")
+            assert response.status_code == 200
+            assert unresolved(response.text) == after
+    finally:
+        await server.stop()
+        if pool_open:
+            await pool.close()
+        async with postgres.connect(stack.postgres_dsn()) as connection:
+            await connection.execute("DELETE FROM dead_letters WHERE record_key LIKE $1", f"{key}:%")
+
+
+def test_a_batch_command_pushes_its_metrics_to_the_pushgateway(stack: Settings, restore_logging: None) -> None:
+    received: list[tuple[str, str, bytes]] = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            received.append((self.command, self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    gateway = HTTPServer(("127.0.0.1", 0), Gateway)
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{gateway.server_address[1]}"
+        result = CliRunner().invoke(main, ["dlq", "list", "--json"], env={"PROMETHEUS_PUSHGATEWAY_URL": url})
+        assert result.exit_code == 0, result.output
+        unpushed = CliRunner().invoke(main, ["db", "current"], env={"PROMETHEUS_PUSHGATEWAY_URL": url})
+        assert unpushed.exit_code == 0, unpushed.output
+    finally:
+        gateway.shutdown()
+        thread.join()
+    assert [(method, path) for method, path, _ in received] == [("PUT", "/metrics/job/aegis-dlq")]
+    body = received[0][2].decode()
+    assert "# TYPE dead_letters_unresolved gauge" in body and "# TYPE db_sync_total counter" in body
