@@ -23,6 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import structlog
 
@@ -84,8 +85,11 @@ _redactor = _Redactor()
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Values that must never appear in a log line (e.g. the settings' passwords); empty or tiny ones are ignored."""
-    _redactor.secrets.update(value for value in values if len(value) >= _MIN_SECRET_LENGTH)
+    """Values that must never appear in a log line (e.g. the settings' passwords), also as a URL carries them
+    (percent-encoded); empty or tiny ones are ignored."""
+    for value in values:
+        if len(value) >= _MIN_SECRET_LENGTH:
+            _redactor.secrets.update({value, quote(value, safe=""), quote_plus(value, safe="")})
 
 
 def redact(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:

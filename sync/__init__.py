@@ -1,5 +1,11 @@
 """Sync: PostgreSQL (the source of truth) to Milvus, the graph store and Elasticsearch, one target per store
 behind a small contract, plus the consistency check and repair.
 
-May import: `settings`, `common`, `schemas`, `stores`.
+- `run.py`: `run_sync` (incremental, per-target watermarks) and `rebuild` (new copy, then alias swap).
+- `consistency.py`: `check_consistency` and `repair`; `digest.py`: their pure bucket-digest and diff logic.
+- `source.py`: the PostgreSQL side (changed policies, checksums, watermarks, per-target locks).
+- `embeddings.py`: the sentence-transformers model (offline) and the embeddings stored by text hash.
+- `targets/`: `base.SyncTarget` and one module per store.
+
+May import: `settings`, `common`, `schemas`, `stores`, numpy, sentence-transformers.
 """

@@ -181,9 +181,10 @@ async def _repair_target(pool: asyncpg.Pool, settings: Settings, check: TargetCh
             await handle.call(handle.target.flush)  # type: ignore[union-attr]
         result.success = True
     except Exception as error:
-        result.error_code = error.code.value if isinstance(error, PipelineError) else ErrorCode.CONSISTENCY_CHECK_FAILED
-        result.error = str(error)
-        log.error("consistency_repair_failed", target=check.target, error=str(error))
+        code = error.code if isinstance(error, PipelineError) else ErrorCode.CONSISTENCY_CHECK_FAILED
+        result.error_code, result.error = code.value, str(error)
+        log.error("consistency_repair_failed", target=check.target, error_code=code.value, error=str(error),
+                  exc_info=not isinstance(error, PipelineError))
     result.duration_seconds = round(time.monotonic() - started, 3)
     return result
 

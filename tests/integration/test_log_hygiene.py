@@ -150,11 +150,12 @@ def test_the_redaction_catches_secrets_written_into_text(restore_logging: None) 
     sys.stderr = stream
     try:
         configure_logging("DEBUG", mask=mask_text)
-        register_secrets(["registered-secret-value"])
+        register_secrets(["registered-secret-value", "key/with+slash=="])
         log = get_logger("hygiene")
         log.info("fetch", url="https://apis.example/x?serviceKey=abc%2Bdef&pageNo=2&crtfcKey=q1w2e3r4",
                  dsn="postgresql://aegis:pw-in-url@db:5432/aegis", neo4j_password="pw-field",
-                 note="uses registered-secret-value", contact="담당자 02-123-4567 gildong.hong@sd.go.kr")
+                 note="uses registered-secret-value", contact="담당자 02-123-4567 gildong.hong@sd.go.kr",
+                 sent="GET /x?k=key%2Fwith%2Bslash%3D%3D")
         try:
             raise ValueError("refused {'serviceKey': 'key-in-repr'} for 010-9876-5432")
         except ValueError:
@@ -164,7 +165,8 @@ def test_the_redaction_catches_secrets_written_into_text(restore_logging: None) 
         sys.stderr = saved
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3 and all(json.loads(line) for line in lines)
-    secrets = ["abc%2Bdef", "q1w2e3r4", "pw-in-url", "pw-field", "registered-secret-value", "key-in-repr", "lib-key"]
+    secrets = ["abc%2Bdef", "q1w2e3r4", "pw-in-url", "pw-field", "registered-secret-value", "key-in-repr", "lib-key",
+               "key%2Fwith%2Bslash%3D%3D"]
     assert leaks("\n".join(lines), secrets) == []
     assert all(REDACTED in line for line in lines)
     assert "pageNo=2" in lines[0] and "[전화번호]" in lines[0] and "[이메일]" in lines[2]

@@ -1,13 +1,19 @@
-"""/metrics on the real database: the dead-letter queue's size (`dead_letters_unresolved`) is read from the
-`dead_letters` table on each scrape, follows letters as they come and go, and a database that fails the refresh
-does not fail the scrape."""
+"""The operations endpoints on the real engines: the dead-letter queue's size (`dead_letters_unresolved`) read
+from the `dead_letters` table on each scrape (a database that fails the refresh does not fail the scrape); batch
+commands pushing to a Pushgateway; the scheduler serving the probes and metrics of its Deployment."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -112,3 +118,31 @@ def test_a_batch_command_pushes_its_metrics_to_the_pushgateway(stack: Settings, 
     assert [(method, path) for method, path, _ in received] == [("PUT", "/metrics/job/aegis-dlq")]
     body = received[0][2].decode()
     assert "# TYPE dead_letters_unresolved gauge" in body and "# TYPE db_sync_total counter" in body
+
+
+def test_the_scheduler_serves_the_probes_and_metrics_its_deployment_uses(stack: Settings) -> None:
+    port = free_port()
+    environment = {**os.environ, "METRICS_PORT": str(port), "SAMPLE_SOURCES_URL": "http://127.0.0.1:9",
+                   "SAMPLE_SERVICE_KEY": "unused"}
+    sources = Path(__file__).parents[2] / "devstack" / "sample_sources.yaml"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "aegis-pipeline"), "scheduler",
+                                "--sources-file", str(sources)], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None and time.monotonic() < deadline, "the scheduler did not serve"
+                time.sleep(0.3)
+        assert ready.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json() == {"status": "alive"}
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "# TYPE data_collection_total counter" in metrics
+        assert 'dead_letters_unresolved{stage="collect",status="pending"}' in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors.decode()
