@@ -90,6 +90,7 @@ class HotPathService:
         self.summary = HotPathSummary()
         self.not_ready_reason: str | None = "starting"
         self._last_lag_refresh = 0.0
+        self._lag_partitions: set[TopicPartition] = set()  # partitions whose lag this process exports
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> HotPathSummary:
         """Consume until `stop`. One batch is stored while the next is fetched and prepared (its SQL runs in
@@ -238,6 +239,11 @@ class HotPathService:
             return
         self._last_lag_refresh = time.monotonic()
         assigned = list(self._consumer.assignment())
+        # A partition another member took in a rebalance is that member's to report: drop its series here, or
+        # the autoscaler would keep seeing this process's last value for it.
+        for partition in self._lag_partitions - set(assigned):
+            metrics.kafka_consumer_lag.remove(partition.topic, str(partition.partition))
+        self._lag_partitions = set(assigned)
         try:
             ends = await self._consumer.end_offsets(assigned)
             for partition in assigned:
