@@ -135,6 +135,14 @@ class CoreSettings(BaseSettings):
     # DP_2001 by the hot path. Below Kafka's default message.max.bytes (1,048,588), so a record never fails to send.
     max_record_bytes: int = Field(default=1_000_000, ge=1_000, le=1_048_000)
 
+    # Reliability (issue 8, parts 1 and 4): recovering from a broker that lost what it had acknowledged.
+    # A record published this long ago whose version is still not in PostgreSQL is published again by the next run.
+    collector_republish_grace_seconds: float = Field(default=900.0, ge=0)
+    # How often the hot path checks that the broker still has its data (a sentinel topic); after a loss it
+    # re-creates the topics and announces again, through the outbox, every policy changed within the horizon.
+    kafka_broker_check_seconds: float = Field(default=30.0, gt=0)
+    event_reannounce_horizon_hours: float = Field(default=168.0, ge=0)
+
     # Operations (issue 7): batch commands (cold-path, sync, consistency, collect, dlq) push their metrics here
     # when they finish (a Prometheus Pushgateway URL, e.g. http://pushgateway:9091); empty: they do not push.
     prometheus_pushgateway_url: str = Field(default="", pattern=r"^(https?://\S+)?$")

@@ -11,6 +11,14 @@ refused (DP_1004). Records whose content hash is
 already known are skipped as unchanged; the rest are published to the raw topic keyed `source:external_id`,
 and only after the broker acknowledged them are their hashes remembered. A crash in between republishes
 (duplicates are harmless downstream: the hot path upsert is idempotent) but never loses a record.
+
+An acknowledgement is not storage: a broker that loses its data (the embedded broker keeps everything in memory)
+loses records the hot path had not stored yet. So the hash remembered is the one the hot path stores, and a
+record published more than COLLECTOR_REPUBLISH_GRACE_SECONDS ago whose version is still not in `policies` is
+published again by the next run (for an incremental source, that run fetches without its cursor, since the
+record may lie behind it). The raw topic is created before publishing when it is missing (a broker that lost
+its data also lost its topics). When PostgreSQL is unavailable the source run fails cleanly and the next run
+does it again; nothing is remembered that was not published.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from collectors.state import CollectorState
 from common import metrics
 from common.errors import CircuitOpenError, ErrorCode, InvalidDataError, PipelineError
 from common.logging import get_logger
-from hot_path.cleaning import mask_text
+from hot_path.cleaning import mask_text, normalize_record
 from schemas.records import RawPolicyData
 from settings import Settings
 from stores import cache, kafka, postgres
@@ -58,6 +66,7 @@ class SourceResult:
     status: str = "ok"  # ok | failed | circuit_open
     fetched: int = 0
     published: int = 0
+    republished: int = 0  # of `published`: records published before that never reached the store
     unchanged: int = 0
     invalid: int = 0
     failed: int = 0
@@ -182,19 +191,26 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
     result = SourceResult(source=source.name)
     started = time.monotonic()
     run_at = datetime.now(UTC)
-    cursor = await context.state.cursor(source.name) if source.incremental else None
     secrets = source.secret_values()
     try:
+        unstored = await context.state.unstored(
+            source.name, grace_seconds=context.settings.collector_republish_grace_seconds
+        )
+        # A record that never reached the store may lie behind the cursor: then this run fetches everything.
+        cursor = await context.state.cursor(source.name) if source.incremental and not unstored else None
         raw_records = [sanitise_record(raw, secrets) for raw in await _fetch_raw_records(source, context, cursor)]
         result.fetched = len(raw_records)
         valid, letters = _validate(raw_records, source, run_at, max_record_bytes=context.settings.max_record_bytes)
         result.invalid = len(letters)
         await context.dead_letters.send(letters)
         known = await context.state.known_hashes(source.name, [r.collection_metadata.external_id for r in valid])
-        changed = [(record, record.content_hash()) for record in valid]
-        changed = [(record, digest) for record, digest in changed
-                   if known.get(record.collection_metadata.external_id) != digest]
+        hashed = [(record, normalize_record(record).content_hash) for record in valid]  # as the store will hash it
+        changed = [(record, digest) for record, digest in hashed
+                   if known.get(record.collection_metadata.external_id) != digest
+                   or record.collection_metadata.external_id in unstored]
         result.unchanged = len(valid) - len(changed)
+        result.republished = sum(1 for record, digest in changed
+                                 if known.get(record.collection_metadata.external_id) == digest)
         await _publish(changed, context)
         result.published = len(changed)
         await context.state.remember_published(
@@ -217,9 +233,14 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
     result.seconds = time.monotonic() - started
     if result.error is not None:  # shown to users and logged: a URL in it must not carry the source's key
         result.error = redact(result.error, secret_spellings(secrets))
-    await context.state.save_checkpoint(
-        source.name, run_at=run_at, succeeded=result.status == "ok", cursor_value=new_cursor, counts=result.counts()
-    )
+    try:
+        await context.state.save_checkpoint(
+            source.name, run_at=run_at, succeeded=result.status == "ok", cursor_value=new_cursor,
+            counts=result.counts(),
+        )
+    except PipelineError as error:  # the database is down: without a checkpoint, the next run does it again
+        if result.status == "ok":
+            result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
     _observe(result)
     return result
 
@@ -260,7 +281,12 @@ def _validate(raw_records: list[dict[str, Any]], source: SourceDefinition, colle
 
 
 async def _publish(records: list[tuple[RawPolicyData, str]], context: CollectorContext) -> None:
-    topic = context.settings.kafka_topic_raw_policies
+    if not records:
+        return
+    settings = context.settings
+    topic = settings.kafka_topic_raw_policies
+    # A broker that lost its data acknowledges sends to a topic it no longer has, and keeps nothing of them.
+    await kafka.ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.kafka_topic_partitions)
     with kafka.translate_errors("publish raw records"):
         deliveries = [
             await context.producer.send(

@@ -1,5 +1,8 @@
 """What the collectors remember between runs, in PostgreSQL: a checkpoint per source and the content hash of
-every record published (tables from migration 0002)."""
+every record published (tables from migration 0002).
+
+The hash remembered is the one the hot path stores (`CleanPolicy.content_hash`, of the record as it will be
+stored), so "published but never stored" is one comparison with `policies`."""
 
 from __future__ import annotations
 
@@ -23,6 +26,22 @@ class CollectorState:
                 source, external_ids,
             )
         return {row["external_id"]: row["content_hash"] for row in rows}
+
+    async def unstored(self, source: str, *, grace_seconds: float) -> set[str]:
+        """External ids published more than `grace_seconds` ago whose published version is not in `policies`:
+        the broker acknowledged them, but they never reached the store (a broker that lost its data). The
+        collector publishes them again; the hot path's upsert makes a repeat harmless."""
+        with postgres.translate_errors("read unstored records"):
+            rows = await self._pool.fetch(
+                """
+                SELECT c.external_id FROM collected_records c
+                WHERE c.source_system = $1 AND c.last_published_at < now() - make_interval(secs => $2)
+                  AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.source_system = c.source_system
+                                  AND p.external_id = c.external_id AND p.content_hash = c.content_hash)
+                """,
+                source, grace_seconds,
+            )
+        return {row["external_id"] for row in rows}
 
     async def remember_published(self, source: str, hashes: dict[str, str]) -> None:
         """Record what the broker acknowledged; called only after the send succeeded."""

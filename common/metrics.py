@@ -46,7 +46,8 @@ kafka_consumer_lag = Gauge(
 )
 policy_cache_writes_total = Counter(
     "policy_cache_writes_total",
-    "Policies written to the Redis cache, by outcome (ok, error: Redis unavailable, the hot path went on)",
+    "Policies written to the Redis cache, by outcome (ok, error: Redis unavailable, the hot path went on; "
+    "refilled: cached after Redis came back)",
     ["status"],
 )
 dead_letters_total = Counter(
@@ -57,6 +58,15 @@ dead_letters_total = Counter(
 outbox_events_sent_total = Counter(
     "outbox_events_sent_total",
     "Events relayed from the outbox to Kafka, by event type",
+    ["event_type"],
+)
+broker_data_loss_recoveries_total = Counter(
+    "broker_data_loss_recoveries_total",
+    "Times the hot path found the broker had lost its data (its sentinel topic gone) and announced again",
+)
+events_reannounced_total = Counter(
+    "events_reannounced_total",
+    "Events written to the outbox again after the broker lost its data, by event type",
     ["event_type"],
 )
 

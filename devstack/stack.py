@@ -3,7 +3,8 @@
 All data lives under one directory (`AEGIS_DATA_DIR`, default `.aegis/`). `up` starts each engine on a free
 port, records pid, port and settings in `<data_dir>/stack.json`, waits until every engine answers through the
 project's own clients, then creates the topics and applies the migrations. Everything is idempotent: `up` on a
-running stack changes nothing, and `up` after a crash restarts only what is no longer running. `down` stops only
+running stack changes nothing, and `up` after a crash restarts only what is no longer running, on the port it
+had when that port is still free (so processes already connected to it reconnect). `down` stops only
 processes `up` started, identified by pid and command line. Engines configured explicitly (environment or
 `.env`, e.g. real clusters) are never started here.
 """
@@ -70,6 +71,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT does not count
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 @contextlib.contextmanager
 def _exclusive(data_dir: Path) -> Iterator[None]:
     """Serialise `up` and `down` on one data directory across processes."""
@@ -106,7 +117,8 @@ def up(core: CoreSettings, *, startup_timeout_seconds: float = 90) -> Settings:
             if _engine_is_up(engine, record):
                 log.info("engine_already_running", engine=engine.name, pid=record.pid if record else None)
                 continue
-            port = free_port()
+            # An engine that died comes back on its port, so running clients (and their settings) reach it again.
+            port = record.port if record is not None and port_is_free(record.port) else free_port()
             started = time.monotonic()
             process = engine.launch(port)
             state.engines[engine.name] = EngineRecord(

@@ -2,7 +2,10 @@
 (design §6.3: 1 h), replaced whenever the policy changes.
 
 The cache is an optimisation, never a dependency: when Redis is down the hot path carries on, counts what it
-could not cache (`policy_cache_writes_total{status="error"}`), and the next change of each policy refills it.
+could not cache (`policy_cache_writes_total{status="error"}`), keeps those policies (the latest of each, at most
+`max_pending`; beyond that the oldest wait for their next change) and refills them with the first write that
+succeeds after (`status="refilled"`). A refill never overwrites: another replica may have cached a newer
+version meanwhile.
 """
 
 from __future__ import annotations
@@ -26,25 +29,45 @@ def cache_key(policy_id: str) -> str:
 
 
 class PolicyCache:
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, *, ttl_seconds: int, max_pending: int = 50_000) -> None:
         self._client = client
         self._ttl_seconds = ttl_seconds
+        self._max_pending = max_pending
+        self._pending: dict[str, StoredPolicy] = {}  # policy id -> its latest version not cached: Redis was down
+
+    def _document(self, item: StoredPolicy) -> bytes:
+        return orjson.dumps({"policy_id": item.policy_id, "version": item.version, "status": "pending_validation",
+                             **item.policy.as_document()})
 
     async def put_many(self, stored: Sequence[StoredPolicy]) -> int:
         """Cache each stored policy; returns how many were cached (0 when Redis is unavailable)."""
         if not stored:
             return 0
+        fresh = {item.policy_id for item in stored}
+        refills = [item for policy_id, item in self._pending.items() if policy_id not in fresh]
         try:
             with cache.translate_errors("cache policies"):
                 async with self._client.pipeline(transaction=False) as pipeline:
                     for item in stored:
-                        document = {"policy_id": item.policy_id, "version": item.version,
-                                    "status": "pending_validation", **item.policy.as_document()}
-                        pipeline.set(cache_key(item.policy_id), orjson.dumps(document), ex=self._ttl_seconds)
+                        pipeline.set(cache_key(item.policy_id), self._document(item), ex=self._ttl_seconds)
+                    for item in refills:
+                        pipeline.set(cache_key(item.policy_id), self._document(item), ex=self._ttl_seconds, nx=True)
                     await pipeline.execute()
         except StoreUnavailableError as error:
             metrics.policy_cache_writes_total.labels(status="error").inc(len(stored))
             log.warning("policy_cache_unavailable", policies=len(stored), reason=str(error))
+            self._keep_for_refill(stored)
             return 0
         metrics.policy_cache_writes_total.labels(status="ok").inc(len(stored))
+        if self._pending:
+            metrics.policy_cache_writes_total.labels(status="refilled").inc(len(refills))
+            log.info("policy_cache_refilled", policies=len(refills))
+            self._pending.clear()
         return len(stored)
+
+    def _keep_for_refill(self, stored: Sequence[StoredPolicy]) -> None:
+        for item in stored:
+            self._pending.pop(item.policy_id, None)  # re-inserted last: the dict stays oldest first
+            self._pending[item.policy_id] = item
+        while len(self._pending) > self._max_pending:
+            del self._pending[next(iter(self._pending))]

@@ -21,7 +21,7 @@ from common.errors import ErrorCode
 from hot_path.cache import PolicyCache
 from hot_path.cleaning import CleanPolicy, normalize_record
 from hot_path.store import PolicyStore, StoredPolicy
-from schemas.events import EventType, build_event
+from schemas.events import EventType, build_event, fact_event_id
 from schemas.records import ProcessingPath, RawPolicyData
 from settings import Settings
 from stores.dead_letters import DeadLetter, DeadLetterQueue
@@ -133,6 +133,11 @@ def policy_validated_data(item: StoredPolicy, validated_at: datetime) -> dict[st
     }
 
 
+def policy_validated_event_id(policy_id: str, version: int) -> str:
+    """One id per stored version of a policy: announcing it again (`hot_path.broker_watch`) repeats the event."""
+    return fact_event_id(EventType.POLICY_VALIDATED, policy_id, version)
+
+
 class HotPathProcessor:
     def __init__(self, settings: Settings, store: PolicyStore, cache: PolicyCache,
                  dead_letters: DeadLetterQueue) -> None:
@@ -147,7 +152,8 @@ class HotPathProcessor:
         events = []
         for item in stored:
             envelope = build_event(EventType.POLICY_VALIDATED, policy_validated_data(item, validated_at),
-                                   producer=self._producer_name)
+                                   producer=self._producer_name,
+                                   event_id=policy_validated_event_id(item.policy_id, item.version))
             events.append(OutboxEvent(
                 event_id=envelope["event_id"], event_type=EventType.POLICY_VALIDATED.value,
                 topic=self._settings.kafka_topic_policy_events, key=item.policy_id, envelope=envelope,

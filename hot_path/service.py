@@ -7,9 +7,13 @@ transient is isolated: the batch is processed one message at a time and the mess
 poison message) goes to the dead-letter queue (DP_4003), so it cannot stall its partition.
 
 Each batch's events are sent as soon as its transaction commits; the outbox relay runs beside the consumer
-for what a failed send left behind. SIGTERM finishes the batch in hand, commits, relays what is pending and
-exits. `--drain` stops once every assigned partition is consumed to its
-end (for batch use and tests).
+for what a failed send left behind, and so does the broker watch (`broker_watch.py`), which notices a
+broker that lost its data, creates the topics again and announces again what the broker may have lost. After
+a broker restart the consumer rejoins its group by itself (aiokafka reconnects; with its offsets gone it
+starts from the earliest message, and a redelivered record changes nothing).
+
+SIGTERM finishes the batch in hand, commits, relays what is pending and exits. `--drain` stops once every
+assigned partition is consumed to its end (for batch use and tests).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from common.errors import ErrorCode, PipelineError
 from common.logging import get_logger
 from common.ops_server import OpsServer
 from common.retry import backoff_seconds
+from hot_path.broker_watch import BrokerWatch
 from hot_path.cache import PolicyCache
 from hot_path.cleaning import mask_text
 from hot_path.processor import OUTCOME_COUNTS, BatchResult, HotPathProcessor, PreparedBatch, RawMessage
@@ -79,12 +84,14 @@ def observe_sent_events(events: list[SentEvent]) -> None:
 
 class HotPathService:
     def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer,
-                 processor: HotPathProcessor, relay: OutboxRelay, dead_letters: DeadLetterQueue) -> None:
+                 processor: HotPathProcessor, relay: OutboxRelay, dead_letters: DeadLetterQueue,
+                 watch: BrokerWatch | None = None) -> None:
         self._settings = settings
         self._consumer = consumer
         self.producer = producer  # also used by `dlq retry` to republish collector letters
         self.processor = processor
         self._relay = relay
+        self._watch = watch
         self._dead_letters = dead_letters
         self.dead_letters = dead_letters  # the ops server reads the unresolved counts through it
         self.summary = HotPathSummary()
@@ -98,6 +105,7 @@ class HotPathService:
         batch is durable."""
         relay_stop = asyncio.Event()
         relay_task = asyncio.create_task(self._relay.run(relay_stop))
+        watch_task = asyncio.create_task(self._watch.run(relay_stop)) if self._watch is not None else None
         storing: asyncio.Task[BatchResult | None] | None = None
         stored_records: list[ConsumerRecord] = []
         try:
@@ -122,6 +130,8 @@ class HotPathService:
         finally:
             relay_stop.set()
             await relay_task
+            if watch_task is not None:
+                await watch_task
             await self.relay_pending()
             self.summary.events_sent = self._relay.sent_total
         return self.summary
@@ -272,7 +282,8 @@ async def open_hot_path(settings: Settings, *, group_id: str | None = None) -> A
             dead_letters,
         )
         relay = OutboxRelay(pool, producer, on_sent=observe_sent_events)
-        yield HotPathService(settings, consumer, producer, processor, relay, dead_letters)
+        yield HotPathService(settings, consumer, producer, processor, relay, dead_letters,
+                             BrokerWatch(settings, pool, relay))
     finally:
         # Bounded: a broker that never answers must not keep a stopping process alive (offsets already committed).
         for closing in (consumer.stop(), producer.stop(), redis_client.aclose(), pool.close()):

@@ -68,6 +68,17 @@ async def ensure_topics(bootstrap_servers: str, topics: list[str], *, partitions
             await admin.close()
 
 
+async def list_topics(bootstrap_servers: str) -> set[str]:
+    """The names of the topics the broker has (asks for no topic by name, so none is auto-created)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    with translate_errors("list topics"):
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+
 async def ping(bootstrap_servers: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5_000)
     with translate_errors("ping"):

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 TABLES = {"policies", "pipeline_metadata", "processing_history", "quality_metrics", "audit_logs", "dead_letters",
           "collection_checkpoints", "collected_records", "event_outbox", "policy_duplicates",
-          "policy_fingerprints", "sync_watermarks", "text_embeddings", "consistency_reports"}
+          "policy_fingerprints", "sync_watermarks", "text_embeddings", "consistency_reports",
+          "broker_sentinels"}
 
 
 @pytest.fixture

@@ -1,0 +1,383 @@
+"""Fault scenarios on the embedded stack: records flow through the real collectors (the `scheduler` process),
+the hot path (a `hot-path` process) and PostgreSQL while an engine is stopped or a process is killed; then what
+was collected is compared with what was stored and announced. Used by tests/integration/test_faults.py (short
+outages) and bench/faults.py (the issue's durations).
+
+A scenario is a small declarative entry (`Scenario`): which engine to stop and for how long, or which process to
+kill with SIGKILL and how many times. `run_scenario` gives each run its own source, topics and consumer group,
+so runs on one stack never see each other's records:
+
+- the source is a JSON API on the local sample server (`SampleSources.add_payload`), growing by
+  `rate_per_second` records while the scenario runs; every record it offered is one "sent";
+- the collectors run as `aegis-pipeline scheduler` on a sources file with this one source every
+  `collect_every_seconds`; the hot path as `aegis-pipeline hot-path`. Neither is restarted by hand: only a
+  process a scenario kills is started again, as a supervisor would;
+- after the fault, records keep flowing for `settle_seconds`, then the run waits until every record the source
+  offered is stored (or `timeout_seconds`), stops the processes with SIGTERM and reads the events topic from
+  its beginning, as a new downstream consumer would.
+
+Counted per scenario: sent, stored (records in `policies`), lost (sent, not stored), duplicated (a stored record
+with more than one hot-path write or a version above 1: it was stored twice), events missing (a stored policy
+whose `policy.validated` of its version is not on the topic; keyed by event id), recovery time (from the end of
+the fault until every record offered by then is stored), unexpected exits (a process that died on its own).
+Noted besides: the hot path's cache writes by outcome (from its /metrics) and how many stored policies are in
+the Redis cache at the end.
+
+May import: `devstack`, `settings`, `stores`, `schemas`, `hot_path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from devstack import faults, stack
+from devstack.sample_sources import SampleSources
+from hot_path.processor import policy_validated_event_id
+from settings import ENGINE_FIELDS, CoreSettings, Settings
+from hot_path.cache import cache_key
+from stores import cache, kafka, postgres
+
+PIPELINE = str(Path(sys.executable).parent / "aegis-pipeline")
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One fault: stop `engine` for `outage_seconds`, or SIGKILL `process` `kills` times at random points."""
+
+    name: str
+    engine: str | None = None
+    outage_seconds: float = 0.0
+    process: str | None = None  # "hot_path"
+    kills: int = 0
+
+    def describe(self) -> str:
+        if self.engine is not None:
+            return f"{self.engine} stopped {self.outage_seconds:g} s"
+        return f"{self.process} killed (SIGKILL) {self.kills}x"
+
+
+# The issue's scenarios at the issue's durations (bench/faults.py); the tests shorten the outages.
+SCENARIOS: dict[str, Scenario] = {
+    "broker": Scenario("broker", engine="kafka", outage_seconds=30),
+    "postgres": Scenario("postgres", engine="postgres", outage_seconds=60),
+    "redis": Scenario("redis", engine="redis", outage_seconds=30),
+    "hot_path_kill": Scenario("hot_path_kill", process="hot_path", kills=3),
+}
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    fault: str
+    sent: int = 0
+    stored: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    events_missing: int = 0
+    recovery_seconds: float | None = None
+    unexpected_exits: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nothing_lost(self) -> bool:
+        return (self.sent > 0 and self.lost == 0 and self.duplicated == 0 and self.events_missing == 0
+                and self.stored == self.sent and not self.unexpected_exits)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "nothing_lost": self.nothing_lost}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    rate_per_second: float = 20.0       # new records the source offers per second
+    warmup_seconds: float = 5.0         # flowing before the fault
+    settle_seconds: float = 5.0         # still flowing after the fault
+    collect_every_seconds: float = 2.0  # the source's schedule
+    republish_grace_seconds: float = 10.0
+    broker_check_seconds: float = 3.0
+    timeout_seconds: float = 180.0      # for everything offered to be stored after the fault
+    seed: int | None = None
+
+
+class GrowingSource:
+    """A JSON API whose list grows while a scenario runs (`page`/`perPage`, oldest first, so that records added
+    between two page requests do not shift the pages of one run)."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._records: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            start = len(self._records)
+            self._records.extend(
+                {"id": f"{self._prefix}-{number:06d}", "title": f"고장 시험 지원사업 공고 {number}",
+                 "content": f"<p>{number}번 공고: 중소기업 디지털 전환 지원. 신청 기간 내 온라인 접수.</p>",
+                 "org": "중소벤처기업부"}
+                for number in range(start, start + count)
+            )
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [record["id"] for record in self._records]
+
+    def page(self, query: dict[str, str]) -> bytes:
+        page, per_page = int(query.get("page", "1")), int(query.get("perPage", str(PAGE_SIZE)))
+        with self._lock:
+            chosen = self._records[(page - 1) * per_page: page * per_page]
+        return json.dumps({"data": chosen}, ensure_ascii=False).encode("utf-8")
+
+
+def _sources_document(name: str, url: str, every_seconds: float) -> dict[str, Any]:
+    return {"sources": [{
+        "name": name, "kind": "json_api", "url": url,
+        "pagination": {"type": "page_number", "page_param": "page", "size_param": "perPage",
+                       "page_size": PAGE_SIZE},
+        "records_path": "data", "id_field": "id", "max_pages": 1000,
+        "fields": {"title": {"path": "title", "parser": "text"}, "content": {"path": "content", "parser": "text"},
+                   "issuing_organization": {"path": "org", "parser": "strip"}},
+        "schedule": {"interval_hours": every_seconds / 3600},
+        "rate_limit": {"requests_per_second": 200, "retry_after_seconds": 0.2},
+    }]}
+
+
+class PipelineProcesses:
+    """The scheduler and the hot path as separate processes, configured for one scenario run."""
+
+    def __init__(self, settings: Settings, options: RunOptions, sources_file: Path, logs: Path) -> None:
+        engine_variables = {name.upper() for names in ENGINE_FIELDS.values() for name in names}
+        self._environment = {
+            **{name: value for name, value in os.environ.items() if name.upper() not in engine_variables},
+            "AEGIS_DATA_DIR": str(settings.aegis_data_dir),
+            "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
+            "KAFKA_TOPIC_POLICY_EVENTS": settings.kafka_topic_policy_events,
+            "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
+            "KAFKA_BROKER_CHECK_SECONDS": str(options.broker_check_seconds),
+            "COLLECTOR_REPUBLISH_GRACE_SECONDS": str(options.republish_grace_seconds),
+            "HOT_PATH_BATCH_SIZE": "200", "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
+        }
+        self._sources_file = sources_file
+        self._logs = logs
+        self.hot_path_metrics_port = stack.free_port()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.kills = 0
+
+    def start(self, name: str) -> None:
+        command = {"hot_path": [PIPELINE, "hot-path"],
+                   "scheduler": [PIPELINE, "scheduler", "--sources-file", str(self._sources_file)]}[name]
+        environment = {**self._environment,
+                       "METRICS_PORT": str(self.hot_path_metrics_port) if name == "hot_path" else "0"}
+        with open(self._logs / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        self.kills += 1
+
+    def dead(self) -> list[str]:
+        return [name for name, process in self.processes.items() if process.poll() is not None]
+
+    def stop_all(self) -> dict[str, int | None]:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for name, process in self.processes.items():
+            try:
+                codes[name] = process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[name] = process.wait(timeout=10)
+        return codes
+
+
+async def _stored(settings: Settings, source: str) -> dict[str, dict[str, Any]]:
+    """external id -> {policy_id, version, hot_writes} of the source's stored policies (the database may be down:
+    then nothing is known yet)."""
+    async with postgres.connect(settings.postgres_dsn()) as connection:
+        rows = await connection.fetch(
+            """
+            SELECT p.external_id, p.id::text AS policy_id, p.version,
+                   (SELECT count(*) FROM processing_history h
+                    WHERE h.policy_id = p.id AND h.processing_path = 'hot') AS hot_writes
+            FROM policies p WHERE p.source_system = $1
+            """,
+            source,
+        )
+    return {row["external_id"]: dict(row) for row in rows}
+
+
+async def _stored_or_none(settings: Settings, source: str) -> dict[str, dict[str, Any]] | None:
+    try:
+        return await _stored(settings, source)
+    except Exception:  # the database is the fault being injected, or still starting
+        return None
+
+
+async def _wait_until_stored(settings: Settings, source: str, ids: list[str], timeout_seconds: float) -> bool:
+    wanted = set(ids)
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        stored = await _stored_or_none(settings, source)
+        if stored is not None and wanted <= stored.keys():
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def read_event_ids(settings: Settings, *, idle_seconds: float = 3.0) -> set[str]:
+    """Every event id on the events topic, read from its beginning by a consumer of no group."""
+    consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    ids: set[str] = set()
+    try:
+        while batch := await consumer.getmany(timeout_ms=int(idle_seconds * 1000), max_records=5000):
+            ids.update(json.loads(message.value)["event_id"] for messages in batch.values() for message in messages)
+    finally:
+        await consumer.stop()
+    return ids
+
+
+async def _cache_writes(port: int) -> dict[str, float]:
+    """The hot path's `policy_cache_writes_total` by status, from its /metrics."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return {sample.labels["status"]: sample.value for family in text_string_to_metric_families(text)
+            if family.name == "policy_cache_writes" for sample in family.samples
+            if sample.name == "policy_cache_writes_total"}
+
+
+async def _cached_count(settings: Settings, policy_ids: list[str]) -> int:
+    client = cache.create_client(settings.redis_url)
+    try:
+        return sum(await client.exists(*(cache_key(policy_id) for policy_id in chunk))
+                   for chunk in (policy_ids[start:start + 500] for start in range(0, len(policy_ids), 500)))
+    finally:
+        await client.aclose()
+
+
+async def _inject(scenario: Scenario, core: CoreSettings, processes: PipelineProcesses, rng: random.Random,
+                  notes: dict[str, Any]) -> None:
+    if scenario.engine is not None:
+        await asyncio.to_thread(faults.stop_engine, core, scenario.engine)
+        await asyncio.sleep(scenario.outage_seconds)
+        started = time.monotonic()
+        await asyncio.to_thread(faults.start_engines, core)
+        notes["engine_restart_seconds"] = round(time.monotonic() - started, 2)
+        return
+    assert scenario.process is not None
+    for _ in range(scenario.kills):
+        await asyncio.sleep(rng.uniform(1.0, 4.0))  # a random point of its work
+        processes.kill(scenario.process)
+        processes.start(scenario.process)  # as a supervisor (Kubernetes) would
+
+
+async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenario, options: RunOptions,
+                       *, progress: Callable[[str], None] = lambda line: None) -> ScenarioResult:
+    """Run one scenario on the running stack of `core` (`settings` are its settings); see the module doc."""
+    token = uuid.uuid4().hex[:8]
+    source_name = f"fault_{scenario.name}_{token}"
+    settings = settings.model_copy(update={
+        "kafka_topic_raw_policies": f"fault-raw-{token}", "kafka_topic_policy_events": f"fault-events-{token}",
+        "kafka_topic_dlq": f"fault-dlq-{token}", "kafka_consumer_group": f"fault-{token}",
+    })
+    await kafka.ensure_topics(settings.kafka_bootstrap_servers,
+                              [settings.kafka_topic_raw_policies, settings.kafka_topic_policy_events,
+                               settings.kafka_topic_dlq], partitions=settings.kafka_topic_partitions)
+    result = ScenarioResult(scenario=scenario.name, fault=scenario.describe())
+    rng = random.Random(options.seed)
+    feed = GrowingSource(prefix=f"F{token}")
+    work = Path(tempfile.mkdtemp(prefix=f"fault-{scenario.name}-"))
+    with SampleSources(crawl_delay_seconds=0) as server:
+        url = server.add_payload(f"/fault/{token}/api", feed.page, "application/json; charset=utf-8")
+        sources_file = work / "sources.yaml"
+        sources_file.write_text(yaml.safe_dump(_sources_document(source_name, url, options.collect_every_seconds),
+                                               allow_unicode=True), encoding="utf-8")
+        processes = PipelineProcesses(settings, options, sources_file, work)
+        flowing = asyncio.Event()
+        flowing.set()
+
+        async def generate() -> None:
+            owed = 0.0
+            while flowing.is_set():
+                owed += options.rate_per_second * 0.25
+                if owed >= 1:
+                    feed.add(int(owed))
+                    owed -= int(owed)
+                await asyncio.sleep(0.25)
+
+        generator = asyncio.create_task(generate())
+        try:
+            processes.start("hot_path")
+            processes.start("scheduler")
+            progress(f"{scenario.name}: records flowing")
+            await asyncio.sleep(options.warmup_seconds)
+            if not await _wait_until_stored(settings, source_name, feed.ids()[:1], options.timeout_seconds):
+                raise RuntimeError(f"{scenario.name}: nothing was stored before the fault (logs in {work})")
+            progress(f"{scenario.name}: fault: {scenario.describe()}")
+            await _inject(scenario, core, processes, rng, result.notes)
+            fault_ended = time.monotonic()
+            offered_by_then = feed.ids()
+            if await _wait_until_stored(settings, source_name, offered_by_then, options.timeout_seconds):
+                result.recovery_seconds = round(time.monotonic() - fault_ended, 1)
+            progress(f"{scenario.name}: recovered in {result.recovery_seconds} s")
+            await asyncio.sleep(max(0.0, options.settle_seconds - (time.monotonic() - fault_ended)))
+        finally:
+            flowing.clear()
+            await generator
+        offered = feed.ids()
+        await _wait_until_stored(settings, source_name, offered, options.timeout_seconds)
+        result.unexpected_exits = processes.dead()
+        if "hot_path" not in result.unexpected_exits:
+            result.notes["cache_writes"] = await _cache_writes(processes.hot_path_metrics_port)
+        result.notes["exit_codes"] = await asyncio.to_thread(processes.stop_all)
+        result.notes["kills"] = processes.kills
+    stored = await _stored(settings, source_name)
+    event_ids = await read_event_ids(settings)
+    result.sent = len(offered)
+    result.stored = len(stored)
+    result.lost = len(set(offered) - stored.keys())
+    result.duplicated = sum(1 for row in stored.values() if row["version"] > 1 or row["hot_writes"] > 1)
+    result.events_missing = sum(1 for row in stored.values()
+                                if policy_validated_event_id(row["policy_id"], row["version"]) not in event_ids)
+    result.notes["cached"] = await _cached_count(settings, [row["policy_id"] for row in stored.values()])
+    result.notes["logs"] = str(work)
+    return result
+
+
+def table(results: list[ScenarioResult]) -> str:
+    """The results as a fixed-width text table."""
+    header = ("scenario", "fault", "sent", "stored", "lost", "duplicated", "events missing", "recovery s")
+    rows = [header] + [
+        (result.scenario, result.fault, str(result.sent), str(result.stored), str(result.lost),
+         str(result.duplicated), str(result.events_missing),
+         "-" if result.recovery_seconds is None else f"{result.recovery_seconds:.1f}")
+        for result in results
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])
