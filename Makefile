@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIPELINE := $(BIN)/aegis-pipeline
 PROMTOOL := $(BIN)/promtool
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean airflow
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version'
@@ -39,6 +39,20 @@ demo: install
 	echo "== engine status"; $(PIPELINE) dev status; \
 	echo "== one record through each engine"; $(PIPELINE) dev roundtrip; \
 	LOG_JSON=false LOG_LEVEL=ERROR $(PIPELINE) dev demo
+
+# Airflow 3 standalone (API server and UI, scheduler, DAG processor, triggerer) against the embedded stack (started
+# if needed): its home and SQLite metadata database under the data dir, this repository's dags/ as its DAG folder.
+# It prints the UI's address and the admin password; Ctrl-C stops Airflow (the engines stay up: `dev down`).
+AIRFLOW_PORT ?= 8080
+airflow: install
+	$(PIPELINE) dev up
+	@data_dir=$$(realpath -m "$${AEGIS_DATA_DIR:-.aegis}"); \
+	export AEGIS_DATA_DIR="$$data_dir" AIRFLOW_HOME="$$data_dir/airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
+	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$(AIRFLOW_PORT)/execution/ \
+	  PATH="$(CURDIR)/$(BIN):$$PATH"; \
+	echo "== Airflow: home $$AIRFLOW_HOME, DAGs from $$AIRFLOW__CORE__DAGS_FOLDER, UI http://localhost:$(AIRFLOW_PORT)"; \
+	exec $(BIN)/airflow standalone
 
 lint: install
 	$(BIN)/ruff check .

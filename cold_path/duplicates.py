@@ -5,6 +5,7 @@ How it decides, for two records A and B (`compare`):
 
 1. Guards that tell different programs apart even when their titles match (the near misses real sources are
    full of): different years in the titles, different round markers (상반기 / 하반기, 1차 / 2차, 추가),
+   different notice numbers (공고 제2026-112호) when both titles carry one,
    disjoint 시·도 (from the titles and the target regions; 전국 is a scope of its own), unrelated
    organisations (abbreviations spelled out, agencies read as their ministry: 창업진흥원 = 중소벤처기업부),
    disjoint industries, or application periods that start or end more than `DATE_TOLERANCE_DAYS` apart.
@@ -35,6 +36,7 @@ from cold_path.features import (
     body_identity,
     industries_overlap,
     industry_scope,
+    notice_numbers_in,
     organisation_family,
     organisations_related,
     province_scope,
@@ -65,6 +67,7 @@ class DuplicateFeatures:
     body_grams: frozenset[str]
     years: frozenset[int]
     rounds: frozenset[str]
+    notices: frozenset[str]
     provinces: frozenset[str]
     organisation: str | None
     industries: frozenset[str]
@@ -92,6 +95,7 @@ def features(record: PolicyRecord) -> DuplicateFeatures:
         body_grams=shingles(body, 3),
         years=years_in(record.title),
         rounds=rounds_in(record.title),
+        notices=notice_numbers_in(record.title),
         provinces=provinces_in(record.title) | province_scope(record.target_region),
         organisation=organisation,
         industries=industry_scope(record.target_industry),
@@ -125,6 +129,8 @@ def different_programs(a: DuplicateFeatures, b: DuplicateFeatures) -> str | None
         return "years differ"
     if a.rounds != b.rounds:
         return "rounds differ"
+    if a.notices and b.notices and not a.notices & b.notices:
+        return "notice numbers differ"
     if a.provinces and b.provinces and not a.provinces & b.provinces:
         return "regions differ"
     if not organisations_related(a.organisation, b.organisation):
@@ -165,16 +171,21 @@ class CanonicalIndex:
         for key in keys:
             self._by_key.setdefault(key, []).append(item)
 
-    def best_match(self, item: DuplicateFeatures, keys: list[int], threshold: float) -> Match | None:
-        """The most similar canonical record sharing a band key, if it reaches `threshold`."""
-        seen: set[str] = {item.policy_id}
-        best: Match | None = None
+    def candidates(self, keys: list[int]) -> dict[str, DuplicateFeatures]:
+        """The canonical records sharing at least one of `keys`, by id."""
+        found: dict[str, DuplicateFeatures] = {}
         for key in keys:
             for candidate in self._by_key.get(key, ()):
-                if candidate.policy_id in seen:
-                    continue
-                seen.add(candidate.policy_id)
-                value, method = similarity(item, candidate)
-                if value >= threshold and (best is None or value > best.similarity):
-                    best = Match(candidate.policy_id, value, method)
+                found.setdefault(candidate.policy_id, candidate)
+        return found
+
+    def best_match(self, item: DuplicateFeatures, keys: list[int], threshold: float) -> Match | None:
+        """The most similar canonical record sharing a band key, if it reaches `threshold`."""
+        best: Match | None = None
+        for candidate_id, candidate in self.candidates(keys).items():
+            if candidate_id == item.policy_id:
+                continue
+            value, method = similarity(item, candidate)
+            if value >= threshold and (best is None or value > best.similarity):
+                best = Match(candidate_id, value, method)
         return best

@@ -16,6 +16,7 @@ _YEAR = re.compile(r"(?<![0-9])(20[0-9]{2}|19[0-9]{2})(?![0-9])")
 _SHORT_YEAR = re.compile(r"['’‘](\d{2})(?:년|\b)")  # '26년 = 2026
 _YEAR_WORD = re.compile(r"(?<![0-9])(?:19|20)[0-9]{2}\s*(?:년도|년)?|['’‘][0-9]{2}\s*(?:년도|년)?")
 _ROUND = re.compile(r"(?<![0-9])([0-9]{1,2})\s*차(?!량)|(상반기|하반기|추가|1분기|2분기|3분기|4분기)")
+_NOTICE_NUMBER = re.compile(r"제\s*([0-9][0-9\-]*)\s*호")  # 공고 제2026-112호: the issuer's number of the notice
 _HTML_TAG = re.compile(r"<[^>]{1,200}>")
 _NOT_WORD = re.compile(r"[^0-9a-z가-힣]+")
 
@@ -84,6 +85,11 @@ def rounds_in(text: str) -> frozenset[str]:
     for number, word in _ROUND.findall(text):
         found.add(f"{int(number)}차" if number else word)
     return frozenset(found)
+
+
+def notice_numbers_in(text: str) -> frozenset[str]:
+    """The issuer's notice numbers in a text (``공고 제2026-112호`` -> {"2026-112"})."""
+    return frozenset(_NOTICE_NUMBER.findall(nfc(text)))
 
 
 def provinces_in(text: str) -> frozenset[str]:

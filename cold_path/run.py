@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from cold_path.records import PolicyRecord
 from cold_path.scoring import QualityWeights
 from cold_path.status import Assessment, Decision, assess, decide
@@ -178,7 +180,7 @@ async def _record_failure(store: ColdPathStore, run_id: str, error: Exception) -
         pass  # the database is what failed: the run's row stays `running` until a retry finishes it
 
 
-async def _run_batches(store: ColdPathStore, pool: Any, settings: Settings, run_id: str, *, limit: int | None,
+async def _run_batches(store: ColdPathStore, pool: asyncpg.Pool, settings: Settings, run_id: str, *, limit: int | None,
                        source: str | None, rescore_all: bool) -> tuple[int, int, int]:
     weights = _weights(settings)
     letters = DeadLetterQueue(pool, None, settings.kafka_topic_dlq)

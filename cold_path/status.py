@@ -7,7 +7,8 @@
 - Otherwise `active`: the record becomes the canonical record of its program.
 
 The canonical record of a program stays canonical: a new record never takes its place (consumers already hold
-it), so within a batch the best-scoring record of a program is kept and the others link to it.
+it), not even when both are scored again in one batch; among new records of one batch the best-scoring record
+of a program is kept and the others link to it.
 
 Pure: no I/O; `today` is passed in.
 """
@@ -76,8 +77,10 @@ def decide(
     index = CanonicalIndex()
     for item, keys in canonical:
         index.add(item, keys)
-    # The best record of a program goes first and becomes canonical; ties: the first collected.
-    ordered = sorted(assessments, key=lambda a: (-a.quality.total_score, a.record.created_at, a.record.id))
+    # Records already active go first (scored again, they keep their place as canonical records); then the best
+    # record of a program, which becomes canonical; ties: the first collected.
+    ordered = sorted(assessments, key=lambda a: (a.record.status != DataStatus.ACTIVE, -a.quality.total_score,
+                                                 a.record.created_at, a.record.id))
     decisions = []
     for assessment in ordered:
         quality = assessment.quality

@@ -1,6 +1,7 @@
 """Every PostgreSQL read and write of the cold path, in one place.
 
-A batch is claimed (`FOR UPDATE SKIP LOCKED`, so two runs never take the same record) and written back in one
+A batch is claimed (`FOR UPDATE SKIP LOCKED`, so two runs never take the same record; batches of concurrent runs
+take turns on an advisory lock, so duplicate detection sees every earlier decision) and written back in one
 transaction: status, score and reasons on `policies`, `quality_metrics`, `processing_history`, `audit_logs` for
 each status change, duplicate links, fingerprints and the `data.quality_updated` events (outbox). A crash rolls
 the whole batch back; the next run takes it again.
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from cold_path.duplicates import SCHEME as FINGERPRINT_SCHEME
 from cold_path.duplicates import DuplicateFeatures, features
 from cold_path.records import PolicyRecord
 from cold_path.status import Decision
@@ -101,6 +103,8 @@ UPDATE policies p SET status = 'pending_validation', scored_version = NULL, scor
 FROM orphans o WHERE p.id = o.policy_id AND p.status = 'rejected'
 RETURNING p.id::text AS id, o.canonical_id::text AS canonical_id, o.canonical_status
 """
+FEATURES_CACHE_SIZE = 5_000  # canonical records whose duplicate features a run keeps (~30 KB each: ~150 MB)
+BATCH_LOCK_KEY = 0x61656769735F6370  # "aegis_cp": the advisory lock that serialises cold-path batches
 RESOLVE_LETTERS_SQL = """
 UPDATE dead_letters SET status = 'resolved', last_retry_at = now()
 WHERE stage = 'cold' AND status IN ('pending', 'exhausted') AND record_key = ANY($1::text[])
@@ -136,6 +140,9 @@ class RunRow:
 class ColdPathStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        # Duplicate features of canonical records by (id, version): the same candidates come back batch after
+        # batch, and computing their shingles is most of a batch's work.
+        self._features: dict[tuple[str, int], DuplicateFeatures] = {}
 
     async def database_now(self) -> datetime:
         with postgres.translate_errors("read clock"):
@@ -211,18 +218,23 @@ class ColdPathStore:
         exception rolls everything back). `rescore_since`: every record not scored since then (--rescore-all)."""
         with postgres.translate_errors("cold path batch"):
             async with self._pool.acquire() as connection, connection.transaction():
+                # One batch at a time across all runs: duplicate detection must see every decision committed
+                # before it (two runs deciding two copies at once would keep both). Held until commit.
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
                 if rescore_since is None:
                     rows = await connection.fetch(CLAIM_CHANGED_SQL, source, list(exclude_ids), limit)
                 else:
                     rows = await connection.fetch(CLAIM_ALL_SQL, source, list(exclude_ids), limit, rescore_since)
-                yield ClaimedBatch(connection, [record_of(row) for row in rows])
+                yield ClaimedBatch(connection, [record_of(row) for row in rows], self._features)
 
 
 class ClaimedBatch:
     """A batch of claimed records and the writes that go with it, all in one open transaction."""
 
-    def __init__(self, connection: asyncpg.Connection, records: list[PolicyRecord]) -> None:
+    def __init__(self, connection: asyncpg.Connection, records: list[PolicyRecord],
+                 features_cache: dict[tuple[str, int], DuplicateFeatures]) -> None:
         self._connection = connection
+        self._features = features_cache
         self.records = records
 
     async def canonical_candidates(self, band_keys: Sequence[int]) -> list[tuple[DuplicateFeatures, list[int]]]:
@@ -230,7 +242,15 @@ class ClaimedBatch:
         if not band_keys:
             return []
         rows = await self._connection.fetch(CANDIDATES_SQL, list(band_keys), [record.id for record in self.records])
-        return [(features(record_of(row)), list(row["band_keys"])) for row in rows]
+        candidates = []
+        for row in rows:
+            key = (row["id"], row["version"])
+            if key not in self._features:
+                if len(self._features) >= FEATURES_CACHE_SIZE:
+                    del self._features[next(iter(self._features))]  # the oldest entry
+                self._features[key] = features(record_of(row))
+            candidates.append((self._features[key], list(row["band_keys"])))
+        return candidates
 
     async def write(self, decisions: Sequence[Decision], *, run_id: str, method: str,
                     events: Sequence[OutboxEvent], elapsed_ms: int) -> None:
@@ -275,6 +295,6 @@ class ClaimedBatch:
         await connection.execute(CLEAR_LINKS_SQL, [d.record.id for d in decisions])
         if links:
             await connection.execute(INSERT_LINKS_SQL, _json(links), run_id)
-        await connection.execute(UPSERT_FINGERPRINTS_SQL, _json(prints), "minhash-title-bigram/1")
+        await connection.execute(UPSERT_FINGERPRINTS_SQL, _json(prints), FINGERPRINT_SCHEME)
         await connection.execute(RESOLVE_LETTERS_SQL, [d.record.record_key for d in decisions])
         await outbox.enqueue(connection, events)

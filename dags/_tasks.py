@@ -7,7 +7,8 @@ Imported by the DAG files; imports nothing of the pipeline at module level (DAG 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -32,9 +33,40 @@ def run_pipeline_step(step: Callable[[Any], Awaitable[T]]) -> T:
     from common.errors import PipelineError
     from settings import load_settings
 
+    settings = load_settings()
     try:
-        return asyncio.run(step(load_settings()))
+        with _pipeline_logging(settings):
+            return asyncio.run(step(settings))
     except PipelineError as error:
         if error.retriable:
             raise
         raise AirflowFailException(str(error)) from error
+
+
+@contextlib.contextmanager
+def _pipeline_logging(settings: Any) -> Iterator[None]:
+    """The pipeline's own logging (as on the command line: JSON lines on stderr, secrets and contact data
+    redacted) while its code runs, Airflow's again afterwards. Airflow captures stderr into the task log.
+
+    Why not Airflow's structlog set-up: its task supervisor receives each structured event as keyword arguments
+    and fails on fields it uses itself (Airflow 3.3.2: an event with a `target` field kills the task with
+    "_log_to_target() got multiple values for argument 'target'")."""
+    import logging
+
+    import structlog
+    from pydantic import SecretStr
+
+    from common.logging import configure_logging, register_secrets
+    from hot_path.cleaning import mask_text
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    configure_logging(settings.log_level, json_lines=settings.log_json, mask=mask_text)
+    register_secrets(value.get_secret_value() for value in settings.__dict__.values() if isinstance(value, SecretStr))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)

@@ -1,10 +1,12 @@
 """The cold path on the real PostgreSQL: pending records become active or rejected with their reasons, scores,
 history, audit rows, run metadata and data.quality_updated events; cross-source duplicates are linked to one
 canonical record; a record changed after scoring is scored again; duplicates of a canonical record that is
-rejected later are unlinked and scored again."""
+rejected later are unlinked and scored again; two runs at once decide each record once and still find the
+duplicates between their batches."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -144,7 +146,8 @@ async def test_duplicates_are_linked_changes_rescored_and_orphans_requeued(stack
     assert first.counts["active"] == 1
 
     reworded = announcement(
-        kstartup, "171234", title="[창업진흥원] 2026년도 예비창업패키지 예비창업자 모집", issuing_organization="창업진흥원",
+        kstartup, "171234", title="[창업진흥원] 2026년도 예비창업패키지 예비창업자 모집",
+        issuing_organization="창업진흥원",
         content="중소벤처기업부와 창업진흥원은 2026년 예비창업패키지에 참여할 예비창업자를 모집한다. 선정되면 최대 "
                 "1억원의 사업화 자금과 창업교육, 멘토링을 받는다. 신청은 K-Startup에서 받는다.")
     next_year = announcement(kstartup, "171999", title="2027년 예비창업패키지 예비창업자 모집 공고",
@@ -190,3 +193,61 @@ async def test_duplicates_are_linked_changes_rescored_and_orphans_requeued(stack
     requeue_audit = await fetch(stack, "SELECT metadata::text FROM audit_logs WHERE entity_id = $1 "
                                        "AND changes->'status'->>'to' = 'pending_validation'", ids["171234"])
     assert len(requeue_audit) == 1 and ids["PBLN_1"] in requeue_audit[0]["metadata"]
+
+
+async def test_two_runs_at_once_decide_each_record_once_and_copies_in_one_batch_keep_one(stack: Settings) -> None:
+    token = uuid.uuid4().hex[:6]
+    source, mirror = f"par_{token}", f"mir_{token}"
+    records = [make_record(index, source=source) for index in range(30)]
+    # The same announcement republished by another portal under its own id.
+    copy = records[3].model_copy(update={"collection_metadata": CollectionMetadata(
+        source=mirror, external_id="M-3", collected_at=datetime.now(UTC))})
+    ids = await store(stack, [*records, copy])
+    assert len(ids) == 31
+    small_batches = stack.model_copy(update={"cold_path_batch_size": 4})
+
+    first, second = await asyncio.gather(run_cold_path(small_batches), run_cold_path(small_batches))
+
+    history = await fetch(stack, "SELECT policy_id::text, count(*) AS n FROM processing_history "
+                                 "WHERE processing_path = 'cold' AND policy_id = ANY($1::uuid[]) GROUP BY policy_id",
+                          list(ids.values()))
+    assert len(history) == 31 and {row["n"] for row in history} == {1}  # SKIP LOCKED: never both runs
+    assert first.batches > 1 and second.batches > 1                     # both really took part
+    links = await fetch(stack, "SELECT policy_id::text, canonical_id::text, method FROM policy_duplicates "
+                               "WHERE policy_id = ANY($1::uuid[])", list(ids.values()))
+    assert len(links) == 1 and links[0]["method"] == "exact"
+    original = ids[records[3].collection_metadata.external_id]
+    assert {links[0]["policy_id"], links[0]["canonical_id"]} == {ids["M-3"], original}
+
+
+async def test_a_record_that_cannot_be_scored_is_dead_lettered_once_then_resolved(
+        stack: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cold_path.run
+
+    source = f"bug_{uuid.uuid4().hex[:6]}"
+    ids = await store(stack, [make_record(index, source=source) for index in range(3)])
+    broken_id = ids[make_record(1, source=source).collection_metadata.external_id]
+    real_assess = cold_path.run.assess
+
+    def assess_with_a_bug(record, **kwargs):  # a bug hit by one record only
+        if record.id == broken_id:
+            raise ZeroDivisionError("division by zero")
+        return real_assess(record, **kwargs)
+
+    monkeypatch.setattr(cold_path.run, "assess", assess_with_a_bug)
+    for _ in range(2):  # the second run fails on it again, but writes no second letter
+        report = await run_cold_path(stack, source=source)
+        assert report.failed == 1
+    letters = await fetch(stack, "SELECT error_code, status, error_message FROM dead_letters WHERE stage = 'cold' "
+                                 "AND record_key = $1", f"{source}:PBLN_{1:012d}")
+    assert [(row["error_code"], row["status"]) for row in letters] == [("DP_4002", "pending")]
+    assert "ZeroDivisionError" in letters[0]["error_message"]
+    assert (await policies(stack, [broken_id]))[broken_id]["status"] == "pending_validation"  # not lost
+
+    monkeypatch.setattr(cold_path.run, "assess", real_assess)  # the bug is fixed
+    fixed = await run_cold_path(stack, source=source)
+    assert (fixed.processed, fixed.failed) == (1, 0)
+    assert (await policies(stack, [broken_id]))[broken_id]["status"] == "active"
+    resolved = await fetch(stack, "SELECT status FROM dead_letters WHERE stage = 'cold' AND record_key = $1",
+                           f"{source}:PBLN_{1:012d}")
+    assert [row["status"] for row in resolved] == ["resolved"]

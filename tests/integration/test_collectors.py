@@ -206,6 +206,31 @@ async def test_second_run_publishes_nothing_new_and_new_records_only_once(
     assert cursor  # the feed's newest pubDate is kept for the next run
 
 
+async def test_records_published_but_never_stored_are_published_again_until_stored(
+    sample_server: SampleSources, run_settings: Settings
+) -> None:
+    """A broker that lost records it had acknowledged: records published longer than
+    COLLECTOR_REPUBLISH_GRACE_SECONDS ago whose version is not in `policies` are published again (the incremental
+    feed fetched without its cursor); once the hot path has stored them, they are not."""
+    from hot_path.service import run_hot_path
+
+    suffix = uuid.uuid4().hex[:6]
+    definitions = load_sample_definitions(sample_server, suffix=suffix, only={"bizinfo", "policy_briefing_rss"})
+    first = await run(run_settings, list(definitions.values()))
+    within_grace = await run(run_settings, list(definitions.values()))
+    for name, result in within_grace.items():  # published moments ago: the hot path may still be on its way
+        assert (result.published, result.unchanged) == (0, first[name].published), name
+    impatient = run_settings.model_copy(update={"collector_republish_grace_seconds": 0})
+    second = await run(impatient, list(definitions.values()))
+    for name, result in second.items():
+        assert (result.published, result.republished) == (first[name].published, first[name].published), name
+
+    await run_hot_path(impatient, asyncio.Event(), drain=True, serve_ops=False, group_id=f"republish-{suffix}")
+    third = await run(impatient, list(definitions.values()))
+    for name, result in third.items():
+        assert (result.published, result.republished, result.unchanged) == (0, 0, first[name].published), name
+
+
 async def test_dead_source_opens_its_circuit_while_the_others_finish(
     sample_server: SampleSources, run_settings: Settings
 ) -> None:

@@ -82,8 +82,20 @@ for task in dag.tasks:
     task.retries = 0  # one attempt: a failure shows at once instead of waiting for the retry delay
 run = dag.test(run_conf={"source": sys.argv[2], "limit": 50})
 states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+# How a failing step reaches Airflow: a final error fails the task for good, a transient one is left to retries.
+from common.errors import StoreUnavailableError, ValidationFailedError
+from dags._tasks import run_pipeline_step
+raised = {}
+for name, error in (("final", ValidationFailedError("broken")), ("transient", StoreUnavailableError("down"))):
+    async def step(settings, error=error):
+        raise error
+    try:
+        run_pipeline_step(step)
+    except Exception as caught:
+        raised[name] = [type(caught).__name__, str(caught)]
 print("RESULT " + json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": sorted(bag.dag_ids),
-      "state": str(run.state), "tasks": states, "import_seconds": import_seconds}))
+      "state": str(run.state), "tasks": states, "import_seconds": import_seconds, "raised": raised}))
 """
 
 
@@ -93,8 +105,9 @@ async def test_dag_folder_loads_and_the_hourly_dag_scores_pending_records(stack:
     await store_pending(stack, source, 6)
     assert await statuses(stack, source) == {"pending_validation": 6}
 
-    done = subprocess.run([sys.executable, "-c", DAG_TEST_SCRIPT, str(REPO / "dags"), source], env=airflow_env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", DAG_TEST_SCRIPT, str(REPO / "dags"), source], env=airflow_env,
+        capture_output=True, text=True, timeout=600, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(lines[-1].removeprefix("RESULT "))
@@ -102,6 +115,8 @@ async def test_dag_folder_loads_and_the_hourly_dag_scores_pending_records(stack:
     assert result["errors"] == {}
     assert DAG_IDS <= set(result["dags"])
     assert result["tasks"]["score"] == "success", result
+    assert result["raised"] == {"final": ["AirflowFailException", "DP_2001: broken"],
+                                "transient": ["StoreUnavailableError", "DP_4003: down"]}
     after = await statuses(stack, source)
     assert "pending_validation" not in after and sum(after.values()) == 6
     assert after.get("active", 0) > 0

@@ -26,6 +26,7 @@ from schemas.events import (
     build_event,
     encode_event,
     event_key,
+    fact_event_id,
     load_schema,
     validate_event,
 )
@@ -458,6 +459,18 @@ def test_unknown_event_type_and_non_mapping_are_refused() -> None:
 
 
 # --- identity, key, encoding -----------------------------------------------------------------------------------
+
+
+def test_fact_event_id_is_one_id_per_fact() -> None:
+    policy_id = policy_validated_data()["policy_id"]
+    first = fact_event_id(EventType.POLICY_VALIDATED, policy_id, 1)
+
+    assert first == fact_event_id(EventType.POLICY_VALIDATED, policy_id, 1)  # announced again: the same event
+    assert uuid.UUID(first).version == 5
+    assert first != fact_event_id(EventType.POLICY_VALIDATED, policy_id, 2)  # another version: another event
+    assert first != fact_event_id(EventType.DATA_QUALITY_UPDATED, policy_id, 1)
+    built = build_event(EventType.POLICY_VALIDATED, policy_validated_data(), producer=PRODUCER, event_id=first)
+    assert built["event_id"] == first
 
 
 def test_event_id_is_kept_when_given_so_a_repeat_is_the_same_event() -> None:

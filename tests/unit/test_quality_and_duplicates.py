@@ -214,6 +214,11 @@ DUPLICATE_PAIRS = {
         policy(title="중소기업 R&D바우처 지원사업(2026년) 공고", issuing_organization="정보통신산업진흥원",
                content="연구개발 서비스 구매 바우처, 기업당 최대 1억원 지원. 중소기업 대상."),
     ),
+    "notice-number-on-one-side-only": (
+        policy(title="중소벤처기업부 공고 제2026-112호 2026년 예비창업패키지 예비창업자 모집 공고"),
+        policy(source_system="kstartup", title="2026년 예비창업패키지 예비창업자 모집", content=RSS_BODY,
+               issuing_organization="창업진흥원"),
+    ),
 }
 
 # Same or nearly the same title, but another program: another year, region, organisation, round or call.
@@ -273,6 +278,10 @@ DIFFERENT_PAIRS = {
                content="만 15~34세 미취업 청년은 일경험 프로그램에 참여할 수 있으며 월 최대 50만원의 "
                        "참여수당을 받습니다."),
     ),
+    "other-notice-number": (
+        policy(title="2026년 청년 창업 지원사업 공고 (제12호)"),
+        policy(title="2026년 청년 창업 지원사업 공고 (제873호)"),
+    ),
     "similar-words-other-program": (
         policy(title="2026년 중소기업 기술보호 역량강화 지원사업", issuing_organization="중소벤처기업부",
                content="기술 유출 피해를 막기 위해 중소기업에 보안 컨설팅과 기술임치 비용을 지원합니다."),
@@ -325,3 +334,37 @@ def test_the_index_returns_the_most_similar_canonical_record() -> None:
     match = index.best_match(item, duplicates.fingerprint(item), THRESHOLD)
     assert match is not None and match.canonical_id == canonical.id
     assert index.best_match(item, [], THRESHOLD) is None  # no shared band key: never compared
+
+
+def test_quality_weights_must_add_up_to_one() -> None:
+    from settings import SettingsError, load_core_settings
+
+    defaults = load_core_settings()
+    assert (defaults.quality_weight_completeness, defaults.quality_weight_accuracy,
+            defaults.quality_weight_consistency, defaults.quality_weight_timeliness) == (0.3, 0.3, 0.2, 0.2)
+    with pytest.raises(SettingsError, match=r"QUALITY_WEIGHT_COMPLETENESS.*add up to 1\.2"):
+        load_core_settings(quality_weight_accuracy=0.5)
+    load_core_settings(quality_weight_accuracy=0.1, quality_weight_timeliness=0.4)  # 0.3 + 0.1 + 0.2 + 0.4
+
+
+def test_a_canonical_record_keeps_its_place_when_scored_again_beside_a_better_copy() -> None:
+    from cold_path.status import assess, decide
+
+    canonical = policy(status="active", original_url=None)  # a little less complete: a lower score
+    better_copy = policy(source_system="odcloud", status="rejected")
+    newcomer = policy(source_system="data_go_kr")
+    assessed = [assess(record, today=TODAY, weights=WEIGHTS) for record in (better_copy, newcomer, canonical)]
+    assert assessed[0].quality.total_score > assessed[2].quality.total_score
+
+    decisions = {d.record.id: d for d in decide(assessed, [], quality_threshold=0.7, duplicate_threshold=THRESHOLD)}
+    assert decisions[canonical.id].status == "active" and decisions[canonical.id].duplicate_of is None
+    for record in (better_copy, newcomer):
+        assert decisions[record.id].outcome == "duplicate"
+        assert decisions[record.id].duplicate_of.canonical_id == canonical.id
+        assert decisions[record.id].error_code == "DP_2003"
+    # Without an active record among them, the best-scoring new record becomes canonical.
+    fresh = [assess(policy(source_system=name), today=TODAY, weights=WEIGHTS) for name in ("a_src", "b_src")]
+    weaker = assess(policy(source_system="c_src", original_url=None), today=TODAY, weights=WEIGHTS)
+    outcomes = {d.record.source_system: d.outcome
+                for d in decide([weaker, *fresh], [], quality_threshold=0.7, duplicate_threshold=THRESHOLD)}
+    assert sorted(outcomes.values()) == ["active", "duplicate", "duplicate"] and outcomes["c_src"] == "duplicate"
