@@ -267,8 +267,21 @@ def cold_path_run(limit: int | None, source_name: str | None, rescore_all: bool)
     """Run the cold path once; print counts per status and the score distribution."""
     from cold_path.run import run_cold_path
 
-    report = asyncio.run(run_cold_path(load_settings(), limit=limit, source=source_name, rescore_all=rescore_all))
+    settings = load_settings()
+    report = asyncio.run(run_cold_path(settings, limit=limit, source=source_name, rescore_all=rescore_all))
     _print_cold_path(report)
+    _send_outbox_events(settings)
+
+
+def _send_outbox_events(settings: Settings) -> None:
+    """Send the events a batch command committed (there may be no hot path running to relay them)."""
+    from cold_path.run import relay_events
+    from common.errors import PipelineError
+
+    try:
+        click.echo(f"  events sent: {asyncio.run(relay_events(settings))}")
+    except PipelineError as error:  # they stay in the outbox: the next run or a hot path sends them
+        click.echo(f"  events left in the outbox for the next relay: {error}", err=True)
 
 
 def _print_cold_path(report: Any) -> None:
@@ -300,10 +313,12 @@ def sync_run(targets: tuple[str, ...]) -> None:
     """Send each target the records changed since its last successful sync. Exits 1 if a target failed."""
     from sync.run import run_sync
 
-    report = asyncio.run(run_sync(load_settings(), targets=list(targets) or None))
+    settings = load_settings()
+    report = asyncio.run(run_sync(settings, targets=list(targets) or None))
     click.echo(f"sync {report.run_id}: {report.policies_synced} policies")
     for result in report.results:
         _print_target_result(result)
+    _send_outbox_events(settings)
     sys.exit(0 if report.success else 1)
 
 

@@ -220,8 +220,11 @@ class PipelineProcesses:
         self.kills = 0
         self.cold_path_exit_code: int | None = None
         self.cold_path_running = asyncio.Event()
+        self.closed = False
 
     def start(self, name: str) -> None:
+        if self.closed:  # stopped for good (a failed run): a runner still looping must not start anything
+            return
         command = {"hot_path": [PIPELINE, "hot-path"],
                    "scheduler": [PIPELINE, "scheduler", "--sources-file", str(self._sources_file)],
                    "cold_path": [PIPELINE, "cold-path", "run", "--source", self.source_name]}[name]
@@ -258,6 +261,7 @@ class PipelineProcesses:
         self.cold_path_exit_code = await asyncio.to_thread(self.processes["cold_path"].wait)
 
     def stop_all(self) -> dict[str, int | None]:
+        self.closed = True
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -434,9 +438,12 @@ async def _inject(scenario: Scenario, core: CoreSettings, settings: Settings, pr
         finally:
             if scenario.lag_seconds:
                 processes.processes["hot_path"].send_signal(signal.SIGCONT)
-        await asyncio.sleep(scenario.outage_seconds)
         started = time.monotonic()
-        await asyncio.to_thread(faults.start_engines, core)
+        try:
+            await asyncio.sleep(scenario.outage_seconds)
+        finally:  # whatever happens, the stack is left running
+            started = time.monotonic()
+            await asyncio.to_thread(faults.start_engines, core)
         notes["engine_restart_seconds"] = round(time.monotonic() - started, 2)
         return
     assert scenario.process is not None
@@ -456,6 +463,80 @@ async def _inject(scenario: Scenario, core: CoreSettings, settings: Settings, pr
         processes.start(scenario.process)  # as a supervisor (Kubernetes) would
 
 
+async def _stream_through_fault(scenario: Scenario, core: CoreSettings, settings: Settings, options: RunOptions,
+                                feed: GrowingSource, processes: PipelineProcesses, result: ScenarioResult,
+                                rng: random.Random, progress: Callable[[str], None]) -> tuple[list[str], list[str]]:
+    """Records flowing, the fault, the wait for everything offered to be stored, the cold path's and the sync's
+    last runs, then the processes stopped. Returns the external ids of every record offered, and of those
+    published straight to the raw topic while the fault lasted."""
+    source_name = processes.source_name
+    cold_path_stop, sync_stop = asyncio.Event(), asyncio.Event()
+    cold_path_runs: asyncio.Task[None] | None = None
+    sync_runs: asyncio.Task[None] | None = None
+    flowing = asyncio.Event()
+    flowing.set()
+
+    async def generate() -> None:
+        owed = 0.0
+        while flowing.is_set():
+            owed += options.rate_per_second * 0.25
+            if owed >= 1:
+                feed.add(int(owed))
+                owed -= int(owed)
+            await asyncio.sleep(0.25)
+
+    generator = asyncio.create_task(generate())
+    published_directly: list[str] = []
+    try:
+        processes.start("hot_path")
+        processes.start("scheduler")
+        if scenario.cold_path:
+            cold_path_runs = asyncio.create_task(processes.run_cold_path_until(cold_path_stop))
+        if scenario.sync:
+            sync_runs = asyncio.create_task(_sync_until(settings, sync_stop, result.notes))
+        progress(f"{scenario.name}: records flowing")
+        await asyncio.sleep(options.warmup_seconds)
+        if not await _wait_until_stored(settings, source_name, feed.ids()[:1], options.timeout_seconds):
+            raise RuntimeError(f"{scenario.name}: nothing was stored before the fault")
+        progress(f"{scenario.name}: fault: {scenario.describe()}")
+        fault_over = asyncio.Event()
+        direct = asyncio.create_task(_publish_directly(settings, source_name, options.rate_per_second,
+                                                       fault_over, published_directly)
+                                     ) if scenario.publish_during_fault else None
+        try:
+            await _inject(scenario, core, settings, processes, rng, result.notes)
+        finally:
+            fault_over.set()
+            if direct is not None:
+                await direct
+        fault_ended = time.monotonic()
+        offered_by_then = feed.ids() + published_directly
+        if await _wait_until_stored(settings, source_name, offered_by_then, options.timeout_seconds):
+            result.recovery_seconds = round(time.monotonic() - fault_ended, 1)
+        progress(f"{scenario.name}: recovered in {result.recovery_seconds} s")
+        await asyncio.sleep(max(0.0, options.settle_seconds - (time.monotonic() - fault_ended)))
+    finally:
+        flowing.clear()
+        await generator
+    offered = feed.ids() + published_directly
+    await _wait_until_stored(settings, source_name, offered, options.timeout_seconds)
+    if cold_path_runs is not None:
+        cold_path_stop.set()
+        await cold_path_runs  # its last run scores what is left
+        result.notes["cold_path_last_exit_code"] = processes.cold_path_exit_code
+        result.notes["cold_runs_killed_mid_run"] = await _cold_runs(settings, source_name, "running")
+    if sync_runs is not None:
+        sync_stop.set()
+        await sync_runs
+        result.targets_converged = await _converge_targets(settings, result.notes)
+    result.unexpected_exits = processes.dead()
+    if "hot_path" not in result.unexpected_exits:
+        result.notes["cache_writes"] = await _cache_writes(processes.hot_path_metrics_port)
+    result.notes["exit_codes"] = await asyncio.to_thread(processes.stop_all)
+    result.notes["kills"] = processes.kills
+    return offered, published_directly
+
+
 async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenario, options: RunOptions,
                        *, progress: Callable[[str], None] = lambda line: None) -> ScenarioResult:
     """Run one scenario on the running stack of `core` (`settings` are its settings); see the module doc."""
@@ -469,7 +550,6 @@ async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenari
                               [settings.kafka_topic_raw_policies, settings.kafka_topic_policy_events,
                                settings.kafka_topic_dlq], partitions=settings.kafka_topic_partitions)
     result = ScenarioResult(scenario=scenario.name, fault=scenario.describe())
-    rng = random.Random(options.seed)
     feed = GrowingSource(prefix=f"F{token}")
     work = Path(tempfile.mkdtemp(prefix=f"fault-{scenario.name}-"))
     with SampleSources(crawl_delay_seconds=0) as server:
@@ -478,70 +558,11 @@ async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenari
         sources_file.write_text(yaml.safe_dump(_sources_document(source_name, url, options.collect_every_seconds),
                                                allow_unicode=True), encoding="utf-8")
         processes = PipelineProcesses(settings, options, sources_file, work, source_name)
-        cold_path_stop, sync_stop = asyncio.Event(), asyncio.Event()
-        cold_path_runs: asyncio.Task[None] | None = None
-        sync_runs: asyncio.Task[None] | None = None
-        flowing = asyncio.Event()
-        flowing.set()
-
-        async def generate() -> None:
-            owed = 0.0
-            while flowing.is_set():
-                owed += options.rate_per_second * 0.25
-                if owed >= 1:
-                    feed.add(int(owed))
-                    owed -= int(owed)
-                await asyncio.sleep(0.25)
-
-        generator = asyncio.create_task(generate())
-        published_directly: list[str] = []
         try:
-            processes.start("hot_path")
-            processes.start("scheduler")
-            if scenario.cold_path:
-                cold_path_runs = asyncio.create_task(processes.run_cold_path_until(cold_path_stop))
-            if scenario.sync:
-                sync_runs = asyncio.create_task(_sync_until(settings, sync_stop, result.notes))
-            progress(f"{scenario.name}: records flowing")
-            await asyncio.sleep(options.warmup_seconds)
-            if not await _wait_until_stored(settings, source_name, feed.ids()[:1], options.timeout_seconds):
-                raise RuntimeError(f"{scenario.name}: nothing was stored before the fault (logs in {work})")
-            progress(f"{scenario.name}: fault: {scenario.describe()}")
-            fault_over = asyncio.Event()
-            direct = asyncio.create_task(_publish_directly(settings, source_name, options.rate_per_second,
-                                                           fault_over, published_directly)
-                                         ) if scenario.publish_during_fault else None
-            try:
-                await _inject(scenario, core, settings, processes, rng, result.notes)
-            finally:
-                fault_over.set()
-                if direct is not None:
-                    await direct
-            fault_ended = time.monotonic()
-            offered_by_then = feed.ids() + published_directly
-            if await _wait_until_stored(settings, source_name, offered_by_then, options.timeout_seconds):
-                result.recovery_seconds = round(time.monotonic() - fault_ended, 1)
-            progress(f"{scenario.name}: recovered in {result.recovery_seconds} s")
-            await asyncio.sleep(max(0.0, options.settle_seconds - (time.monotonic() - fault_ended)))
+            offered, published_directly = await _stream_through_fault(
+                scenario, core, settings, options, feed, processes, result, random.Random(options.seed), progress)
         finally:
-            flowing.clear()
-            await generator
-        offered = feed.ids() + published_directly
-        await _wait_until_stored(settings, source_name, offered, options.timeout_seconds)
-        if cold_path_runs is not None:
-            cold_path_stop.set()
-            await cold_path_runs  # its last run scores what is left
-            result.notes["cold_path_last_exit_code"] = processes.cold_path_exit_code
-            result.notes["cold_runs_killed_mid_run"] = await _cold_runs(settings, source_name, "running")
-        if sync_runs is not None:
-            sync_stop.set()
-            await sync_runs
-            result.targets_converged = await _converge_targets(settings, result.notes)
-        result.unexpected_exits = processes.dead()
-        if "hot_path" not in result.unexpected_exits:
-            result.notes["cache_writes"] = await _cache_writes(processes.hot_path_metrics_port)
-        result.notes["exit_codes"] = await asyncio.to_thread(processes.stop_all)
-        result.notes["kills"] = processes.kills
+            await asyncio.to_thread(processes.stop_all)  # after a failure too: nothing is left running
     stored = await _stored(settings, source_name)
     events = await read_events(settings)
     event_ids = {event["event_id"] for event in events}

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from common.errors import StoreUnavailableError
 
@@ -27,7 +28,18 @@ def create_client(uri: str, *, timeout_seconds: float = 10.0) -> MilvusClient:
     clients live for one task, so a dedicated connection is both simpler and never stale.
     """
     with translate_errors("connect"):
-        return MilvusClient(uri=uri, timeout=timeout_seconds, dedicated=True)
+        for attempt in Retrying(retry=retry_if_exception_type(MilvusException), stop=stop_after_attempt(2),
+                                wait=wait_fixed(0.5), reraise=True):
+            with attempt:  # a connection the server just closed (GOAWAY) fails once; a new one works
+                return MilvusClient(uri=uri, timeout=timeout_seconds, dedicated=True, grpc_options=GRPC_OPTIONS)
+    raise AssertionError("unreachable: Retrying re-raises the last error")
+
+
+# pymilvus's channel pings every 10 s even when idle; a server that allows fewer pings (Milvus Lite's gRPC
+# default: one per 5 min without calls) answers GOAWAY "too_many_pings" and the next call on it fails (seen in a
+# test run). gRPC also shares subchannels across channels of a process, so a "dedicated" client could inherit
+# such a connection: a local pool keeps each client's connection its own.
+GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": False, "grpc.use_local_subchannel_pool": 1}
 
 
 def ping(uri: str) -> None:
