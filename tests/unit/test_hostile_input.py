@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collectors.definitions import SourceDefinition, parse_sources
@@ -61,8 +61,11 @@ PROPERTY_TESTS = 14
 
 
 def examples(count: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Settings of a property test: `count` cases at most, no per-case deadline (CI machines are slow)."""
-    return settings(max_examples=count, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    """Settings of a property test: `count` cases at most, no per-case deadline (CI machines are slow), and the
+    same cases on every run (derandomize), so `make test` never fails on a case met by chance: a case worth
+    keeping becomes an `@example`."""
+    return settings(max_examples=count, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 def load_hostile_sources(base_url: str = "http://hostile.test", service_key: str = SERVICE_KEY
@@ -288,14 +291,27 @@ def test_records_are_accepted_safe_or_refused_with_dp_1004(raw: dict[str, Any]) 
     assert_publishable_and_storable(record)
 
 
+def texts_in(value: Any) -> list[str]:
+    """Every string in a JSON value: its strings, and the keys of its objects."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [*value.keys(), *(text for item in value.values() for text in texts_in(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in texts_in(item)]
+    return []
+
+
 @given(value=JSON_VALUES, secret=st.text(string.printable, min_size=4, max_size=20))
+@example(value=50000, secret="0000")  # digits of a number are not the secret
 @examples(500)
 def test_sanitised_records_hold_no_secret_and_no_unencodable_text(value: Any, secret: str) -> None:
     CASES["sanitise_record"] += 1
     record = {"a": value, "echo": f"https://api.test/x?serviceKey={secret}&b={secret}", secret: [secret]}
     sanitised = sanitise_record(record, {secret})
     assert has_no_unstorable_text(sanitised)
-    assert secret not in json.dumps(sanitised, ensure_ascii=False)
+    # In text (values and keys): a number whose digits happen to contain the secret's is not the secret.
+    assert not [text for text in texts_in(sanitised) if secret in text]
     assert sanitised["echo"] == f"https://api.test/x?serviceKey={REDACTED}&b={REDACTED}"
     json.dumps(sanitised, ensure_ascii=False).encode("utf-8")  # publishable: UTF-8 refuses lone surrogates
 
