@@ -50,7 +50,17 @@ class VectorsTarget(SyncTarget):
     def open(cls, settings: Settings) -> VectorsTarget:
         with cls.guard("connect"):
             client = vectors.create_client(settings.milvus_uri, timeout_seconds=60.0)
-        return cls(client, settings.milvus_collection, settings.embedding_dimension)
+        target = cls(client, settings.milvus_collection, settings.embedding_dimension)
+        target._load_live_collection()
+        return target
+
+    def _load_live_collection(self) -> None:
+        """A restarted Milvus comes back with its collections released (queries fail until loaded); loading a
+        loaded collection is a no-op, so every opening loads it: sync, check and repair all recover by themselves."""
+        live = self.live_collection()
+        if live is not None:
+            with self.guard("load collection"):
+                self._client.load_collection(live)
 
     def _schema(self) -> Any:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)

@@ -31,6 +31,7 @@ TEST_SCENARIOS = [
     Scenario("redis", engine="redis", outage_seconds=10, publish_during_fault=True),
     Scenario("hot_path_kill", process="hot_path", kills=3),
     Scenario("cold_path_kill", process="cold_path", kills=3, cold_path=True),
+    Scenario("vectors_target", engine="milvus", outage_seconds=15, cold_path=True, sync=True),
     Scenario("search_target", engine="search", outage_seconds=15, cold_path=True, sync=True),
 ]
 
