@@ -311,8 +311,7 @@ async def cleanup(settings: Settings, base: Settings, database: str, scratch: Pa
         except Exception as error:  # cleanup is best effort: report, never hide the benchmark's own error
             log(f"cleanup of {name} failed: {error}")
     shutil.rmtree(scratch, ignore_errors=True)
-    async with postgres.connect(base.postgres_dsn(database="postgres")) as connection:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    await postgres.drop_database(base.postgres_dsn(database="postgres"), database)
 
 
 if __name__ == "__main__":

@@ -67,3 +67,10 @@ async def ensure_database(server_dsn: str, database: str) -> None:
             # Identifiers cannot be bound as parameters; quote_ident makes the name inert.
             quoted = await connection.fetchval("SELECT quote_ident($1)", database)
             await connection.execute(f"CREATE DATABASE {quoted}")
+
+
+async def drop_database(server_dsn: str, database: str) -> None:
+    """Drop `database` if it exists, closing its connections (scratch databases of tests and benchmarks)."""
+    async with connect(server_dsn) as connection:
+        quoted = await connection.fetchval("SELECT quote_ident($1)", database)
+        await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")

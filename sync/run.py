@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from common import metrics
-from common.errors import PipelineError
+from common.errors import ErrorCode, PipelineError
 from common.logging import get_logger
 from schemas.events import EventType, build_event
 from settings import Settings
@@ -126,7 +126,7 @@ def _fail(result: TargetResult, error: Exception) -> None:
     if isinstance(error, PipelineError):
         result.error_code, result.error = error.code.value, str(error)
     else:  # not translated anywhere: a bug, logged with its traceback below
-        result.error_code, result.error = "DP_4003", f"{type(error).__name__}: {error}"
+        result.error_code, result.error = ErrorCode.BATCH_PROCESSING_ERROR.value, f"{type(error).__name__}: {error}"
     log.error("sync_target_failed", target=result.target, error_code=result.error_code, error=result.error,
               exc_info=not isinstance(error, PipelineError))
 
