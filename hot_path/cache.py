@@ -10,6 +10,7 @@ version meanwhile.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -24,6 +25,9 @@ from stores import cache
 log = get_logger(__name__)
 
 
+REFILL_INTERVAL_SECONDS = 5.0
+
+
 def cache_key(policy_id: str) -> str:
     return f"policy:{policy_id}"
 
@@ -34,14 +38,16 @@ class PolicyCache:
         self._ttl_seconds = ttl_seconds
         self._max_pending = max_pending
         self._pending: dict[str, StoredPolicy] = {}  # policy id -> its latest version not cached: Redis was down
+        self._last_refill_attempt = 0.0
 
     def _document(self, item: StoredPolicy) -> bytes:
         return orjson.dumps({"policy_id": item.policy_id, "version": item.version, "status": "pending_validation",
                              **item.policy.as_document()})
 
     async def put_many(self, stored: Sequence[StoredPolicy]) -> int:
-        """Cache each stored policy; returns how many were cached (0 when Redis is unavailable)."""
-        if not stored:
+        """Cache each stored policy, and refill what Redis missed earlier; returns how many of `stored` were
+        cached (0 when Redis is unavailable)."""
+        if not stored and not self._pending:
             return 0
         fresh = {item.policy_id for item in stored}
         refills = [item for policy_id, item in self._pending.items() if policy_id not in fresh]
@@ -64,6 +70,15 @@ class PolicyCache:
             log.info("policy_cache_refilled", policies=len(refills))
             self._pending.clear()
         return len(stored)
+
+    async def refill(self, *, now: bool = False) -> None:
+        """Write what Redis missed while it was down, when no new batch does it (an idle or stopping hot path);
+        tries at most every `REFILL_INTERVAL_SECONDS` unless `now`, so a Redis still down costs one warning per
+        interval."""
+        if not self._pending or (not now and time.monotonic() - self._last_refill_attempt < REFILL_INTERVAL_SECONDS):
+            return
+        self._last_refill_attempt = time.monotonic()
+        await self.put_many([])
 
     def _keep_for_refill(self, stored: Sequence[StoredPolicy]) -> None:
         for item in stored:

@@ -189,6 +189,10 @@ class HotPathProcessor:
         _observe(result, time.monotonic() - prepared.started, self._settings.hot_path_timeout_seconds)
         return result
 
+    async def refill_cache(self, *, now: bool = False) -> None:
+        """While idle or stopping: cache what Redis missed when it was down (a batch's own write does it too)."""
+        await self._cache.refill(now=now)
+
     async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         return await self.store(self.prepare(messages))
 

@@ -120,6 +120,7 @@ class HotPathService:
                     storing = None
                 if prepared is None:
                     self.not_ready_reason = None if self._consumer.assignment() else "waiting for partitions"
+                    await self.processor.refill_cache()
                     if drain and await self._caught_up():
                         break
                     continue
@@ -133,6 +134,7 @@ class HotPathService:
             if watch_task is not None:
                 await watch_task
             await self.relay_pending()
+            await self.processor.refill_cache(now=True)
             self.summary.events_sent = self._relay.sent_total
         return self.summary
 
