@@ -1,5 +1,5 @@
 """Pure value parsers for source fields: dates and date ranges, @-joined lists, HTML text,
-character encodings. No I/O; imports only the standard library, bs4 and charset handling.
+character encodings. No I/O; imports only the standard library, bs4, charset handling and `common.redaction`.
 
 Sources name these parsers in the YAML sources file through ``VALUE_PARSERS``:
 
@@ -34,9 +34,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
-from urllib.parse import quote, quote_plus, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
+
+from common.redaction import redact, secret_spellings
 
 # Korea has kept UTC+9 without daylight saving since 1988, so a fixed offset is exact and
 # needs no tz database.
@@ -485,29 +487,6 @@ def join_url(base: str, link: str) -> str:
 
 
 # --- whole records ---------------------------------------------------------------------
-
-REDACTED = "[REDACTED]"
-_MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
-
-
-def secret_spellings(secrets: Collection[str]) -> list[str]:
-    """Each secret as written and percent-encoded (echoed URLs carry ``serviceKey=abc%2B...``), longest first."""
-    spellings = {
-        spelling
-        for secret in secrets
-        if len(secret) >= _MIN_SECRET_LENGTH
-        for spelling in (secret, quote(secret, safe=""), quote_plus(secret))
-    }
-    return sorted(spellings, key=len, reverse=True)
-
-
-def redact(text: str, spellings: Collection[str]) -> str:
-    """``text`` with every one of ``spellings`` (from ``secret_spellings``) replaced by ``[REDACTED]``."""
-    for spelling in spellings:
-        if spelling in text:
-            text = text.replace(spelling, REDACTED)
-    return text
-
 
 def sanitise_record(value: Any, secrets: Collection[str] = ()) -> Any:
     """A parsed source record (JSON or XML dict) made safe to publish and store, at any depth, keys included.

@@ -45,12 +45,13 @@ from collectors.definitions import (
 from collectors.extract import Page, RefusedResponseError, dig, make_page_check, parse_page
 from collectors.http import SourceHttpClient, new_breaker
 from collectors.mapping import build_record, external_id_of
-from collectors.parsing import redact, sanitise_record, secret_spellings
+from collectors.parsing import sanitise_record
 from collectors.rate_limit import RateLimiter
 from collectors.state import CollectorState
 from common import metrics
 from common.errors import CircuitOpenError, ErrorCode, InvalidDataError, PipelineError
 from common.logging import get_logger
+from common.redaction import redact, secret_spellings
 from hot_path.cleaning import mask_text, normalize_record
 from schemas.records import RawPolicyData
 from settings import Settings

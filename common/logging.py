@@ -23,15 +23,15 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import structlog
+
+from common.redaction import MIN_SECRET_LENGTH, REDACTED, secret_spellings
+from common.redaction import redact as redact_secrets
 
 bind_context = structlog.contextvars.bind_contextvars
 clear_context = structlog.contextvars.clear_contextvars
 
-REDACTED = "[REDACTED]"
-_MIN_SECRET_LENGTH = 4  # shorter values are not taken for secrets: they would redact ordinary words and numbers
 Masker = Callable[[str], str]
 
 # crtfcKey: the key parameter of 기업마당 (bizinfo) and other Korean public APIs ("certification key").
@@ -42,7 +42,7 @@ _SECRET_FIELD = re.compile(rf"^{_SECRET_NAME}$", re.IGNORECASE)
 # name=value (query strings, keyword dumps) and "name": "value" / 'name': 'value' (JSON and dict reprs)
 _SECRET_PAIR = re.compile(
     rf"(?P<name>\b{_SECRET_NAME})(?P<sep>=|[\"']?\s*:\s*[\"'])(?!{re.escape(REDACTED)})"
-    rf"(?P<value>[^&\s\"',;)}}\]]{{{_MIN_SECRET_LENGTH},}})",
+    rf"(?P<value>[^&\s\"',;)}}\]]{{{MIN_SECRET_LENGTH},}})",
     re.IGNORECASE,
 )
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://[^:/@\s]+:)(?P<password>[^@/\s]+)(?=@)", re.IGNORECASE)
@@ -53,12 +53,11 @@ class _Redactor:
 
     def __init__(self) -> None:
         self.secrets: set[str] = set()
+        self.spellings: list[str] = []  # of `secrets`, as `secret_spellings` gives them
         self.mask: Masker | None = None
 
     def text(self, value: str) -> str:
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
+        value = redact_secrets(value, self.spellings)
         if "=" in value or ":" in value:
             value = _SECRET_PAIR.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", value)
             value = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{REDACTED}", value)
@@ -87,9 +86,8 @@ _redactor = _Redactor()
 def register_secrets(values: Iterable[str]) -> None:
     """Values that must never appear in a log line (e.g. the settings' passwords), also as a URL carries them
     (percent-encoded); empty or tiny ones are ignored."""
-    for value in values:
-        if len(value) >= _MIN_SECRET_LENGTH:
-            _redactor.secrets.update({value, quote(value, safe=""), quote_plus(value, safe="")})
+    _redactor.secrets.update(values)
+    _redactor.spellings = secret_spellings(_redactor.secrets)
 
 
 def redact(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from common.logging import REDACTED
+from common.redaction import REDACTED
 from devstack.sample_sources import SampleSources
 from devstack.synthetic import make_record
 from hot_path.cleaning import mask_text

@@ -22,14 +22,13 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from collectors.definitions import SourceDefinition, parse_sources
 from collectors.extract import MAX_NESTING_DEPTH, Page, RefusedResponseError, parse_page
 from collectors.mapping import build_record
 from collectors.parsing import (
-    REDACTED,
     VALUE_PARSERS,
     ValueParseError,
     clean_text,
@@ -42,6 +41,7 @@ from collectors.parsing import (
     split_list,
 )
 from common.errors import ErrorCode, PipelineError
+from common.redaction import REDACTED
 from hot_path.cleaning import mask_personal_data, mask_text, normalize_record
 from hot_path.processor import RawMessage, validate_message
 from hot_path.store import _json, _row
@@ -307,6 +307,7 @@ def texts_in(value: Any) -> list[str]:
 @examples(500)
 def test_sanitised_records_hold_no_secret_and_no_unencodable_text(value: Any, secret: str) -> None:
     CASES["sanitise_record"] += 1
+    assume(secret not in REDACTED)  # a "secret" like "[RED" is part of the placeholder itself: nothing to hide
     record = {"a": value, "echo": f"https://api.test/x?serviceKey={secret}&b={secret}", secret: [secret]}
     sanitised = sanitise_record(record, {secret})
     assert has_no_unstorable_text(sanitised)
