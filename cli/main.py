@@ -275,11 +275,11 @@ def cold_path_run(limit: int | None, source_name: str | None, rescore_all: bool)
 
 def _send_outbox_events(settings: Settings) -> None:
     """Send the events a batch command committed (there may be no hot path running to relay them)."""
-    from cold_path.run import relay_events
     from common.errors import PipelineError
+    from stores.outbox import send_pending_events
 
     try:
-        click.echo(f"  events sent: {asyncio.run(relay_events(settings))}")
+        click.echo(f"  events sent: {asyncio.run(send_pending_events(settings))}")
     except PipelineError as error:  # they stay in the outbox: the next run or a hot path sends them
         click.echo(f"  events left in the outbox for the next relay: {error}", err=True)
 

@@ -239,22 +239,3 @@ async def _dead_letter(store: ColdPathStore, letters: DeadLetterQueue,
         for record, error in failures if record.record_key not in already
     ])
     metrics.pipeline_processing_total.labels(path="cold", status="failed").inc(len(failures))
-
-
-async def relay_events(settings: Settings) -> int:
-    """Send every event waiting in the outbox (the runs' `data.quality_updated` among them) to Kafka; returns
-    how many. A hot path running beside it relays them too: whichever claims a row first sends it."""
-    from stores import kafka
-    from stores.outbox import OutboxRelay
-
-    pool = await postgres.create_pool(settings)
-    producer = kafka.create_producer(settings)
-    try:
-        with kafka.translate_errors("start producer"):
-            await producer.start()
-        relay = OutboxRelay(pool, producer, on_sent=lambda sent: [
-            metrics.outbox_events_sent_total.labels(event_type=event.event_type).inc() for event in sent])
-        return await relay.drain()
-    finally:
-        await producer.stop()
-        await pool.close()

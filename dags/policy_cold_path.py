@@ -63,9 +63,9 @@ def policy_cold_path() -> None:
 
     @task
     def send_events(checked: dict[str, Any]) -> int:
-        from cold_path.run import relay_events
+        from stores.outbox import send_pending_events
 
-        return run_pipeline_step(relay_events)
+        return run_pipeline_step(send_pending_events)
 
     send_events(check_consistency(sync(score())))
 

@@ -38,9 +38,9 @@ def policy_consistency_repair() -> None:
 
     @task
     def send_events(repaired: str) -> int:
-        from cold_path.run import relay_events
+        from stores.outbox import send_pending_events
 
-        return run_pipeline_step(relay_events)
+        return run_pipeline_step(send_pending_events)
 
     send_events(check_and_repair())
 

@@ -10,12 +10,13 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from cold_path.run import ColdPathReport, relay_events, run_cold_path
+from cold_path.run import ColdPathReport, run_cold_path
 from collectors.definitions import load_sources
 from collectors.run import SourceResult, collect_once, open_context
 from devstack.sample_sources import SampleSources
 from hot_path.service import HotPathSummary, run_hot_path
 from settings import Settings
+from stores import outbox
 from sync.consistency import ConsistencyReport, check_consistency
 from sync.run import SyncReport, run_sync
 
@@ -43,11 +44,11 @@ async def run_demo(settings: Settings) -> DemoReport:
     # Its own consumer group, so the demo never takes records away from a hot path running beside it.
     hot_path = await run_hot_path(settings, asyncio.Event(), drain=True, serve_ops=False, group_id="aegis-demo")
     cold_path = await run_cold_path(settings)
-    events_sent = await relay_events(settings)
+    events_sent = await outbox.send_pending_events(settings)
     report = DemoReport(collection=collection, hot_path=hot_path, cold_path=cold_path,
                         cold_path_events_sent=events_sent)
     # Sync: active policies to Milvus, the graph and Elasticsearch; then each target checked against PostgreSQL.
     report.sync = await run_sync(settings)
     report.consistency = await check_consistency(settings)
-    report.sync_events_sent = await relay_events(settings)
+    report.sync_events_sent = await outbox.send_pending_events(settings)
     return report

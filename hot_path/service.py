@@ -76,7 +76,6 @@ def observe_sent_events(events: list[SentEvent]) -> None:
     """Collection-to-event latency of each `policy.validated` the relay delivered."""
     now = datetime.now(UTC)
     for event in events:
-        metrics.outbox_events_sent_total.labels(event_type=event.event_type).inc()
         if event.event_type == EventType.POLICY_VALIDATED.value and event.collected_at:
             collected_at = datetime.fromisoformat(event.collected_at)
             metrics.pipeline_processing_latency_seconds.labels(path="hot").observe((now - collected_at).total_seconds())
@@ -92,8 +91,7 @@ class HotPathService:
         self.processor = processor
         self._relay = relay
         self._watch = watch
-        self._dead_letters = dead_letters
-        self.dead_letters = dead_letters  # the ops server reads the unresolved counts through it
+        self.dead_letters = dead_letters  # also read by the ops server (the unresolved counts)
         self.summary = HotPathSummary()
         self.not_ready_reason: str | None = "starting"
         self._last_lag_refresh = 0.0
@@ -213,7 +211,7 @@ class HotPathService:
     async def _dead_letter_poison(self, message: RawMessage, error: BaseException) -> None:
         self.summary.poison += 1
         metrics.pipeline_processing_total.labels(path="hot", status="poison").inc()
-        await self._dead_letters.send([DeadLetter(
+        await self.dead_letters.send([DeadLetter(
             stage="hot", error_code=ErrorCode.BATCH_PROCESSING_ERROR,
             record_key=message.key.decode("utf-8", "replace") if message.key else None,
             error_message=f"could not be processed: {type(error).__name__}: {error}"[:2000],

@@ -26,7 +26,9 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from common import metrics
 from common.logging import get_logger
+from settings import Settings
 from stores import kafka, postgres
 
 log = get_logger(__name__)
@@ -103,10 +105,7 @@ class OutboxRelay:
             async with self._pool.acquire() as connection:
                 await connection.execute("DELETE FROM event_outbox WHERE event_id = ANY($1::uuid[])",
                                          [event.event_id for event in events])
-        self.sent_total += len(events)
-        if self._on_sent is not None:
-            self._on_sent([SentEvent(event.event_type, event.envelope["data"].get("collected_at"))
-                           for event in events])
+        self._sent([SentEvent(event.event_type, event.envelope["data"].get("collected_at")) for event in events])
         return len(events)
 
     async def relay_once(self, *, include_recent: bool = True) -> int:
@@ -127,10 +126,15 @@ class OutboxRelay:
                     await asyncio.gather(*deliveries)
                 await connection.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])",
                                          [row["id"] for row in rows])
-        self.sent_total += len(rows)
-        if self._on_sent is not None:
-            self._on_sent([SentEvent(row["event_type"], row["collected_at"]) for row in rows])
+        self._sent([SentEvent(row["event_type"], row["collected_at"]) for row in rows])
         return len(rows)
+
+    def _sent(self, events: list[SentEvent]) -> None:
+        self.sent_total += len(events)
+        for event in events:
+            metrics.outbox_events_sent_total.labels(event_type=event.event_type).inc()
+        if self._on_sent is not None:
+            self._on_sent(events)
 
     async def drain(self) -> int:
         """Relay until nothing is left unsent."""
@@ -150,3 +154,18 @@ class OutboxRelay:
             if sent == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), idle_poll_seconds)
+
+
+async def send_pending_events(settings: Settings) -> int:
+    """Send every event waiting in the outbox to Kafka, with connections of its own; returns how many. For batch
+    commands and tasks (cold path, sync), which may run with no hot path beside them to relay their events; when
+    one runs, whichever claims a row first sends it."""
+    pool = await postgres.create_pool(settings)
+    producer = kafka.create_producer(settings)
+    try:
+        with kafka.translate_errors("start producer"):
+            await producer.start()
+        return await OutboxRelay(pool, producer).drain()
+    finally:
+        await producer.stop()
+        await pool.close()
