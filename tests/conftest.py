@@ -7,8 +7,10 @@ and stopped (data deleted) when the session ends. No test skips for a missing en
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +55,24 @@ def restore_logging() -> Iterator[None]:
     structlog.configure(**saved_config)
     root.handlers[:], root.level = saved_handlers, saved_level
     structlog.contextvars.clear_contextvars()
+
+
+OwnTopics = Callable[..., Awaitable[Settings]]
+
+
+@pytest.fixture
+def own_topics(stack: Settings) -> OwnTopics:
+    """`await own_topics(partitions=N, **overrides)`: the stack's settings with a raw, events and dead-letter
+    topic of this test's own (created), so it reads back only its records and events; `overrides` change other
+    settings too."""
+
+    async def with_own_topics(*, partitions: int, **overrides: Any) -> Settings:
+        from stores import kafka
+
+        token = uuid.uuid4().hex[:8]
+        topics = {"kafka_topic_raw_policies": f"raw-{token}", "kafka_topic_policy_events": f"events-{token}",
+                  "kafka_topic_dlq": f"dlq-{token}"}
+        await kafka.ensure_topics(stack.kafka_bootstrap_servers, list(topics.values()), partitions=partitions)
+        return stack.model_copy(update={**topics, **overrides})
+
+    return with_own_topics

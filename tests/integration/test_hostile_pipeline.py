@@ -13,7 +13,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from collectors.run import collect_once, open_context
 from devstack.sample_sources import SampleSources
 from hot_path.service import run_hot_path
 from settings import Settings
-from stores import kafka, postgres
+from stores import postgres
 
 pytestmark = pytest.mark.integration
 
@@ -48,13 +48,8 @@ def server() -> Iterator[SampleSources]:
 
 
 @pytest.fixture
-async def run_settings(stack: Settings) -> Settings:
-    token = uuid.uuid4().hex[:8]
-    topics = {"kafka_topic_raw_policies": f"raw-{token}", "kafka_topic_policy_events": f"events-{token}",
-              "kafka_topic_dlq": f"dlq-{token}"}
-    await kafka.ensure_topics(stack.kafka_bootstrap_servers, list(topics.values()), partitions=2)
-    return stack.model_copy(update={**topics, "max_response_bytes": MAX_RESPONSE_BYTES,
-                                    "max_record_bytes": MAX_RECORD_BYTES})
+async def run_settings(own_topics: Callable[..., Awaitable[Settings]]) -> Settings:
+    return await own_topics(partitions=2, max_response_bytes=MAX_RESPONSE_BYTES, max_record_bytes=MAX_RECORD_BYTES)
 
 
 def content_type(name: str) -> str:

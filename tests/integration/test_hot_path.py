@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,19 +23,14 @@ from hot_path.service import run_hot_path
 from schemas.events import validate_event
 from schemas.records import RawPolicyData
 from settings import Settings
-from stores import cache, kafka, postgres
+from stores import cache, postgres
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def hot_settings(stack: Settings) -> Settings:
-    """Topics of this test's own, so it reads back only its records and events."""
-    token = uuid.uuid4().hex[:8]
-    topics = {"kafka_topic_raw_policies": f"raw-{token}", "kafka_topic_policy_events": f"events-{token}",
-              "kafka_topic_dlq": f"dlq-{token}"}
-    await kafka.ensure_topics(stack.kafka_bootstrap_servers, list(topics.values()), partitions=3)
-    return stack.model_copy(update=topics)
+async def hot_settings(own_topics: Callable[..., Awaitable[Settings]]) -> Settings:
+    return await own_topics(partitions=3)
 
 
 async def publish(settings: Settings, messages: list[RawPolicyData | tuple[bytes, bytes]]) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.synthetic import make_records
 from settings import Settings
-from stores import kafka, postgres
+from stores import postgres
 
 pytestmark = pytest.mark.integration
 
@@ -68,13 +69,10 @@ async def read_events(settings: Settings) -> list[dict]:
     return events
 
 
-async def test_kill_9_mid_stream_loses_nothing_and_stores_nothing_twice(stack: Settings) -> None:
+async def test_kill_9_mid_stream_loses_nothing_and_stores_nothing_twice(
+        own_topics: Callable[..., Awaitable[Settings]]) -> None:
     token = uuid.uuid4().hex[:8]
-    settings = stack.model_copy(update={"kafka_topic_raw_policies": f"raw-{token}",
-                                        "kafka_topic_policy_events": f"events-{token}",
-                                        "kafka_topic_dlq": f"dlq-{token}", "kafka_consumer_group": f"crash-{token}"})
-    await kafka.ensure_topics(settings.kafka_bootstrap_servers, [f"raw-{token}", f"events-{token}", f"dlq-{token}"],
-                              partitions=3)
+    settings = await own_topics(partitions=3, kafka_consumer_group=f"crash-{token}")
     source = f"crash_{token}"
 
     victim = hot_path_process(settings)

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,7 +34,7 @@ from collectors.run import collect_once, open_context
 from devstack.sample_sources import SampleSources
 from hot_path.service import run_hot_path
 from settings import Settings
-from stores import kafka, postgres
+from stores import postgres
 
 pytestmark = pytest.mark.integration
 
@@ -95,15 +95,11 @@ def server() -> Iterator[SampleSources]:
 
 
 @pytest.fixture
-async def run_settings(stack: Settings) -> Settings:
-    token = uuid.uuid4().hex[:8]
-    topics = {"kafka_topic_raw_policies": f"raw-{token}", "kafka_topic_policy_events": f"events-{token}",
-              "kafka_topic_dlq": f"dlq-{token}"}
-    await kafka.ensure_topics(stack.kafka_bootstrap_servers, list(topics.values()), partitions=1)
+async def run_settings(own_topics: Callable[..., Awaitable[Settings]]) -> Settings:
     # The embedded PostgreSQL trusts local connections, so the password is sent and ignored: any place that
     # printed the connection string would show it.
-    return stack.model_copy(update={**topics, "postgres_password": SecretStr(POSTGRES_PASSWORD),
-                                    "neo4j_password": SecretStr(NEO4J_PASSWORD)})
+    return await own_topics(partitions=1, postgres_password=SecretStr(POSTGRES_PASSWORD),
+                            neo4j_password=SecretStr(NEO4J_PASSWORD))
 
 
 async def read_all(settings: Settings, topic: str) -> list[str]:
