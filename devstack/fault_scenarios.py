@@ -334,24 +334,33 @@ async def _cache_writes(port: int) -> dict[str, float]:
             if sample.name == "policy_cache_writes_total"}
 
 
-async def _cached_count(settings: Settings, policy_ids: list[str]) -> int:
+async def _uncached(settings: Settings, policy_ids: list[str]) -> list[str]:
+    """The policies of `policy_ids` not in the Redis cache."""
     client = cache.create_client(settings.redis_url)
     try:
-        cached = 0
+        uncached: list[str] = []
         for start in range(0, len(policy_ids), 500):
-            cached += await client.exists(*(cache_key(policy_id) for policy_id in policy_ids[start:start + 500]))
-        return cached
+            chunk = policy_ids[start:start + 500]
+            async with client.pipeline(transaction=False) as pipeline:
+                for policy_id in chunk:
+                    pipeline.exists(cache_key(policy_id))
+                found = await pipeline.execute()
+            uncached += [policy_id for policy_id, exists in zip(chunk, found, strict=True) if not exists]
+        return uncached
     finally:
         await client.aclose()
 
 
-async def _publish_directly(settings: Settings, source: str, rate_per_second: float, until: asyncio.Event,
-                            published: list[str]) -> None:
-    """Records of `source` straight onto the raw topic at `rate_per_second` until `until` is set; their external
-    ids are appended to `published` once the broker acknowledged them."""
+async def _publish_directly(settings: Settings, source: str, rate_per_second: float, start: asyncio.Event,
+                            until: asyncio.Event, published: list[str]) -> None:
+    """Records of `source` straight onto the raw topic at `rate_per_second`, from `start` until `until` is set;
+    their external ids are appended to `published` once the broker acknowledged them."""
     producer = kafka.create_producer(settings)
     await producer.start()
     try:
+        # Only once the fault is in place: a record stored just before it (cached in the Redis about to stop)
+        # is not one "stored while Redis was down", and the restart rightly empties it from the cache.
+        await start.wait()
         index = 0
         while not until.is_set():
             records = [make_record(index + offset, source=source) for offset in range(max(1, int(rate_per_second / 4)))]
@@ -427,7 +436,8 @@ async def _converge_targets(settings: Settings, notes: dict[str, Any]) -> bool:
 
 
 async def _inject(scenario: Scenario, core: CoreSettings, settings: Settings, processes: PipelineProcesses,
-                  rng: random.Random, notes: dict[str, Any]) -> None:
+                  rng: random.Random, notes: dict[str, Any], in_place: asyncio.Event) -> None:
+    """The scenario's fault; `in_place` is set once it is in effect (the engine stopped, the first kill done)."""
     if scenario.engine is not None:
         if scenario.lag_seconds:
             processes.processes["hot_path"].send_signal(signal.SIGSTOP)
@@ -438,6 +448,7 @@ async def _inject(scenario: Scenario, core: CoreSettings, settings: Settings, pr
         finally:
             if scenario.lag_seconds:
                 processes.processes["hot_path"].send_signal(signal.SIGCONT)
+        in_place.set()
         started = time.monotonic()
         try:
             await asyncio.sleep(scenario.outage_seconds)
@@ -454,12 +465,14 @@ async def _inject(scenario: Scenario, core: CoreSettings, settings: Settings, pr
                 await asyncio.sleep(rng.uniform(0.0, 0.3))  # a random point of its work
                 if processes.running("cold_path"):
                     processes.kill("cold_path")
+                    in_place.set()
             while processes.running("cold_path"):  # missed: this run ended first; wait for the next  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         return
     for _ in range(scenario.kills):
         await asyncio.sleep(rng.uniform(1.0, 4.0))  # a random point of its work
         processes.kill(scenario.process)
+        in_place.set()
         processes.start(scenario.process)  # as a supervisor (Kubernetes) would
 
 
@@ -499,14 +512,15 @@ async def _stream_through_fault(scenario: Scenario, core: CoreSettings, settings
         if not await _wait_until_stored(settings, source_name, feed.ids()[:1], options.timeout_seconds):
             raise RuntimeError(f"{scenario.name}: nothing was stored before the fault")
         progress(f"{scenario.name}: fault: {scenario.describe()}")
-        fault_over = asyncio.Event()
+        fault_in_place, fault_over = asyncio.Event(), asyncio.Event()
         direct = asyncio.create_task(_publish_directly(settings, source_name, options.rate_per_second,
-                                                       fault_over, published_directly)
+                                                       fault_in_place, fault_over, published_directly)
                                      ) if scenario.publish_during_fault else None
         try:
-            await _inject(scenario, core, settings, processes, rng, result.notes)
+            await _inject(scenario, core, settings, processes, rng, result.notes, fault_in_place)
         finally:
             fault_over.set()
+            fault_in_place.set()  # when the injection failed: the publisher sees the fault over and stops
             if direct is not None:
                 await direct
         fault_ended = time.monotonic()
@@ -580,11 +594,14 @@ async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenari
         result.notes["unscored"] = sum(1 for row in stored.values() if row["status"] == "pending_validation")
         result.notes["statuses"] = dict(Counter(row["status"] for row in stored.values()))
         result.notes["scored_more_than_once"] = sum(1 for row in stored.values() if row["cold_writes"] > 1)
-    result.notes["cached"] = await _cached_count(settings, [row["policy_id"] for row in stored.values()])
+    policy_ids = [row["policy_id"] for row in stored.values()]
+    result.notes["cached"] = len(policy_ids) - len(await _uncached(settings, policy_ids))
     if published_directly:  # stored while the fault lasted: in the cache at the end, whatever happened to it
+        during_fault = [stored[external_id]["policy_id"] for external_id in published_directly if external_id in stored]
+        uncached = await _uncached(settings, during_fault)
         result.notes["published_during_fault"] = len(published_directly)
-        result.notes["cached_of_published_during_fault"] = await _cached_count(
-            settings, [stored[external_id]["policy_id"] for external_id in published_directly if external_id in stored])
+        result.notes["cached_of_published_during_fault"] = len(during_fault) - len(uncached)
+        result.notes["uncached_of_published_during_fault"] = uncached[:10]  # to look up in the logs
     result.notes["logs"] = str(work)
     return result
 

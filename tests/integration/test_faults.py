@@ -75,5 +75,6 @@ def test_fault_loses_nothing_and_stores_nothing_twice(fault_stack: tuple[CoreSet
         assert result.notes["cache_writes"].get("error", 0) > 0, explain(result)
         assert result.notes["cache_writes"].get("refilled", 0) > 0, explain(result)
         stored_during_outage = result.notes["published_during_fault"]
-        assert stored_during_outage > 0 and result.notes["cached_of_published_during_fault"] == stored_during_outage
+        assert stored_during_outage > 0, explain(result)
+        assert result.notes["cached_of_published_during_fault"] == stored_during_outage, explain(result)
 
