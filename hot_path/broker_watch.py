@@ -98,21 +98,37 @@ class BrokerWatch:
         sentinel = sentinel_topic(settings)
         if sentinel in await kafka.list_topics(settings.kafka_bootstrap_servers):
             return 0
+        # Replicas take turns on a lock and look again once they hold it: the first recovers, the others find
+        # its sentinel. Without this, a replica that saw no sentinel just before another created it (with its
+        # row) would take a first start for a loss and announce every policy again.
+        # A session lock, not a transaction's: the row must commit before the sentinel topic is created.
+        with postgres.translate_errors("check broker sentinel"):
+            async with self._pool.acquire() as connection:
+                await connection.execute("SELECT pg_advisory_lock(hashtext($1))", sentinel)
+                try:
+                    if sentinel in await kafka.list_topics(settings.kafka_bootstrap_servers):
+                        return 0
+                    return await self._recover(connection, sentinel)
+                finally:
+                    await connection.execute("SELECT pg_advisory_unlock(hashtext($1))", sentinel)
+
+    async def _recover(self, connection: asyncpg.Connection, sentinel: str) -> int:
+        """Create the topics again, announce again if the sentinel had been created before, record it, and
+        create the sentinel last: a crash before that repeats the recovery, never skips it."""
+        settings = self._settings
         topics = [settings.kafka_topic_raw_policies, settings.kafka_topic_policy_events, settings.kafka_topic_dlq]
         created = await kafka.ensure_topics(settings.kafka_bootstrap_servers, topics,
                                             partitions=settings.kafka_topic_partitions)
-        with postgres.translate_errors("read broker sentinel"):
-            lost = await self._pool.fetchval("SELECT true FROM broker_sentinels WHERE sentinel_topic = $1", sentinel)
+        lost = await connection.fetchval("SELECT true FROM broker_sentinels WHERE sentinel_topic = $1", sentinel)
         announced = await self._reannounce() if lost else 0
-        with postgres.translate_errors("record broker sentinel"):
-            await self._pool.execute(
-                """
-                INSERT INTO broker_sentinels (sentinel_topic) VALUES ($1)
-                ON CONFLICT (sentinel_topic) DO UPDATE
-                SET last_recovered_at = now(), recoveries = broker_sentinels.recoveries + 1
-                """,
-                sentinel,
-            )
+        await connection.execute(
+            """
+            INSERT INTO broker_sentinels (sentinel_topic) VALUES ($1)
+            ON CONFLICT (sentinel_topic) DO UPDATE
+            SET last_recovered_at = now(), recoveries = broker_sentinels.recoveries + 1
+            """,
+            sentinel,
+        )
         await kafka.ensure_topics(settings.kafka_bootstrap_servers, [sentinel], partitions=1)
         if lost:
             self.recoveries += 1
