@@ -538,7 +538,6 @@ def test_every_schema_file_is_a_valid_draft_2020_12_schema(file_name: str) -> No
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(schema)
     assert schema["additionalProperties"] is False
-    assert events._compile(schema) is not None, "a keyword the fast path does not know: every event would be slow"
 
 
 class _IntSubclass(int):
