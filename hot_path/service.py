@@ -75,10 +75,10 @@ def to_raw_message(record: ConsumerRecord) -> RawMessage:
 def observe_sent_events(events: list[SentEvent]) -> None:
     """Collection-to-event latency of each `policy.validated` the relay delivered."""
     now = datetime.now(UTC)
+    latency = metrics.pipeline_processing_latency_seconds.labels(path="hot")
     for event in events:
         if event.event_type == EventType.POLICY_VALIDATED.value and event.collected_at:
-            collected_at = datetime.fromisoformat(event.collected_at)
-            metrics.pipeline_processing_latency_seconds.labels(path="hot").observe((now - collected_at).total_seconds())
+            latency.observe((now - datetime.fromisoformat(event.collected_at)).total_seconds())
 
 
 class HotPathService:

@@ -29,6 +29,7 @@ def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer
         "acks": "all",
         "enable_idempotence": settings.kafka_enable_idempotence,
         "linger_ms": 5,
+        "max_batch_size": 262_144,
         "request_timeout_ms": 10_000,
     }
     options.update(overrides)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,8 +132,8 @@ class OutboxRelay:
 
     def _sent(self, events: list[SentEvent]) -> None:
         self.sent_total += len(events)
-        for event in events:
-            metrics.outbox_events_sent_total.labels(event_type=event.event_type).inc()
+        for event_type, count in Counter(event.event_type for event in events).items():
+            metrics.outbox_events_sent_total.labels(event_type=event_type).inc(count)
         if self._on_sent is not None:
             self._on_sent(events)
 
