@@ -1,6 +1,6 @@
 """Hot path benchmark on the embedded stack: throughput, end-to-end latency, and the design's baseline.
 
-    .venv/bin/python bench/hot_path.py [--records 20000] [--baseline-records 1000] [--latency-seconds 10]
+    .venv/bin/python bench/hot_path.py [--records 100000] [--baseline-records 3000] [--latency-seconds 10]
 
 1. Throughput: N realistic records are published to a fresh raw topic, then `--replicas` processes of
    `aegis-pipeline hot-path --drain` (separate processes in one consumer group, as in production, where the
@@ -9,8 +9,9 @@
 2. Latency: a hot path runs while records are published at half the measured throughput; each record's
    latency is from its collection (`collected_at`, stamped at publish) to its `policy.validated` event arriving
    on `policy-events`, read by a consumer here.
-3. Baseline: the same kind of records through a one-record-at-a-time path written like the design's
-   `process_single` (validate, INSERT, cache, awaited send), in this process.
+3. Baseline (measured first, so it finds the database as the hot path does): the same kind of records through
+   a one-record-at-a-time path written like the design's `process_single` (validate, INSERT, cache, awaited
+   send), in this process.
 
 Targets (issue 4): >= 5,000 records/s sustained, p99 < 1 s at half that rate, >= 10x the baseline.
 The last line is JSON.
@@ -195,8 +196,8 @@ async def measure_baseline(settings: Settings, count: int) -> dict:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=20_000)
-    parser.add_argument("--baseline-records", type=int, default=1_000)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--baseline-records", type=int, default=3_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--replicas", type=int, default=2, help="hot path processes (the design's minimum: 2)")
@@ -211,6 +212,11 @@ async def main() -> None:
     settings = settings.model_copy(update={**topics, "hot_path_batch_size": arguments.batch_size,
                                            "kafka_consumer_group": f"bench-{token}"})
 
+    # The baseline first, on the same database as the hot path will find: measured after it, it would also
+    # pay for the vacuum of the hot path's writes, and the ratio would flatter the hot path.
+    baseline = await measure_baseline(settings, arguments.baseline_records)
+    print(f"baseline (one record at a time, like the design's process_single): {baseline['records_per_second']} "
+          "records/s")
     throughput = await measure_throughput(settings, arguments.records, arguments.replicas)
     print(f"throughput ({arguments.replicas} replicas): {throughput['stored']} records in {throughput['seconds']} s = "
           f"{throughput['records_per_second']} records/s "
@@ -220,10 +226,8 @@ async def main() -> None:
     print(f"latency at {latency['rate_per_second']} records/s ({latency['records']} records, collection to event): "
           f"p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms, "
           f"max {latency['max_ms']} ms")
-    baseline = await measure_baseline(settings, arguments.baseline_records)
     ratio = round((throughput["records_per_second"] or 0) / baseline["records_per_second"], 1)
-    print(f"baseline (one record at a time, like the design's process_single): {baseline['records_per_second']} "
-          f"records/s; batched hot path is {ratio}x faster")
+    print(f"batched hot path / baseline: {ratio}x")
     met = {
         "throughput": (throughput["records_per_second"] or 0) >= TARGET_RECORDS_PER_SECOND,
         "p99_at_half_rate": latency["p99_ms"] < TARGET_P99_SECONDS * 1000,
