@@ -307,8 +307,11 @@ def texts_in(value: Any) -> list[str]:
 @examples(500)
 def test_sanitised_records_hold_no_secret_and_no_unencodable_text(value: Any, secret: str) -> None:
     CASES["sanitise_record"] += 1
-    assume(secret not in REDACTED)  # a "secret" like "[RED" is part of the placeholder itself: nothing to hide
-    record = {"a": value, "echo": f"https://api.test/x?serviceKey={secret}&b={secret}", secret: [secret]}
+    # A "secret" like "[RED" is part of the placeholder itself: nothing to hide. One like "serv" is part of this
+    # test's own link text, rightly redacted there too, which the exact comparison below does not expect.
+    echo_template = "https://api.test/x?serviceKey={secret}&b={secret}"
+    assume(secret not in REDACTED and secret not in echo_template.format(secret=""))
+    record = {"a": value, "echo": echo_template.format(secret=secret), secret: [secret]}
     sanitised = sanitise_record(record, {secret})
     assert has_no_unstorable_text(sanitised)
     # In text (values and keys): a number whose digits happen to contain the secret's is not the secret.
