@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -161,9 +162,7 @@ async def measure_baseline(settings: Settings, count: int) -> dict:
     import orjson
 
     from hot_path.cleaning import normalize_record
-    from hot_path.processor import policy_validated_data
-    from hot_path.store import StoredPolicy
-    from schemas.events import EventType, build_event
+    from hot_path.processor import policy_validated_event
     from schemas.records import RawPolicyData
 
     source = f"baseline_{uuid.uuid4().hex[:6]}"
@@ -183,10 +182,10 @@ async def measure_baseline(settings: Settings, count: int) -> dict:
                     policy.source_system, policy.external_id, policy.title, policy.content,
                     policy.issuing_organization, orjson.dumps(policy.raw_data).decode(), policy.content_hash)
                 await redis_client.set(f"policy:{policy_id}", payload, ex=3600)
-                event = build_event(EventType.POLICY_VALIDATED, policy_validated_data(
-                    StoredPolicy(str(policy_id), 1, policy), datetime.now(UTC)), producer="baseline/1.0")
-                await producer.send_and_wait(settings.kafka_topic_policy_events, orjson.dumps(event),
-                                             key=str(policy_id).encode())
+                event = policy_validated_event(str(policy_id), 1, functools.partial(getattr, policy),
+                                               datetime.now(UTC), producer="baseline/1.0",
+                                               topic=settings.kafka_topic_policy_events)
+                await producer.send_and_wait(event.topic, orjson.dumps(event.envelope), key=event.key.encode())
             seconds = time.monotonic() - started
     finally:
         await producer.stop()

@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import asyncpg
 
 from common import metrics
 from common.errors import PipelineError
 from common.logging import get_logger
-from hot_path.processor import policy_validated_event_id
-from schemas.events import EventType, build_event
-from schemas.records import ProcessingPath
+from hot_path.processor import policy_validated_event
+from schemas.events import EventType
 from settings import Settings
 from stores import kafka, outbox, postgres
-from stores.outbox import OutboxEvent, OutboxRelay
+from stores.outbox import OutboxRelay
 
 log = get_logger(__name__)
 
@@ -54,33 +52,6 @@ ORDER BY id LIMIT $3
 
 def sentinel_topic(settings: Settings) -> str:
     return f"{settings.kafka_topic_policy_events}.sentinel"
-
-
-def policy_validated_from_row(row: asyncpg.Record, *, producer: str, topic: str) -> OutboxEvent:
-    """The `policy.validated` event of a stored policy's current version, read back from `policies`."""
-    data: dict[str, Any] = {
-        "policy_id": row["policy_id"],
-        "title": row["title"],
-        "content": row["content"],
-        "issuing_organization": row["issuing_organization"],
-        "processing_path": ProcessingPath.HOT.value,
-        "source_system": row["source_system"],
-        "external_id": row["external_id"],
-        "version": row["version"],
-        "content_hash": row["content_hash"],
-        "collected_at": row["collected_at"],
-        "validated_at": row["updated_at"],
-        "target_region": list(row["target_region"]),
-        "target_industry": list(row["target_industry"]),
-        "funding_type": row["funding_type"],
-        "application_start_date": row["application_start_date"],
-        "application_end_date": row["application_end_date"],
-        "original_url": row["original_url"],
-    }
-    event_id = policy_validated_event_id(row["policy_id"], row["version"])
-    envelope = build_event(EventType.POLICY_VALIDATED, data, producer=producer, event_id=event_id)
-    return OutboxEvent(event_id=event_id, event_type=EventType.POLICY_VALIDATED.value, topic=topic,
-                       key=row["policy_id"], envelope=envelope)
 
 
 class BrokerWatch:
@@ -151,8 +122,9 @@ class BrokerWatch:
                                                   REANNOUNCE_BATCH_SIZE)
                     if not rows:
                         return total
-                    events = [policy_validated_from_row(row, producer=self._producer_name,
-                                                        topic=self._settings.kafka_topic_policy_events)
+                    events = [policy_validated_event(row["policy_id"], row["version"], row.__getitem__,
+                                                     row["updated_at"], producer=self._producer_name,
+                                                     topic=self._settings.kafka_topic_policy_events)
                               for row in rows]
                     await outbox.enqueue(connection, events)
             total += len(events)

@@ -7,9 +7,10 @@ goes on; a transient store failure raises (the caller retries the whole batch, w
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -110,27 +111,28 @@ def validate_message(message: RawMessage, *, max_record_bytes: int) -> RawPolicy
         )
 
 
-def policy_validated_data(item: StoredPolicy, validated_at: datetime) -> dict[str, Any]:
-    policy = item.policy
-    return {
-        "policy_id": item.policy_id,
-        "title": policy.title,
-        "content": policy.content,
-        "issuing_organization": policy.issuing_organization,
-        "processing_path": ProcessingPath.HOT.value,
-        "source_system": policy.source_system,
-        "external_id": policy.external_id,
-        "version": item.version,
-        "content_hash": policy.content_hash,
-        "collected_at": policy.collected_at,
-        "validated_at": validated_at,
-        "target_region": list(policy.target_region),
-        "target_industry": list(policy.target_industry),
-        "funding_type": policy.funding_type,
-        "application_start_date": policy.application_start_date,
-        "application_end_date": policy.application_end_date,
-        "original_url": policy.original_url,
-    }
+# The stored fields `policy.validated` carries as they are (design §5.3): `CleanPolicy` attributes and
+# `policies` columns by the same names.
+POLICY_VALIDATED_FIELDS = (
+    "title", "content", "issuing_organization", "source_system", "external_id", "content_hash", "collected_at",
+    "target_region", "target_industry", "funding_type", "application_start_date", "application_end_date",
+    "original_url",
+)
+
+
+def policy_validated_event(policy_id: str, version: int, stored: Callable[[str], Any], validated_at: datetime,
+                           *, producer: str, topic: str) -> OutboxEvent:
+    """The `policy.validated` event of one stored version, for the outbox; `stored(name)` reads each of
+    `POLICY_VALIDATED_FIELDS`, from a just-stored `CleanPolicy` or a `policies` row read back
+    (`hot_path.broker_watch`), so both announce the same event."""
+    data = {name: stored(name) for name in POLICY_VALIDATED_FIELDS}
+    data.update(policy_id=policy_id, version=version, processing_path=ProcessingPath.HOT.value,
+                validated_at=validated_at, target_region=list(data["target_region"]),
+                target_industry=list(data["target_industry"]))
+    event_id = policy_validated_event_id(policy_id, version)
+    envelope = build_event(EventType.POLICY_VALIDATED, data, producer=producer, event_id=event_id)
+    return OutboxEvent(event_id=event_id, event_type=EventType.POLICY_VALIDATED.value, topic=topic, key=policy_id,
+                       envelope=envelope)
 
 
 def policy_validated_event_id(policy_id: str, version: int) -> str:
@@ -149,16 +151,10 @@ class HotPathProcessor:
 
     def make_events(self, stored: list[StoredPolicy]) -> list[OutboxEvent]:
         validated_at = datetime.now(UTC)
-        events = []
-        for item in stored:
-            envelope = build_event(EventType.POLICY_VALIDATED, policy_validated_data(item, validated_at),
-                                   producer=self._producer_name,
-                                   event_id=policy_validated_event_id(item.policy_id, item.version))
-            events.append(OutboxEvent(
-                event_id=envelope["event_id"], event_type=EventType.POLICY_VALIDATED.value,
-                topic=self._settings.kafka_topic_policy_events, key=item.policy_id, envelope=envelope,
-            ))
-        return events
+        return [policy_validated_event(item.policy_id, item.version, functools.partial(getattr, item.policy),
+                                       validated_at, producer=self._producer_name,
+                                       topic=self._settings.kafka_topic_policy_events)
+                for item in stored]
 
     def validate(self, message: RawMessage) -> RawPolicyData | DeadLetter:
         """`validate_message` with this deployment's MAX_RECORD_BYTES."""
