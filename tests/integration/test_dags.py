@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -200,8 +201,7 @@ async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, ai
                                     json={"logical_date": None, "conf": {"source": source, "limit": 10}})
         assert created.status_code == 200, created.text
         run_id = created.json()["dag_run_id"]
-        states = await wait_for_run(client, run_id)
-        run = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}")).json()
+        states, run = await wait_for_run(client, run_id)
         scored = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/score/xcomEntries/"
                                    "return_value")).json()
 
@@ -214,14 +214,18 @@ async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, ai
         assert run["state"] == "success", (run, states)
 
 
-async def wait_for_run(client: httpx.AsyncClient, run_id: str) -> dict[str, str | None]:
-    """Task states once the run's `score` task (and, when sync has landed, every task) is done."""
+async def wait_for_run(client: httpx.AsyncClient, run_id: str) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """Task states and the run once the run's `score` task (and, when sync has landed, every task and the run
+    itself: the scheduler settles the run's state a loop after its last task) is done."""
     deadline = time.monotonic() + 600
     while True:
         tasks = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances")).json()
         states = {ti["task_id"]: ti["state"] for ti in tasks["task_instances"]}
+        run = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}")).json()
         finished = {"success", "failed", "upstream_failed", "skipped"}
-        if states.get("score") in finished and (not SYNC_LANDED or set(states.values()) <= finished):
-            return states
-        assert time.monotonic() < deadline, f"run {run_id} did not finish: {states}"
+        if states.get("score") in finished and (
+            not SYNC_LANDED or (set(states.values()) <= finished and run["state"] in finished)
+        ):
+            return states, run
+        assert time.monotonic() < deadline, f"run {run_id} did not finish: {states}, run {run['state']}"
         await asyncio.sleep(3)
