@@ -1,9 +1,11 @@
 """Sync of PostgreSQL to the three targets on the embedded engines: full and incremental runs, deletions, late
-commits, one target down and catching up, drift of each kind in each target found and repaired, rebuilds.
+commits, the encode budget, one target down and catching up (with its metrics), drift of each kind in each target
+found and repaired, rebuilds that never leave readers without a complete copy, the consistency report's JSON.
 
-Each module run gets its own database, Milvus alias, Elasticsearch alias and graph file, so nothing else in the
-session's stack is synced. Embeddings are stored in advance (synthetic vectors) for all but a handful of texts,
-which the real model encodes: the model loads once per session and encodes only those.
+Each test gets its own database, Milvus alias, Elasticsearch alias and graph file (`sync_settings`), so it runs
+alone or in any order and syncs nothing else of the session's stack; `synced_settings` adds the seeded records,
+synced to every target. Embeddings are stored in advance (synthetic vectors) except where a test needs the real
+model: it loads once per session and encodes only a handful of texts.
 """
 
 from __future__ import annotations
@@ -15,34 +17,45 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
+from common import metrics
+from common.errors import ErrorCode
 from devstack.synthetic import make_record, synthetic_embedding
 from hot_path.cleaning import normalize_record
 from hot_path.store import PolicyStore
 from schemas.migrations import upgrade_to_head
 from settings import Settings
-from stores import postgres
+from stores import postgres, search, vectors
 from sync import source
-from sync.consistency import check_consistency, repair
+from sync.consistency import KINDS, check_consistency, repair
 from sync.embeddings import EmbeddingStore, text_hash
 from sync.run import rebuild, run_sync
-from sync.targets import open_target
+from sync.targets import TARGET_NAMES, open_target
 from sync.targets.base import SyncBatch
 
 pytestmark = pytest.mark.integration
 
 SOURCE = "sync-test"
+SEEDED_ACTIVE = 30  # records 0..29 of `seed_records`
 ENCODED_BY_THE_MODEL = 3  # records whose embedding the real model computes; the rest are stored in advance
+STORES = {"vectors": "milvus", "graph": "neo4j", "search": "elasticsearch"}  # the metrics' target_db label
+NO_DRIFT = {"missing": 0, "stale": 0, "orphaned": 0}
+T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-async def sync_settings(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+@pytest.fixture
+async def sync_settings(stack: Settings, tmp_path: Path) -> Settings:
+    """The stack's settings with this test's own database (migrated, empty), aliases and graph file."""
     suffix = uuid.uuid4().hex[:8]
     database = f"sync_{suffix}"
     await postgres.ensure_database(stack.postgres_dsn(database="postgres"), database)
@@ -50,11 +63,21 @@ async def sync_settings(stack: Settings, tmp_path_factory: pytest.TempPathFactor
         "postgres_db": database,
         "milvus_collection": f"sync_test_{suffix}",
         "elasticsearch_index": f"sync-test-{suffix}",
-        "graph_uri": str(tmp_path_factory.mktemp("graph") / "sync.lbug"),
+        "graph_uri": str(tmp_path / "sync.lbug"),
         "sync_batch_size": 16,  # several batches per run
     })
     await asyncio.to_thread(upgrade_to_head, settings)
     return settings
+
+
+@pytest.fixture
+async def synced_settings(sync_settings: Settings) -> Settings:
+    """`sync_settings` with the seeded records (every embedding stored in advance) synced to every target."""
+    await seed_records(sync_settings)
+    await prefill_embeddings(sync_settings, leave_out=0)
+    report = await run_sync(sync_settings)
+    assert report.success, [result.error for result in report.results]
+    return sync_settings
 
 
 async def insert_records(settings: Settings, indexes: range, *, revision: int = 0) -> None:
@@ -64,6 +87,13 @@ async def insert_records(settings: Settings, indexes: range, *, revision: int = 
         await PolicyStore(pool).store_batch(policies, lambda stored: [])
     finally:
         await pool.close()
+
+
+async def seed_records(settings: Settings) -> None:
+    """Records 0..39: 0..29 active, 30..34 rejected, 35..39 still pending validation."""
+    await insert_records(settings, range(40))
+    await set_status(settings, list(range(SEEDED_ACTIVE)), "active")
+    await set_status(settings, list(range(30, 35)), "rejected")
 
 
 async def execute(settings: Settings, sql: str, *args: object) -> list[asyncpg.Record]:
@@ -84,7 +114,7 @@ async def set_status(settings: Settings, indexes: list[int], status: str) -> Non
 
 
 async def prefill_embeddings(settings: Settings, leave_out: int) -> None:
-    """Store synthetic embeddings for every policy text except `leave_out` of them."""
+    """Store synthetic embeddings for every policy text except the first `leave_out` (by external id)."""
     rows = await execute(settings, "SELECT title, content FROM policies ORDER BY external_id")
     hashes = [text_hash(f"{row['title']}\n{row['content']}") for row in rows][leave_out:]
     pool = await postgres.create_pool(settings)
@@ -111,6 +141,20 @@ async def expected_checksums(settings: Settings) -> dict[str, str]:
         await pool.close()
 
 
+async def watermark_of(settings: Settings, target: str) -> int:
+    pool = await postgres.create_pool(settings)
+    try:
+        return await source.read_watermark(pool, target)
+    finally:
+        await pool.close()
+
+
+async def sync_xids(settings: Settings, indexes: list[int]) -> list[int]:
+    rows = await execute(settings, "SELECT sync_xid FROM policies WHERE external_id = ANY($1::text[])",
+                         [f"PBLN_{i:012d}" for i in indexes])
+    return [row["sync_xid"] for row in rows]
+
+
 def closed_port_url() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -118,29 +162,69 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def unusable_graph_uri(tmp_path: Path) -> str:
+    """A graph file nothing can open or create: its directory is a regular file (like a volume not mounted)."""
+    not_a_directory = tmp_path / "graph-volume"
+    not_a_directory.write_text("")
+    return str(not_a_directory / "sync.lbug")
+
+
+def sample(name: str, labels: dict[str, str]) -> float:
+    """A sample's current value in this process' registry (0 before its first use)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def sync_metric_samples() -> dict[str, float]:
+    """db_sync_total per store and status, and the number of db_sync_latency_seconds observations per store."""
+    samples = {}
+    for store in STORES.values():
+        for status in ("success", "failure"):
+            samples[f"{store} {status}"] = sample("db_sync_total", {"target_db": store, "status": status})
+        samples[f"{store} latency"] = sample("db_sync_latency_seconds_count", {"target_db": store})
+    return samples
+
+
+async def read_while(work: Awaitable[T], read: Callable[[], tuple[str, int]]) -> tuple[T, list[tuple[str, int]]]:
+    """Await `work` while another thread reads without pause, as searching users would: each read returns the copy
+    behind the alias and the documents counted through it. Reads start before `work` and end after it."""
+    reads = [read()]
+    stop = threading.Event()
+
+    def keep_reading() -> None:
+        while not stop.is_set():
+            reads.append(read())
+
+    reader = asyncio.create_task(asyncio.to_thread(keep_reading))
+    try:
+        result = await work
+    finally:
+        stop.set()
+        await reader
+    reads.append(read())
+    return result, reads
+
+
 async def test_full_then_incremental_sync(sync_settings: Settings) -> None:
     settings = sync_settings
-    await insert_records(settings, range(40))
-    await set_status(settings, list(range(30)), "active")
-    await set_status(settings, list(range(30, 35)), "rejected")  # 35..39 stay pending_validation
+    await seed_records(settings)
     await prefill_embeddings(settings, leave_out=ENCODED_BY_THE_MODEL)
 
     report = await run_sync(settings)
     assert report.success, [result.error for result in report.results]
     for result in report.results:
-        assert result.upserted == 30 and result.deleted == 10, result
+        assert result.upserted == SEEDED_ACTIVE and result.deleted == 10, result
     assert report.result("vectors").encoded == ENCODED_BY_THE_MODEL
     expected = await expected_checksums(settings)
-    assert len(expected) == 30
-    for name in ("vectors", "graph", "search"):
+    assert len(expected) == SEEDED_ACTIVE
+    for name in TARGET_NAMES:
         assert target_checksums(settings, name) == expected, name
 
     # The event and the run record, in the outbox and pipeline_metadata.
     events = await execute(settings, "SELECT envelope FROM event_outbox WHERE event_type = 'data.sync_completed' "
                            "AND message_key = $1", report.run_id)
     data = json.loads(events[0]["envelope"])["data"]
-    assert data["policies_synced"] == 40 and {item["target_db"] for item in data["sync_results"]} == {
-        "milvus", "neo4j", "elasticsearch"}
+    assert data["policies_synced"] == 40 and {item["target_db"] for item in data["sync_results"]} == set(
+        STORES.values())
 
     # Nothing changed: nothing is written.
     again = await run_sync(settings)
@@ -161,7 +245,7 @@ async def test_full_then_incremental_sync(sync_settings: Settings) -> None:
     assert incremental.result("vectors").encoded == 2  # the two new texts, nothing else
     expected = await expected_checksums(settings)
     assert len(expected) == 28
-    for name in ("vectors", "graph", "search"):
+    for name in TARGET_NAMES:
         assert target_checksums(settings, name) == expected, name
     with open_target("graph", settings) as graph:
         links = graph._store.run("MATCH (d:Policy)-[:DUPLICATE_OF]->(c:Policy) RETURN d.id AS d, c.id AS c")
@@ -169,13 +253,13 @@ async def test_full_then_incremental_sync(sync_settings: Settings) -> None:
                                    {"id": canonical})
     assert links == [{"d": duplicate, "c": canonical}]
     assert regions
-    with open_target("search", settings) as search:
-        hits = search._client.search(index=settings.elasticsearch_index, query={"match": {"content": "지원"}})
+    with open_target("search", settings) as search_target:
+        hits = search_target._client.search(index=settings.elasticsearch_index, query={"match": {"content": "지원"}})
     assert hits["hits"]["total"]["value"] > 0
 
 
-async def test_a_late_commit_is_not_skipped(sync_settings: Settings) -> None:
-    settings = sync_settings
+async def test_a_late_commit_is_not_skipped(synced_settings: Settings) -> None:
+    settings = synced_settings
     early, late = await ids_of(settings, [6, 7])
     async with postgres.connect(settings.postgres_dsn()) as slow:
         transaction = slow.transaction()
@@ -190,14 +274,78 @@ async def test_a_late_commit_is_not_skipped(sync_settings: Settings) -> None:
     assert target_checksums(settings, "search") == await expected_checksums(settings)
 
 
-async def test_one_target_down_does_not_block_the_others_and_catches_up(sync_settings: Settings) -> None:
-    settings = sync_settings
+async def test_the_encode_budget_defers_the_rest_and_later_runs_catch_up(sync_settings: Settings) -> None:
+    settings = sync_settings.model_copy(update={"sync_max_encode_per_run": 4})
+    await insert_records(settings, range(12))
+    for index in range(12):  # one transaction each: the records change in this order (their sync_xid)
+        await set_status(settings, [index], "active")
+    await prefill_embeddings(settings, leave_out=10)  # records 0..9 need the model, 10 and 11 do not
+
+    first = await run_sync(settings)
+    assert first.success, [result.error for result in first.results]
+    vectors_result = first.result("vectors")
+    assert (vectors_result.encoded, vectors_result.deferred, vectors_result.upserted) == (4, 6, 6)
+    for name in ("graph", "search"):  # they need no embedding: all twelve, in the same run
+        assert first.result(name).upserted == 12, name
+    deferred = await ids_of(settings, list(range(4, 10)))  # encoded in change order: 0..3 first
+    expected = await expected_checksums(settings)
+    assert set(target_checksums(settings, "vectors")) == set(expected) - set(deferred)
+    # The vectors target resumes at the first deferred record; the others are past every record.
+    assert await watermark_of(settings, "vectors") <= min(await sync_xids(settings, list(range(4, 10))))
+    assert await watermark_of(settings, "graph") > max(await sync_xids(settings, list(range(12))))
+    check = await check_consistency(settings)
+    assert {name: target.drift.counts() for name, target in check.targets.items()} == {
+        "vectors": {"missing": 6, "stale": 0, "orphaned": 0}, "graph": NO_DRIFT, "search": NO_DRIFT}
+
+    for encoded, still_deferred in [(4, 2), (2, 0)]:
+        report = await run_sync(settings)
+        assert (report.result("vectors").encoded, report.result("vectors").deferred) == (encoded, still_deferred)
+        assert [(report.result(name).upserted, report.result(name).deleted) for name in ("graph", "search")] == [
+            (0, 0), (0, 0)]
+    assert (await check_consistency(settings)).consistent
+    done = (await run_sync(settings)).result("vectors")
+    assert (done.encoded, done.upserted, done.deleted) == (0, 0, 0)  # the watermark moved past every record
+
+
+async def test_a_rebuild_needing_more_encoding_than_the_budget_fails_and_keeps_the_live_copy(
+        synced_settings: Settings) -> None:
+    settings = synced_settings.model_copy(update={"sync_max_encode_per_run": 2})
+    await insert_records(settings, range(40, 46))
+    await set_status(settings, list(range(40, 46)), "active")  # six texts without a stored embedding
+    with open_target("vectors", settings) as target:
+        live = target.live_collection()
+    watermark = await watermark_of(settings, "vectors")
+    before = target_checksums(settings, "vectors")
+
+    failed = await rebuild(settings, "vectors")
+    assert not failed.success and failed.error_code == ErrorCode.MILVUS_SYNC_FAILED
+    assert "SYNC_MAX_ENCODE_PER_RUN" in (failed.error or "")
+    assert failed.encoded == 2  # stored: no later run encodes these again
+    with open_target("vectors", settings) as target:
+        assert target.live_collection() == live
+        copies = [name for name in target._client.list_collections() if name.startswith(f"{target.alias}_v")]
+    assert copies == [live]  # the unfinished copy was dropped
+    assert target_checksums(settings, "vectors") == before
+    assert await watermark_of(settings, "vectors") == watermark
+
+    # As the error says: sync runs within the budget until caught up, then the rebuild encodes nothing.
+    for encoded, deferred in [(2, 2), (2, 0)]:
+        result = (await run_sync(settings, targets=["vectors"])).result("vectors")
+        assert (result.encoded, result.deferred) == (encoded, deferred)
+    rebuilt = await rebuild(settings, "vectors")
+    assert rebuilt.success, rebuilt.error
+    assert rebuilt.encoded == 0
+    assert (await check_consistency(settings, targets=["vectors"])).consistent
+
+
+async def test_search_target_down_does_not_block_the_others_and_catches_up(synced_settings: Settings) -> None:
+    settings = synced_settings
     await set_status(settings, [8], "rejected")
     await set_status(settings, [35, 36], "active")
     search_down = settings.model_copy(update={"elasticsearch_url": closed_port_url()})
     report = await run_sync(search_down)
     assert not report.success
-    assert report.result("search").error_code == "DP_3003"
+    assert report.result("search").error_code == ErrorCode.ELASTICSEARCH_SYNC_FAILED
     assert report.result("vectors").success and report.result("graph").success
     expected = await expected_checksums(settings)
     assert target_checksums(settings, "vectors") == expected
@@ -209,8 +357,48 @@ async def test_one_target_down_does_not_block_the_others_and_catches_up(sync_set
     assert (await check_consistency(settings)).consistent
 
 
-async def test_drift_of_each_kind_in_each_target_is_found_and_repaired(sync_settings: Settings) -> None:
-    settings = sync_settings
+async def test_graph_target_down_does_not_block_the_others_and_catches_up(synced_settings: Settings,
+                                                                          tmp_path: Path) -> None:
+    settings = synced_settings
+    await set_status(settings, [8], "rejected")
+    await set_status(settings, [35, 36], "active")
+    graph_watermark = await watermark_of(settings, "graph")
+    metrics_before = sync_metric_samples()
+
+    report = await run_sync(settings.model_copy(update={"graph_uri": unusable_graph_uri(tmp_path)}))
+    assert report.result("graph").error_code == ErrorCode.NEO4J_SYNC_FAILED
+    for name in ("vectors", "search"):
+        result = report.result(name)
+        assert result.success and (result.upserted, result.deleted) == (2, 1), result
+    assert await watermark_of(settings, "graph") == graph_watermark
+    # Every target's run is counted under its status and timed, the failed one too.
+    metrics_after = sync_metric_samples()
+    assert {key: metrics_after[key] - metrics_before[key] for key in metrics_before} == {
+        "milvus success": 1, "milvus failure": 0, "milvus latency": 1,
+        "neo4j success": 0, "neo4j failure": 1, "neo4j latency": 1,
+        "elasticsearch success": 1, "elasticsearch failure": 0, "elasticsearch latency": 1,
+    }
+
+    for store in STORES.values():  # values the check must overwrite
+        for kind in KINDS:
+            metrics.consistency_drift_documents.labels(target_db=store, kind=kind).set(-1)
+    assert not (await check_consistency(settings)).consistent
+    gauges = {store: {kind: sample("consistency_drift_documents", {"target_db": store, "kind": kind})
+                      for kind in KINDS} for store in STORES.values()}
+    assert gauges == {"milvus": NO_DRIFT, "elasticsearch": NO_DRIFT,
+                      "neo4j": {"missing": 2, "stale": 0, "orphaned": 1}}  # 35 and 36 are new, 8 is gone
+
+    caught_up = await run_sync(settings)
+    assert caught_up.success
+    assert (caught_up.result("graph").upserted, caught_up.result("graph").deleted) == (2, 1)
+    assert [(caught_up.result(name).upserted, caught_up.result(name).deleted) for name in ("vectors", "search")] == [
+        (0, 0), (0, 0)]
+    assert await watermark_of(settings, "graph") > graph_watermark
+    assert (await check_consistency(settings)).consistent
+
+
+async def test_drift_of_each_kind_in_each_target_is_found_and_repaired(synced_settings: Settings) -> None:
+    settings = synced_settings
     pool = await postgres.create_pool(settings)
     try:
         active = [record.document for record in await source.records_by_ids(
@@ -218,14 +406,14 @@ async def test_drift_of_each_kind_in_each_target_is_found_and_repaired(sync_sett
     finally:
         await pool.close()
     injected: dict[str, dict[str, list[str]]] = {}
-    for offset, name in enumerate(("vectors", "graph", "search")):
+    for offset, name in enumerate(TARGET_NAMES):
         missing, stale = active[offset * 2], active[offset * 2 + 1]
         orphan = dataclasses.replace(stale, id=str(uuid.uuid4()))
         outdated = dataclasses.replace(stale, version=stale.version - 1 or 1, checksum=uuid.uuid4().hex)
-        vectors = {document.id: synthetic_embedding(document.id) for document in (outdated, orphan)}
+        embeddings = {document.id: synthetic_embedding(document.id) for document in (outdated, orphan)}
         with open_target(name, settings) as target:
             target.delete([missing.id])
-            target.upsert(SyncBatch("drift", [outdated, orphan], vectors))
+            target.upsert(SyncBatch("drift", [outdated, orphan], embeddings))
             target.flush()
         injected[name] = {"missing": [missing.id], "stale": [stale.id], "orphaned": [orphan.id]}
 
@@ -235,48 +423,99 @@ async def test_drift_of_each_kind_in_each_target_is_found_and_repaired(sync_sett
     for name, kinds in injected.items():
         drift = report.targets[name].drift
         assert {"missing": drift.missing, "stale": drift.stale, "orphaned": drift.orphaned} == kinds
-        assert report.targets[name].documents_read < 30  # only the differing buckets were read
+        assert report.targets[name].documents_read < SEEDED_ACTIVE  # only the differing buckets were read
 
     repaired = await repair(settings, report)
     assert repaired.success
     assert repaired.fixed == {name: {"missing": 1, "stale": 1, "orphaned": 1} for name in injected}
     assert (await check_consistency(settings)).consistent
     stored = await execute(settings, "SELECT kind, consistent FROM consistency_reports ORDER BY created_at")
-    assert [(row["kind"], row["consistent"]) for row in stored][-3:] == [("check", False), ("repair", True),
-                                                                         ("check", True)]
+    assert [(row["kind"], row["consistent"]) for row in stored] == [("check", False), ("repair", True),
+                                                                    ("check", True)]
 
 
-async def test_rebuild_swaps_in_a_complete_copy(sync_settings: Settings) -> None:
-    settings = sync_settings
-    with open_target("search", settings) as search:
-        before_index = search.live_indices()
-    with open_target("vectors", settings) as vectors:
-        before_collection = vectors.live_collection()
+async def test_search_rebuild_keeps_a_full_index_behind_the_alias_and_drops_the_old_one(
+        synced_settings: Settings) -> None:
+    settings = synced_settings
+    alias = settings.elasticsearch_index
+    reader = search.create_client(settings.elasticsearch_url)
+
+    def read() -> tuple[str, int]:
+        return ",".join(sorted(reader.indices.get_alias(name=alias))), reader.count(index=alias)["count"]
+
+    try:
+        result, reads = await read_while(rebuild(settings, "search"), read)
+        assert result.success, result.error
+        assert result.upserted == SEEDED_ACTIVE
+        assert len(reads) > 2  # some reads while the rebuild ran, not only before and after it
+        assert {count for _, count in reads} == {SEEDED_ACTIVE}
+        old, new = reads[0][0], reads[-1][0]
+        assert list(dict.fromkeys(index for index, _ in reads)) == [old, new]  # one index at a time, never none
+        assert not reader.indices.exists(index=old)  # dropped after the swap
+    finally:
+        reader.close()
+    assert (await check_consistency(settings)).consistent
+
+
+async def test_vectors_rebuild_keeps_a_full_collection_behind_the_alias_and_drops_the_old_one(
+        synced_settings: Settings) -> None:
+    settings = synced_settings
+    alias = settings.milvus_collection
+    reader = vectors.create_client(settings.milvus_uri)
+
+    def read() -> tuple[str, int]:
+        collection = reader.describe_alias(alias)["collection_name"]
+        return collection, int(reader.query(alias, filter="", output_fields=["count(*)"])[0]["count(*)"])
+
+    try:
+        result, reads = await read_while(rebuild(settings, "vectors"), read)
+        assert result.success, result.error
+        assert (result.upserted, result.encoded) == (SEEDED_ACTIVE, 0)  # every text's embedding was stored
+        assert len(reads) > 2  # some reads while the rebuild ran, not only before and after it
+        assert {count for _, count in reads} == {SEEDED_ACTIVE}
+        old, new = reads[0][0], reads[-1][0]
+        assert list(dict.fromkeys(collection for collection, _ in reads)) == [old, new]
+        assert not reader.has_collection(old)  # dropped after the swap
+    finally:
+        reader.close()
+    assert (await check_consistency(settings)).consistent
+
+
+async def test_graph_rebuild_sweeps_what_it_did_not_write(synced_settings: Settings) -> None:
+    settings = synced_settings
     orphan_id = str(uuid.uuid4())
     with open_target("graph", settings) as graph:
         graph._store.run("CREATE (p:Policy {id: $id, checksum: 'x', sync_bucket: 1, sync_digest: 1})",
                          {"id": orphan_id})
-
-    for name in ("vectors", "graph", "search"):
-        result = await rebuild(settings, name)
-        assert result.success, result.error
-        assert result.encoded == 0  # every text was encoded once already
-    with open_target("search", settings) as search:
-        assert search.live_indices() != before_index and len(search.live_indices()) == 1
-    with open_target("vectors", settings) as vectors:
-        assert vectors.live_collection() not in (None, before_collection)
-    assert (await check_consistency(settings)).consistent  # the graph's orphan was swept
+    result = await rebuild(settings, "graph")
+    assert result.success, result.error
+    assert result.upserted == SEEDED_ACTIVE
+    assert orphan_id not in target_checksums(settings, "graph")
+    assert (await check_consistency(settings)).consistent
 
 
-def test_cli_consistency_check_prints_the_json_report(sync_settings: Settings) -> None:
-    settings = sync_settings
+def consistency_check_cli(settings: Settings) -> subprocess.CompletedProcess[str]:
+    """`aegis-pipeline consistency check --json` in its own process, configured by the environment."""
     env = {**os.environ, "POSTGRES_HOST": settings.postgres_host, "POSTGRES_PORT": str(settings.postgres_port),
            "POSTGRES_USER": settings.postgres_user, "POSTGRES_DB": settings.postgres_db,
            "GRAPH_URI": settings.graph_uri, "MILVUS_COLLECTION": settings.milvus_collection,
            "ELASTICSEARCH_INDEX": settings.elasticsearch_index, "LOG_LEVEL": "ERROR"}
     pipeline = str(Path(sys.executable).parent / "aegis-pipeline")
-    result = subprocess.run([pipeline, "consistency", "check", "--json"], capture_output=True, text=True, env=env,
-                            timeout=120)
+    return subprocess.run([pipeline, "consistency", "check", "--json"], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_cli_consistency_check_prints_the_json_report(synced_settings: Settings) -> None:
+    result = consistency_check_cli(synced_settings)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"consistent": True, "targets": {
-        name: {"missing": 0, "stale": 0, "orphaned": 0} for name in ("vectors", "graph", "search")}}
+    assert json.loads(result.stdout) == {"consistent": True, "targets": dict.fromkeys(TARGET_NAMES, NO_DRIFT)}
+
+
+def test_cli_consistency_check_reports_a_target_it_cannot_read(synced_settings: Settings, tmp_path: Path) -> None:
+    result = consistency_check_cli(synced_settings.model_copy(update={"graph_uri": unusable_graph_uri(tmp_path)}))
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    # The documented shape: the three counts always, plus the reason for a target that could not be read.
+    error = report["targets"]["graph"].pop("error")
+    assert error.startswith(f"{ErrorCode.NEO4J_SYNC_FAILED}: ")
+    assert report == {"consistent": False, "targets": dict.fromkeys(TARGET_NAMES, NO_DRIFT)}
