@@ -166,10 +166,10 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
                 gone = [record.document.id for record in records if not record.active]
                 deferred = set(await _write(handle, result, run_id, active, gone, embeddings))
                 if deferred:
-                    # Resume next run at the first record left out; the ones after it are read again then.
+                    # Resume next run at the first record left out. Later batches are still written (what has an
+                    # embedding goes in, the rest is counted as deferred): the next run reads them again, idempotently.
                     first_deferred = min(record.sync_xid for record in records if record.document.id in deferred)
                     next_watermark = min(next_watermark, first_deferred)
-                    break
             await handle.call(handle.target.flush)  # type: ignore[union-attr]
             await source.write_watermark(pool, name, next_watermark, run_id)
         result.success = True

@@ -275,7 +275,8 @@ async def test_a_late_commit_is_not_skipped(synced_settings: Settings) -> None:
 
 
 async def test_the_encode_budget_defers_the_rest_and_later_runs_catch_up(sync_settings: Settings) -> None:
-    settings = sync_settings.model_copy(update={"sync_max_encode_per_run": 4})
+    # Batches of 3: the budget runs out in the second batch, and later batches are still read and counted.
+    settings = sync_settings.model_copy(update={"sync_max_encode_per_run": 4, "sync_batch_size": 3})
     await insert_records(settings, range(12))
     for index in range(12):  # one transaction each: the records change in this order (their sync_xid)
         await set_status(settings, [index], "active")
