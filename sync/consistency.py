@@ -77,11 +77,16 @@ class ConsistencyReport:
         return {"consistent": self.consistent,
                 "targets": {name: check.summary() for name, check in self.targets.items()}}
 
+    def inconsistencies(self) -> list[dict[str, Any]]:
+        """One entry per target and kind of drift found: its count and (at most `_STORED_IDS` of) its ids."""
+        return [{"target": name, "kind": kind, "count": len(ids), "ids": ids[:_STORED_IDS]}
+                for name, check in self.targets.items() for kind in KINDS if (ids := getattr(check.drift, kind))]
+
     def stored_form(self) -> dict[str, Any]:
-        return {**self.summary(), "checked_at": self.checked_at.isoformat(),
-                "duration_seconds": self.duration_seconds,
-                "inconsistencies": {name: {kind: getattr(check.drift, kind)[:_STORED_IDS] for kind in KINDS}
-                                    for name, check in self.targets.items()}}
+        """The design's ConsistencyReport fields (§5.1), then the counts per target (errors included)."""
+        return {"is_consistent": self.consistent, "inconsistencies": self.inconsistencies(), "fixes_applied": [],
+                "checked_at": self.checked_at.isoformat(), "targets": self.summary()["targets"],
+                "duration_seconds": self.duration_seconds}
 
 
 @dataclass
@@ -209,7 +214,11 @@ async def repair(settings: Settings, report: ConsistencyReport | None = None) ->
             fixed[name] = counts if done else dict.fromkeys(KINDS, 0)
             _set_gauges(name, {kind: counts[kind] - fixed[name][kind] for kind in KINDS})
         repaired = RepairReport(None, datetime.now(UTC), fixed, results)
-        stored = {**repaired.summary(), "check_report_id": report.report_id, "run_id": run_id,
+        stored = {"is_consistent": repaired.success, "inconsistencies": report.inconsistencies(),
+                  "fixes_applied": [{"target": name, "kind": kind, "count": count}
+                                    for name, counts in fixed.items() for kind, count in counts.items() if count],
+                  "checked_at": report.checked_at.isoformat(), "repaired_at": repaired.repaired_at.isoformat(),
+                  "check_report_id": report.report_id, "run_id": run_id, "errors": repaired.summary()["errors"],
                   "results": {name: result.as_dict() for name, result in results.items()}}
         repaired.report_id = await _store_report(pool, "repair", repaired.success, stored)
     finally:

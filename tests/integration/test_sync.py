@@ -430,9 +430,18 @@ async def test_drift_of_each_kind_in_each_target_is_found_and_repaired(synced_se
     assert repaired.success
     assert repaired.fixed == {name: {"missing": 1, "stale": 1, "orphaned": 1} for name in injected}
     assert (await check_consistency(settings)).consistent
-    stored = await execute(settings, "SELECT kind, consistent FROM consistency_reports ORDER BY created_at")
+    stored = await execute(settings, "SELECT kind, consistent, report FROM consistency_reports ORDER BY created_at")
     assert [(row["kind"], row["consistent"]) for row in stored] == [("check", False), ("repair", True),
                                                                     ("check", True)]
+    # Stored with the design's ConsistencyReport fields (§5.1).
+    found, fixed, clean = (json.loads(row["report"]) for row in stored)
+    assert {(item["target"], item["kind"], tuple(item["ids"])) for item in found["inconsistencies"]} == {
+        (name, kind, tuple(ids)) for name, kinds in injected.items() for kind, ids in kinds.items()}
+    assert (found["is_consistent"], found["fixes_applied"]) == (False, [])
+    assert fixed["is_consistent"] and fixed["inconsistencies"] == found["inconsistencies"]
+    assert {(item["target"], item["kind"], item["count"]) for item in fixed["fixes_applied"]} == {
+        (name, kind, 1) for name in injected for kind in KINDS}
+    assert (clean["is_consistent"], clean["inconsistencies"]) == (True, [])
 
 
 async def test_search_rebuild_keeps_a_full_index_behind_the_alias_and_drops_the_old_one(
