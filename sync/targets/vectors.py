@@ -5,8 +5,9 @@ the embedding (COSINE index) sit the checksum, version, status, the consistency 
 fields to filter searches by (organisation, funding type, source, regions, industries, end of the application
 period). A rebuild fills a new collection and moves the alias (`alter_alias`), so searches never go empty.
 
-Milvus cannot aggregate, so the consistency check reads (id, checksum) scalars, never vectors, in ranges of
-buckets that each fit one query (about 4 s for 100,000 documents on Milvus Lite once flushed).
+Milvus cannot aggregate, so the consistency check reads each document's stored bucket and digest (two integers,
+never vectors) in ranges of buckets that each fit one query, and (id, checksum) only in buckets that differ.
+Counting instead (`count(*)` per range with the expected digests as an `in` filter) was slower on Milvus Lite.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pymilvus import DataType, MilvusClient
 from common.errors import ErrorCode
 from settings import Settings
 from stores import vectors
-from sync.digest import BUCKETS, BucketDigest, summarize
+from sync.digest import BUCKETS, BucketDigest
 from sync.targets.base import SyncBatch, SyncDocument, SyncTarget
 
 _QUERY_LIMIT = 16_384  # Milvus' largest offset + limit of one query
@@ -144,24 +145,23 @@ class VectorsTarget(SyncTarget):
         rows = self._client.query(self.alias, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
-    def _read(self, filter_expression: str) -> list[dict[str, Any]]:
-        rows = self._client.query(self.alias, filter=filter_expression, output_fields=["checksum"],
-                                  limit=_QUERY_LIMIT)
+    def _read(self, filter_expression: str, fields: list[str]) -> list[dict[str, Any]]:
+        rows = self._client.query(self.alias, filter=filter_expression, output_fields=fields, limit=_QUERY_LIMIT)
         if len(rows) < _QUERY_LIMIT:
             return rows
         iterator = self._client.query_iterator(self.alias, batch_size=10_000, filter=filter_expression,
-                                               output_fields=["checksum"])
+                                               output_fields=fields)
         rows = []
         while page := iterator.next():
             rows.extend(page)
         iterator.close()
         return rows
 
-    def _read_buckets(self, buckets: Sequence[int]) -> dict[str, str]:
-        """id -> checksum of the documents in `buckets` (sorted), in contiguous ranges that fit one query."""
+    def _read_buckets(self, buckets: Sequence[int], fields: list[str]) -> list[dict[str, Any]]:
+        """`fields` of the documents in `buckets` (sorted), in contiguous ranges that fit one query."""
         total = self._count()
         width = max(1, BUCKETS * _ROWS_PER_QUERY // max(total, 1))
-        found: dict[str, str] = {}
+        found: list[dict[str, Any]] = []
         start = 0
         while start < len(buckets):
             first = buckets[start]
@@ -171,16 +171,24 @@ class VectorsTarget(SyncTarget):
                 expression = f"sync_bucket >= {first} and sync_bucket <= {chunk[-1]}"
             else:
                 expression = f"sync_bucket in {chunk}"
-            found.update((row["id"], row["checksum"]) for row in self._read(expression))
+            found.extend(self._read(expression, fields))
         return found
 
     def bucket_digests(self) -> dict[int, BucketDigest]:
-        with self.guard("read checksums"):
-            return summarize(self._read_buckets(list(range(BUCKETS))).items())
+        # The stored bucket and digest (two integers) rather than the checksum: the same sums, less to read.
+        counts: dict[int, int] = {}
+        totals: dict[int, int] = {}
+        with self.guard("read digests"):
+            rows = self._read_buckets(list(range(BUCKETS)), ["sync_bucket", "sync_digest"])
+        for row in rows:
+            bucket = row["sync_bucket"]
+            counts[bucket] = counts.get(bucket, 0) + 1
+            totals[bucket] = totals.get(bucket, 0) + row["sync_digest"]
+        return {bucket: BucketDigest(counts[bucket], totals[bucket]) for bucket in counts}
 
     def checksums(self, buckets: Collection[int]) -> dict[str, str]:
         with self.guard("read checksums"):
-            return self._read_buckets(sorted(buckets))
+            return {row["id"]: row["checksum"] for row in self._read_buckets(sorted(buckets), ["checksum"])}
 
     def begin_rebuild(self, run_id: str) -> None:
         with self.guard("create rebuild collection"):
