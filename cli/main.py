@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import SecretStr
 
-from common.logging import bind_context, configure_logging, get_logger, register_secrets
+from common.logging import bind_context, configure_logging, register_secrets
 from hot_path.cleaning import mask_text
 from settings import Settings, SettingsError, load_core_settings
 from settings import load_settings as _load_settings
@@ -42,7 +42,9 @@ def main(context: click.Context) -> None:
     # Every line of this run says which command and which run it came from (to follow one run across lines).
     bind_context(service=core.service_name, command=command, run_id=uuid.uuid4().hex)
     if core.prometheus_pushgateway_url and command in BATCH_COMMANDS:
-        context.call_on_close(lambda: _push_metrics(core.prometheus_pushgateway_url, f"aegis-{command}"))
+        from common.metrics import push_batch_metrics
+
+        context.call_on_close(lambda: push_batch_metrics(core.prometheus_pushgateway_url, command))
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -50,15 +52,6 @@ def load_settings(**overrides: Any) -> Settings:
     settings = _load_settings(**overrides)
     register_secrets(value.get_secret_value() for value in settings.__dict__.values() if isinstance(value, SecretStr))
     return settings
-
-
-def _push_metrics(gateway_url: str, job: str) -> None:
-    from common.metrics import push_to_gateway
-
-    try:
-        push_to_gateway(gateway_url, job)
-    except OSError as error:  # the command's own outcome stands; a missed push only leaves a gap on the dashboard
-        get_logger(__name__).warning("metrics_push_failed", job=job, reason=str(error))
 
 
 @main.group()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 
+from common.logging import get_logger
+
 data_collection_total = Counter(
     "data_collection_total",
     "Records and source runs seen by the collectors, by outcome "
@@ -106,10 +108,18 @@ dead_letters_unresolved = Gauge(
 )
 
 
-def push_to_gateway(gateway_url: str, job: str) -> None:
-    """Send this process's metrics to a Prometheus Pushgateway as group `job` (replacing the group's last push).
+def push_batch_metrics(gateway_url: str, command: str) -> None:
+    """Send this process's metrics to a Prometheus Pushgateway as job `aegis-<command>` (replacing that group's
+    last push), for batch work that ends before Prometheus could scrape it.
 
-    For short batch commands (cold path, sync, consistency) that end before Prometheus could scrape them: the
-    gateway keeps each job's last run, so dashboards and alerts see the outcome of the latest run of each job.
-    """
-    prometheus_client.push_to_gateway(gateway_url, job=job, registry=prometheus_client.REGISTRY, timeout=10)
+    `command` is the CLI command of the work (`cold-path`, `sync`, `consistency`, ...), whether the CLI or an
+    Airflow task ran it: one group per kind of work, holding its last run whoever started it. The gateway keeps
+    each group's last push, and alerts sum over groups, so two groups for one kind of work would count it twice.
+
+    A failed push is logged, never raised: the run's own outcome stands, a missed push only leaves a gap on the
+    dashboard until the next run."""
+    job = f"aegis-{command}"
+    try:
+        prometheus_client.push_to_gateway(gateway_url, job=job, registry=prometheus_client.REGISTRY, timeout=10)
+    except Exception as error:  # whatever broke (refused, timed out, an answer that is not HTTP): same outcome
+        get_logger(__name__).warning("metrics_push_failed", job=job, reason=f"{type(error).__name__}: {error}")

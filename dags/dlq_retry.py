@@ -31,13 +31,22 @@ def dlq_retry() -> None:
         import sys
         from pathlib import Path
 
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from common.errors import ErrorCode, PipelineError
+
         command = shutil.which("aegis-pipeline") or str(Path(sys.executable).with_name("aegis-pipeline"))
         arguments = [command, "dlq", "retry"]
         for letter_id in (params or {}).get("ids") or []:
             arguments += ["--id", str(letter_id)]
         done = subprocess.run(arguments, capture_output=True, text=True, timeout=3600, check=False)
-        if done.returncode != 0:  # the command's own message carries the DP code
-            raise RuntimeError(f"dlq retry exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+        if done.returncode != 0:
+            # The end of stderr names the cause (its own DP code, when the command raised a pipeline error).
+            error = PipelineError(f"`aegis-pipeline dlq retry` exited {done.returncode}: "
+                                  f"{done.stderr.strip()[-2000:]}", code=ErrorCode.BATCH_PROCESSING_ERROR)
+            if done.returncode == 2:  # a usage or configuration error (e.g. the sources file): no retry can help
+                raise AirflowFailException(str(error))
+            raise error
         return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
     retry_letters()

@@ -2,9 +2,15 @@
 
 Tasks (each idempotent: re-running one finds what is left to do; they pass run ids and counts, not records):
 1. `score`: `cold_path.run.run_cold_path` (load, full validation, quality score, duplicates, status).
-2. `sync`: `sync.run.run_sync` (PostgreSQL to Milvus, the graph, Elasticsearch).
-3. `check_consistency`: `sync.consistency.check_consistency` (each target against PostgreSQL).
+2. `sync`: `sync.run.run_sync` (PostgreSQL to Milvus, the graph, Elasticsearch). A target that failed fails the
+   task with its DP code (DP_3001..DP_3003), after the others synced; Airflow retries it.
+3. `check_consistency`: `sync.consistency.check_consistency` (each target against PostgreSQL). Drift does not
+   fail it (the drift gauges and alerts report it, `policy_consistency_repair` fixes it); a target that could not
+   be checked does.
 4. `send_events`: relay the outbox (`data.quality_updated` and the sync's events) to Kafka.
+
+Every task's log lines carry `dag_id`, `task_id`, `dag_run_id` and `try_number`, and its metrics are pushed to
+the Pushgateway as the matching CLI command's (`dags/_tasks.py`).
 
 Trigger with params from the UI: `limit` (at most this many records), `source` (only this source),
 `rescore_all` (score every record again).
@@ -17,7 +23,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from dags._tasks import DEFAULT_ARGS, run_pipeline_step
+from dags._tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step
 
 
 @dag(
@@ -43,7 +49,7 @@ def policy_cold_path() -> None:
         options = params or {}
         report = run_pipeline_step(lambda settings: run_cold_path(
             settings, limit=options.get("limit"), source=options.get("source") or None,
-            rescore_all=bool(options.get("rescore_all")), run_id=f"airflow:{run_id}"))
+            rescore_all=bool(options.get("rescore_all")), run_id=f"airflow:{run_id}"), metrics_job="cold-path")
         return {"run_id": report.run_id, "counts": report.counts, "failed": report.failed,
                 "score_distribution": report.score_distribution}
 
@@ -51,35 +57,32 @@ def policy_cold_path() -> None:
     def sync(scored: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
         from sync.run import run_sync
 
-        report = run_pipeline_step(lambda settings: run_sync(settings, run_id=f"airflow:{run_id}"))
-        return {"run_id": f"airflow:{run_id}", "scored": scored["counts"], "sync": _summary(report)}
+        report = run_pipeline_step(lambda settings: run_sync(settings, run_id=f"airflow:{run_id}"),
+                                   metrics_job="sync")
+        # run_sync does not raise for a failed target (the others went on, its watermark stayed): fail here.
+        fail_if_targets_failed("sync", {result.target: (result.error_code, result.error)
+                                        for result in report.results if not result.success})
+        return {"run_id": report.run_id, "scored": scored["counts"],
+                "sync": [result.as_dict() for result in report.results]}
 
     @task
     def check_consistency(synced: dict[str, Any]) -> dict[str, Any]:
         from sync.consistency import check_consistency as check
 
-        report = run_pipeline_step(lambda settings: check(settings))
-        return {**synced, "consistency": _summary(report)}
+        report = run_pipeline_step(lambda settings: check(settings), metrics_job="consistency")
+        # Drift is a finding, not a failure: the gauges and alerts report it, the daily repair DAG fixes it.
+        # A target that could not be checked at all is a failure.
+        fail_if_targets_failed("consistency check", {name: (target.error_code, target.error)
+                                                     for name, target in report.targets.items() if target.error})
+        return {**synced, "consistency": {"report_id": report.report_id, **report.summary()}}
 
     @task
     def send_events(checked: dict[str, Any]) -> int:
         from stores.outbox import send_pending_events
 
-        return run_pipeline_step(send_pending_events)
+        return run_pipeline_step(send_pending_events, metrics_job="events")
 
     send_events(check_consistency(sync(score())))
-
-
-def _summary(report: Any) -> Any:
-    """A report as XCom can carry it (a dict of plain values), whatever its class."""
-    if hasattr(report, "model_dump"):
-        return report.model_dump(mode="json")
-    if hasattr(report, "__dataclass_fields__"):
-        import dataclasses
-        import json
-
-        return json.loads(json.dumps(dataclasses.asdict(report), default=str))
-    return str(report)
 
 
 policy_cold_path()

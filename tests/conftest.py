@@ -7,8 +7,11 @@ and stopped (data deleted) when the session ends. No test skips for a missing en
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +79,48 @@ def own_topics(stack: Settings) -> OwnTopics:
         return stack.model_copy(update={**topics, **overrides})
 
     return with_own_topics
+
+
+@dataclass
+class Push:
+    method: str
+    job: str   # the path's job: /metrics/job/<job>
+    body: str  # Prometheus text format, as prometheus_client sends it
+
+
+@dataclass
+class FakePushgateway:
+    url: str
+    pushes: list[Push] = field(default_factory=list)
+
+    def bodies(self, job: str) -> list[str]:
+        return [push.body for push in self.pushes if push.job == job]
+
+
+@pytest.fixture
+def pushgateway() -> Iterator[FakePushgateway]:
+    """A stand-in for the Prometheus Pushgateway on a free loopback port: it records each push and answers 200,
+    as the real one does (prometheus_client's push_to_gateway sends PUT /metrics/job/<job> with the text format)."""
+    pushes: list[Push] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode("utf-8")
+            pushes.append(Push(self.command, self.path.removeprefix("/metrics/job/"), body))
+            self.send_response(200)
+            self.end_headers()
+
+        do_POST = do_PUT
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield FakePushgateway(f"http://127.0.0.1:{server.server_address[1]}", pushes)
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()

@@ -7,8 +7,13 @@ duplicates between their batches."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -72,6 +77,14 @@ async def events_for(settings: Settings, ids: list[str]) -> list[dict[str, Any]]
     rows = await fetch(settings, "SELECT envelope::text FROM event_outbox WHERE event_type = 'data.quality_updated' "
                                  "AND message_key = ANY($1::text[]) ORDER BY id", ids)
     return [orjson.loads(row["envelope"]) for row in rows]
+
+
+async def audit_rows(settings: Settings, entity_id: str) -> list[dict[str, Any]]:
+    """The entity's audit rows, oldest first, with `changes` and `metadata` decoded."""
+    rows = await fetch(settings, 'SELECT action, actor, changes::text, metadata::text FROM audit_logs '
+                                 'WHERE entity_id = $1 ORDER BY "timestamp", id', entity_id)
+    return [{**row, "changes": orjson.loads(row["changes"]), "metadata": orjson.loads(row["metadata"])}
+            for row in rows]
 
 
 async def test_pending_records_become_active_or_rejected_with_their_trail(stack: Settings) -> None:
@@ -165,6 +178,15 @@ async def test_duplicates_are_linked_changes_rescored_and_orphans_requeued(stack
     assert stored[ids["171234"]]["status"] == "rejected"
     assert stored[ids["171234"]]["status_reasons"][0].startswith("DP_2003")
     assert stored[ids["171999"]]["status"] == "active"  # same title, next year: another program
+    # The duplicate's audit trail: its status change (DP_2003) and the link to its canonical record, by this run.
+    audits = {row["action"]: row for row in await audit_rows(stack, ids["171234"])}
+    assert set(audits) == {"status_changed", "duplicate_linked"}
+    assert {row["actor"] for row in audits.values()} == {f"cold_path:{second.run_id}"}
+    assert audits["status_changed"]["changes"]["status"] == {"from": "pending_validation", "to": "rejected"}
+    assert audits["status_changed"]["metadata"]["error_code"] == "DP_2003"
+    assert audits["duplicate_linked"]["changes"] == {"canonical_id": ids["PBLN_1"],
+                                                     "similarity": links[0]["similarity"]}
+    assert audits["duplicate_linked"]["metadata"]["method"] == links[0]["method"]
 
     # The canonical record changes (a corrected announcement): stored as version 2, scored again.
     corrected = announcement(bizinfo, "PBLN_1", content=canonical.content + " (정정: 접수 기간 연장)")
@@ -190,9 +212,16 @@ async def test_duplicates_are_linked_changes_rescored_and_orphans_requeued(stack
     assert stored[ids["PBLN_1"]]["status"] == "rejected"
     assert stored[ids["171234"]]["status"] == "active"
     assert await fetch(stack, "SELECT 1 FROM policy_duplicates WHERE canonical_id = $1::uuid", ids["PBLN_1"]) == []
-    requeue_audit = await fetch(stack, "SELECT metadata::text FROM audit_logs WHERE entity_id = $1 "
-                                       "AND changes->'status'->>'to' = 'pending_validation'", ids["171234"])
-    assert len(requeue_audit) == 1 and ids["PBLN_1"] in requeue_audit[0]["metadata"]
+    # Audited by the run: the canonical record rejected (DP_2001, version 3; the hot path had put the new version
+    # back to pending_validation), its duplicate unlinked and re-queued, then scored again: now active.
+    withdrawn = [row for row in await audit_rows(stack, ids["PBLN_1"]) if row["metadata"]["run_id"] == fourth.run_id]
+    assert [(row["action"], row["changes"]["status"]) for row in withdrawn] == [
+        ("status_changed", {"from": "pending_validation", "to": "rejected"})]
+    assert (withdrawn[0]["metadata"]["error_code"], withdrawn[0]["metadata"]["version"]) == ("DP_2001", 3)
+    promoted = [row for row in await audit_rows(stack, ids["171234"]) if row["metadata"]["run_id"] == fourth.run_id]
+    assert [row["changes"]["status"] for row in promoted] == [{"from": "rejected", "to": "pending_validation"},
+                                                              {"from": "pending_validation", "to": "active"}]
+    assert ids["PBLN_1"] in promoted[0]["metadata"]["reasons"][0]
 
 
 async def test_two_runs_at_once_decide_each_record_once_and_copies_in_one_batch_keep_one(stack: Settings) -> None:
@@ -251,3 +280,30 @@ async def test_a_record_that_cannot_be_scored_is_dead_lettered_once_then_resolve
     resolved = await fetch(stack, "SELECT status FROM dead_letters WHERE stage = 'cold' AND record_key = $1",
                            f"{source}:PBLN_{1:012d}")
     assert [row["status"] for row in resolved] == ["resolved"]
+
+
+async def test_cold_path_run_prints_counts_per_status_and_the_score_distribution(stack: Settings) -> None:
+    """`aegis-pipeline cold-path run` as a user runs it: the installed command in its own process, finding the
+    running stack through AEGIS_DATA_DIR."""
+    source = f"cli_{uuid.uuid4().hex[:6]}"
+    await store(stack, [make_record(0, source=source), make_record(1, source=source),
+                        announcement(source, "NO_TITLE", title="제목 없음")])
+    command = [str(Path(sys.executable).with_name("aegis-pipeline")), "cold-path", "run", "--source", source]
+
+    done = await asyncio.to_thread(subprocess.run, command, env={**os.environ, "LOG_LEVEL": "WARNING"},
+                                   capture_output=True, text=True, timeout=300, check=False)
+
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"  run cold-\S+: 3 records in 1 batches, [\d.]+ s", lines[0]), done.stdout
+    assert lines[1].startswith("  active 2, rejected 1, duplicate 0 "), done.stdout
+    assert "  rejected by code: DP_2001 1" in lines
+    (distribution,) = [line for line in lines if line.startswith("  score distribution: ")]
+    buckets = dict(item.rsplit(" ", 1) for item in distribution.removeprefix("  score distribution: ").split(", "))
+    assert all(re.fullmatch(r"\d\.\d-\d\.\d", bucket) for bucket in buckets)
+    assert sum(int(count) for count in buckets.values()) == 3
+    assert any(re.fullmatch(rf"  mean score by source: {source} \d\.\d\d", line) for line in lines), done.stdout
+    assert any(re.fullmatch(r"  events sent: \d+", line) for line in lines), done.stdout
+    after = await fetch(stack, "SELECT status, count(*) AS n FROM policies WHERE source_system = $1 GROUP BY status",
+                        source)
+    assert {row["status"]: row["n"] for row in after} == {"active": 2, "rejected": 1}

@@ -9,11 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -26,6 +25,9 @@ from common.ops_server import OpsServer
 from settings import Settings
 from stores import postgres
 from stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
+
+if TYPE_CHECKING:
+    from conftest import FakePushgateway
 
 pytestmark = pytest.mark.integration
 
@@ -91,32 +93,14 @@ async def test_the_dead_letter_gauge_follows_the_table_on_each_scrape(stack: Set
             await connection.execute("DELETE FROM dead_letters WHERE record_key LIKE $1", f"{key}:%")
 
 
-def test_a_batch_command_pushes_its_metrics_to_the_pushgateway(stack: Settings, restore_logging: None) -> None:
-    received: list[tuple[str, str, bytes]] = []
-
-    class Gateway(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:
-            received.append((self.command, self.path, self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    gateway = HTTPServer(("127.0.0.1", 0), Gateway)
-    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{gateway.server_address[1]}"
-        result = CliRunner().invoke(main, ["dlq", "list", "--json"], env={"PROMETHEUS_PUSHGATEWAY_URL": url})
-        assert result.exit_code == 0, result.output
-        unpushed = CliRunner().invoke(main, ["db", "current"], env={"PROMETHEUS_PUSHGATEWAY_URL": url})
-        assert unpushed.exit_code == 0, unpushed.output
-    finally:
-        gateway.shutdown()
-        thread.join()
-    assert [(method, path) for method, path, _ in received] == [("PUT", "/metrics/job/aegis-dlq")]
-    body = received[0][2].decode()
+def test_a_batch_command_pushes_its_metrics_to_the_pushgateway(stack: Settings, pushgateway: FakePushgateway,
+                                                               restore_logging: None) -> None:
+    result = CliRunner().invoke(main, ["dlq", "list", "--json"], env={"PROMETHEUS_PUSHGATEWAY_URL": pushgateway.url})
+    assert result.exit_code == 0, result.output
+    unpushed = CliRunner().invoke(main, ["db", "current"], env={"PROMETHEUS_PUSHGATEWAY_URL": pushgateway.url})
+    assert unpushed.exit_code == 0, unpushed.output
+    assert [(push.method, push.job) for push in pushgateway.pushes] == [("PUT", "aegis-dlq")]
+    body = pushgateway.pushes[0].body
     assert "# TYPE dead_letters_unresolved gauge" in body and "# TYPE db_sync_total counter" in body
 
 

@@ -281,6 +281,25 @@ def test_airflow_values_feed_the_tasks_the_pipeline_settings() -> None:
     assert values["dags"]["gitSync"]["enabled"] is False  # the DAGs are in the image (Dockerfile, target airflow)
 
 
+def test_airflow_tasks_get_the_sources_file_at_sources_file() -> None:
+    """`dlq_retry` runs `aegis-pipeline dlq retry`, which loads SOURCES_FILE for the collectors' letters."""
+    sources_file = Path(find(CHART_DEFAULTS, "ConfigMap", "-settings")["data"]["SOURCES_FILE"])
+    sources_map = find(CHART_DEFAULTS, "ConfigMap", "-sources")
+    assert sources_file.name in sources_map["data"]
+
+    workers = yaml.safe_load((ROOT / "helm" / "airflow-values.yaml").read_text(encoding="utf-8"))["workers"]
+    (volume,) = workers["extraVolumes"]
+    (mount,) = workers["extraVolumeMounts"]
+    assert volume["configMap"]["name"] == sources_map["metadata"]["name"]
+    assert (mount["name"], Path(mount["mountPath"])) == (volume["name"], sources_file.parent)
+
+    airflow = COMPOSE["services"]["airflow"]
+    assert f"./helm/aegis-data-pipeline/files/sources.yaml:{sources_file}:ro" in airflow["volumes"]
+    assert airflow["environment"]["SOURCES_FILE"] == str(sources_file)
+    # Our DAG folder, mounted where Airflow reads DAGs
+    assert f"./dags:{airflow['environment']['AIRFLOW__CORE__DAGS_FOLDER']}:ro" in airflow["volumes"]
+
+
 # --- one enum of DP codes ------------------------------------------------------------------------------------
 
 
