@@ -1,5 +1,6 @@
 """The hot path's writes to PostgreSQL, one transaction per batch: the idempotent upsert into `policies`, the
-`policy.validated` events into the outbox, and a `processing_history` row per stored policy.
+`policy.validated` events into the outbox, and a `processing_history` row per stored policy (and an `audit_logs`
+row per changed record that leaves the status the cold path gave it).
 
 Idempotent: a record whose content hash equals the stored one changes nothing and emits no event, so a batch
 delivered twice (after a crash before the offset commit) stores and announces each change once. A changed
@@ -29,7 +30,11 @@ WITH incoming AS (
         target_region text[], target_industry text[], funding_type text,
         application_start_date date, application_end_date date, original_url text,
         raw_data jsonb, content_hash text, collected_at timestamptz)
-)
+),
+previous AS (  -- read in the statement's snapshot: the statuses before this upsert
+    SELECT p.id, p.status FROM policies p JOIN incoming USING (source_system, external_id)
+),
+upserted AS (
 INSERT INTO policies AS p (
     source_system, external_id, title, content, issuing_organization, target_region, target_industry,
     funding_type, application_start_date, application_end_date, original_url, raw_data, content_hash,
@@ -57,6 +62,16 @@ ON CONFLICT (source_system, external_id) DO UPDATE SET
     updated_at = now()
 WHERE p.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 RETURNING p.id, p.source_system, p.external_id, p.version, p.updated_at
+),
+audited AS (  -- a changed record leaves the status the cold path gave it: that is a status change to audit
+    INSERT INTO audit_logs (entity_type, entity_id, action, actor, changes, metadata)
+    SELECT 'policy', u.id::text, 'status_changed', 'hot_path',
+           jsonb_build_object('status', jsonb_build_object('from', previous.status, 'to', 'pending_validation')),
+           jsonb_build_object('reason', 'content changed', 'version', u.version)
+    FROM upserted u JOIN previous USING (id)
+    WHERE previous.status <> 'pending_validation'
+)
+SELECT id, source_system, external_id, version, updated_at FROM upserted
 """
 
 HISTORY_SQL = """

@@ -212,13 +212,18 @@ async def test_duplicates_are_linked_changes_rescored_and_orphans_requeued(stack
     assert stored[ids["PBLN_1"]]["status"] == "rejected"
     assert stored[ids["171234"]]["status"] == "active"
     assert await fetch(stack, "SELECT 1 FROM policy_duplicates WHERE canonical_id = $1::uuid", ids["PBLN_1"]) == []
-    # Audited by the run: the canonical record rejected (DP_2001, version 3; the hot path had put the new version
-    # back to pending_validation), its duplicate unlinked and re-queued, then scored again: now active.
-    withdrawn = [row for row in await audit_rows(stack, ids["PBLN_1"]) if row["metadata"]["run_id"] == fourth.run_id]
+    # Audited: the hot path put the new version (3) back to pending_validation; the run rejected it (DP_2001),
+    # and unlinked and re-queued its duplicate, then scored that again: now active.
+    trail = await audit_rows(stack, ids["PBLN_1"])
+    assert [(row["actor"], row["changes"]["status"], row["metadata"]["version"]) for row in trail[-2:]] == [
+        ("hot_path", {"from": "active", "to": "pending_validation"}, 3),
+        (f"cold_path:{fourth.run_id}", {"from": "pending_validation", "to": "rejected"}, 3)]
+    withdrawn = [row for row in trail if row["metadata"].get("run_id") == fourth.run_id]
     assert [(row["action"], row["changes"]["status"]) for row in withdrawn] == [
         ("status_changed", {"from": "pending_validation", "to": "rejected"})]
-    assert (withdrawn[0]["metadata"]["error_code"], withdrawn[0]["metadata"]["version"]) == ("DP_2001", 3)
-    promoted = [row for row in await audit_rows(stack, ids["171234"]) if row["metadata"]["run_id"] == fourth.run_id]
+    assert withdrawn[0]["metadata"]["error_code"] == "DP_2001"
+    promoted = [row for row in await audit_rows(stack, ids["171234"])
+                if row["metadata"].get("run_id") == fourth.run_id]
     assert [row["changes"]["status"] for row in promoted] == [{"from": "rejected", "to": "pending_validation"},
                                                               {"from": "pending_validation", "to": "active"}]
     assert ids["PBLN_1"] in promoted[0]["metadata"]["reasons"][0]

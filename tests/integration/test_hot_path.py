@@ -139,10 +139,24 @@ async def test_redelivery_changes_nothing_and_a_change_is_a_new_version(hot_sett
     assert (second.received, second.stored, second.unchanged + second.superseded) == (20, 0, 20)
     assert len(await read_events(hot_settings)) == 10  # no event for what did not change
 
+    # Two of the three the cold path has decided on: their change sends them back for validation, audited.
+    decided = {"PBLN_000000000000": "active", "PBLN_000000000001": "rejected"}
+    async with postgres.connect(hot_settings.postgres_dsn()) as connection:
+        for external_id, status in decided.items():
+            await connection.execute("UPDATE policies SET status = $1 WHERE source_system = $2 AND external_id = $3",
+                                     status, source, external_id)
     changed = [make_record(index, source=source, revision=1) for index in range(3)]
     await publish(hot_settings, changed)
     third = await drain(hot_settings, f"third-{source}")
     assert third.stored == 3
+    async with postgres.connect(hot_settings.postgres_dsn()) as connection:
+        audits = await connection.fetch(
+            "SELECT p.external_id, a.actor, a.changes, a.metadata FROM audit_logs a "
+            "JOIN policies p ON p.id::text = a.entity_id WHERE p.source_system = $1", source)
+    assert sorted((row["external_id"], row["actor"], json.loads(row["changes"])["status"]["from"],
+                   json.loads(row["changes"])["status"]["to"], json.loads(row["metadata"])["version"])
+                  for row in audits) == [(external_id, "hot_path", status, "pending_validation", 2)
+                                         for external_id, status in sorted(decided.items())]
     versions = {policy["external_id"]: policy["version"] for policy in await stored_policies(hot_settings, source)}
     assert sorted(versions.values()) == [1] * 7 + [2] * 3
     events = await read_events(hot_settings)
