@@ -185,10 +185,11 @@ def dlq_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
 
 
 @dlq.command("retry")
-@click.option("--id", "ids", multiple=True, help="Only these letters (default: every pending one with retries left).")
+@click.option("--id", "ids", multiple=True, type=click.UUID,
+              help="Only these letters (default: every pending one with retries left).")
 @click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Sources file for letters from collectors (default: SOURCES_FILE).")
-def dlq_retry(ids: tuple[str, ...], sources_file: Path | None) -> None:
+def dlq_retry(ids: tuple[uuid.UUID, ...], sources_file: Path | None) -> None:
     """Retry pending letters (at most 3 times each) through the stage that refused them."""
     from collectors.dead_letter_retry import retry_collect_letter
     from hot_path.dead_letter_retry import retry_hot_letter
@@ -201,7 +202,7 @@ def dlq_retry(ids: tuple[str, ...], sources_file: Path | None) -> None:
         outcomes: dict[str, int] = {}
         async with _pool(settings) as pool, open_hot_path(settings, group_id="aegis-dlq-retry") as service:
             letters = DeadLetterStore(pool)
-            pending = await letters.retriable(ids=list(ids) or None)
+            pending = await letters.retriable(ids=[str(letter_id) for letter_id in ids] or None)
             sources = None
             for letter in pending:
                 if letter.stage == "collect":

@@ -66,3 +66,14 @@ async def test_retry_resolves_what_is_valid_now_and_exhausts_the_rest(stack: Set
     finally:
         await redis_client.aclose()
         await pool.close()
+
+
+def test_retry_of_an_id_that_is_not_a_letter_id_is_a_usage_error() -> None:
+    """An id that cannot be a letter's (not a UUID) is refused before anything is read, with the option named."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    result = CliRunner().invoke(main, ["dlq", "retry", "--id", "not-a-uuid"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--id'" in result.output and "not a valid UUID" in result.output
