@@ -113,6 +113,8 @@ class LadybugGraphStore(GraphStore):
     def ensure_node_type(self, label: str, key: str, properties: PropertyTypes) -> None:
         columns = ", ".join(f"{name} {kind}" for name, kind in properties.items())
         self.run(f"CREATE NODE TABLE IF NOT EXISTS {label}({columns}, PRIMARY KEY({key}))")
+        for name, kind in properties.items():  # a table made by an older version gets the properties added since
+            self.run(f"ALTER TABLE {label} ADD IF NOT EXISTS {name} {kind}")
 
     def ensure_relationship_type(self, rel_type: str, from_label: str, to_label: str) -> None:
         self.run(f"CREATE REL TABLE IF NOT EXISTS {rel_type}(FROM {from_label} TO {to_label})")

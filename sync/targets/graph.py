@@ -6,6 +6,10 @@ Source (COLLECTED_FROM) nodes, and to the canonical policy they repeat (DUPLICAT
 `policy_duplicates`). Upserting a policy replaces its outgoing relationships; incoming DUPLICATE_OF links are
 re-linked from the duplicates' side, so a canonical policy that comes back finds its duplicates again.
 
+Each Policy node also keeps how many of those five links it was written with (`link_count`): the consistency check
+counts them again, and a policy whose links are not all there is stale like one with another checksum, so repair
+writes it again. (DUPLICATE_OF is left out: it depends on whether the other policy is in the graph.)
+
 A graph has no alias to swap: a rebuild rewrites every active policy in place, stamped with the rebuild's run id,
 then deletes the Policy nodes the rebuild did not write (mark and sweep), so the graph never goes empty.
 The embedded engine allows one writer process: the sync opens the store once per run and closes it.
@@ -27,6 +31,7 @@ POLICY_PROPERTIES = {
     "source_system": "STRING", "application_start_date": "STRING", "application_end_date": "STRING",
     "original_url": "STRING", "quality_score": "DOUBLE", "status": "STRING", "version": "INT64",
     "checksum": "STRING", "sync_bucket": "INT64", "sync_digest": "INT64", "sync_run_id": "STRING",
+    "link_count": "INT64",
 }
 # label of the linked node, relationship type, how to read the linked names off a document
 LINKS: list[tuple[str, str, Any]] = [
@@ -44,16 +49,31 @@ SET p.title = r.title, p.issuing_organization = r.issuing_organization, p.fundin
     p.source_system = r.source_system, p.application_start_date = r.application_start_date,
     p.application_end_date = r.application_end_date, p.original_url = r.original_url,
     p.quality_score = r.quality_score, p.status = r.status, p.version = r.version, p.checksum = r.checksum,
-    p.sync_bucket = r.sync_bucket, p.sync_digest = r.sync_digest, p.sync_run_id = r.sync_run_id
+    p.sync_bucket = r.sync_bucket, p.sync_digest = r.sync_digest, p.sync_run_id = r.sync_run_id,
+    p.link_count = r.link_count
 """
 DELETE_OUTGOING = "MATCH (p:Policy)-[e]->() WHERE p.id IN $ids DELETE e"
 LINK_DUPLICATES = """
 UNWIND $pairs AS r MATCH (d:Policy {id: r.duplicate}), (c:Policy {id: r.canonical}) MERGE (d)-[:DUPLICATE_OF]->(c)
 """
 DELETE_POLICIES = "UNWIND $ids AS i MATCH (p:Policy {id: i}) DETACH DELETE p"
-BUCKET_DIGESTS = "MATCH (p:Policy) RETURN p.sync_bucket AS bucket, count(*) AS n, sum(p.sync_digest) AS total"
-CHECKSUMS = "MATCH (p:Policy) WHERE p.sync_bucket IN $buckets RETURN p.id AS id, p.checksum AS checksum"
+# A policy's links as written are all there (`link_count` is null on nodes written before it existed: not checked).
+_LINKS_COUNTED = f"""
+OPTIONAL MATCH (p)-[link:{'|'.join(rel_type for _, rel_type, _ in LINKS)}]->()
+WITH p, count(link) AS links
+WITH p, p.link_count IS NULL OR links = p.link_count AS links_intact
+"""
+BUCKET_DIGESTS = ("MATCH (p:Policy)" + _LINKS_COUNTED + "RETURN p.sync_bucket AS bucket, count(*) AS n, "
+                  "sum(p.sync_digest) AS total, sum(CASE WHEN links_intact THEN 0 ELSE 1 END) AS broken")
+CHECKSUMS = ("MATCH (p:Policy) WHERE p.sync_bucket IN $buckets" + _LINKS_COUNTED + "RETURN p.id AS id, "
+             "CASE WHEN links_intact THEN p.checksum ELSE p.checksum + ':links-missing' END AS checksum")
 SWEEP = "MATCH (p:Policy) WHERE p.sync_run_id IS NULL OR p.sync_run_id <> $run_id DETACH DELETE p"
+
+
+def _links(document: SyncDocument) -> list[tuple[str, str, str]]:
+    """(label, relationship type, name) of each node the policy links to, each once."""
+    return [(label, rel_type, name) for label, rel_type, names_of in LINKS
+            for name in dict.fromkeys(names_of(document)) if name]
 
 
 def _row(document: SyncDocument, run_id: str) -> dict[str, Any]:
@@ -65,7 +85,7 @@ def _row(document: SyncDocument, run_id: str) -> dict[str, Any]:
         "application_end_date": document.application_end_date.isoformat() if document.application_end_date else None,
         "original_url": document.original_url, "quality_score": document.quality_score, "status": "active",
         "version": document.version, "checksum": document.checksum, "sync_bucket": document.bucket,
-        "sync_digest": document.digest, "sync_run_id": run_id,
+        "sync_digest": document.digest, "sync_run_id": run_id, "link_count": len(_links(document)),
     }
 
 
@@ -99,9 +119,10 @@ class GraphTarget(SyncTarget):
         with self.guard("upsert"):
             self._store.run(UPSERT_POLICIES, {"rows": [_row(document, batch.run_id) for document in documents]})
             self._store.run(DELETE_OUTGOING, {"ids": ids})
-            for label, rel_type, names_of in LINKS:
-                pairs = [{"id": document.id, "name": name} for document in documents
-                         for name in dict.fromkeys(names_of(document)) if name]
+            links = [(document.id, link) for document in documents for link in _links(document)]
+            for label, rel_type, _ in LINKS:
+                pairs = [{"id": policy_id, "name": name} for policy_id, (link_label, _, name) in links
+                         if link_label == label]
                 if not pairs:
                     continue
                 self._store.run(f"UNWIND $names AS name MERGE (:{label} {{name: name}})",
@@ -126,7 +147,9 @@ class GraphTarget(SyncTarget):
     def bucket_digests(self) -> dict[int, BucketDigest]:
         with self.guard("aggregate digests"):
             rows = self._store.run(BUCKET_DIGESTS)
-        return {int(row["bucket"]): BucketDigest(int(row["n"]), int(row["total"])) for row in rows}
+        # A bucket holding a policy with links missing differs (as its `checksums` show that policy stale).
+        return {int(row["bucket"]): BucketDigest(int(row["n"]), int(row["total"]) + int(row["broken"]))
+                for row in rows}
 
     def checksums(self, buckets: Collection[int]) -> dict[str, str]:
         with self.guard("read checksums"):

@@ -504,6 +504,35 @@ async def test_graph_rebuild_sweeps_what_it_did_not_write(synced_settings: Setti
     assert (await check_consistency(settings)).consistent
 
 
+async def test_a_graph_policy_that_lost_links_is_stale_and_repaired(synced_settings: Settings) -> None:
+    """The graph's checksum is on the Policy node; links lost beside it (a region, its organisation) still make
+    the policy stale, and repair writes them again."""
+    settings = synced_settings
+    damaged, intact = await ids_of(settings, [3, 4])
+
+    def links_of(policy_id: str) -> list[str]:
+        with open_target("graph", settings) as graph:
+            rows = graph._store.run("MATCH (p:Policy {id: $id})-[link]->() RETURN label(link) AS kind",
+                                    {"id": policy_id})
+        return sorted(row["kind"] for row in rows)
+
+    written = links_of(damaged)
+    assert {"ISSUED_BY", "TARGETS_REGION"} <= set(written) and links_of(intact)
+    with open_target("graph", settings) as graph:
+        graph._store.run("MATCH (p:Policy {id: $id})-[link:TARGETS_REGION]->() DELETE link", {"id": damaged})
+        graph._store.run("MATCH (p:Policy {id: $id})-[link:ISSUED_BY]->() DELETE link", {"id": damaged})
+    assert links_of(damaged) != written
+
+    report = await check_consistency(settings)
+    assert {name: check.drift.counts() for name, check in report.targets.items()} == {
+        "vectors": NO_DRIFT, "graph": {"missing": 0, "stale": 1, "orphaned": 0}, "search": NO_DRIFT}
+    assert report.targets["graph"].drift.stale == [damaged]
+    repaired = await repair(settings, report)
+    assert repaired.success and repaired.fixed["graph"] == {"missing": 0, "stale": 1, "orphaned": 0}
+    assert links_of(damaged) == written
+    assert (await check_consistency(settings)).consistent
+
+
 def consistency_check_cli(settings: Settings) -> subprocess.CompletedProcess[str]:
     """`aegis-pipeline consistency check --json` in its own process, configured by the environment."""
     env = {**os.environ, "POSTGRES_HOST": settings.postgres_host, "POSTGRES_PORT": str(settings.postgres_port),
