@@ -231,9 +231,7 @@ async def run_sync(settings: Settings, *, targets: Sequence[str] | None = None,
     pool = await postgres.create_pool(settings)
     try:
         embeddings = EmbeddingProvider(pool, settings)
-        # The targets at once, each in its own thread (`OpenTarget`): a run takes as long as its slowest target.
-        results = list(await asyncio.gather(*(_sync_target(pool, settings, name, run_id, embeddings)
-                                              for name in names)))
+        results = [await _sync_target(pool, settings, name, run_id, embeddings) for name in names]
         report = SyncReport(run_id, started_at, datetime.now(UTC), results)
         await _record_run(pool, settings, report)
     finally:
