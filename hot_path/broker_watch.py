@@ -74,14 +74,10 @@ class BrokerWatch:
         # row) would take a first start for a loss and announce every policy again.
         # A session lock, not a transaction's: the row must commit before the sentinel topic is created.
         with postgres.translate_errors("check broker sentinel"):
-            async with self._pool.acquire() as connection:
-                await connection.execute("SELECT pg_advisory_lock(hashtext($1))", sentinel)
-                try:
-                    if sentinel in await kafka.list_topics(settings.kafka_bootstrap_servers):
-                        return 0
-                    return await self._recover(connection, sentinel)
-                finally:
-                    await connection.execute("SELECT pg_advisory_unlock(hashtext($1))", sentinel)
+            async with postgres.session_lock(self._pool, sentinel) as connection:
+                if sentinel in await kafka.list_topics(settings.kafka_bootstrap_servers):
+                    return 0
+                return await self._recover(connection, sentinel)
 
     async def _recover(self, connection: asyncpg.Connection, sentinel: str) -> int:
         """Create the topics again, announce again if the sentinel had been created before, record it, and

@@ -74,3 +74,24 @@ async def drop_database(server_dsn: str, database: str) -> None:
     async with connect(server_dsn) as connection:
         quoted = await connection.fetchval("SELECT quote_ident($1)", database)
         await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+
+
+@contextlib.asynccontextmanager
+async def session_lock(pool: asyncpg.Pool, name: str) -> AsyncIterator[asyncpg.Connection]:
+    """Hold the session advisory lock `name` (one holder at a time, across every process) on a connection of
+    `pool`, yielded for work done under the lock: unlike a transaction's lock, what that work commits is
+    committed before the lock is released."""
+    with translate_errors(f"lock {name}"):
+        connection = await pool.acquire()
+        try:
+            await connection.execute("SELECT pg_advisory_lock(hashtext($1))", name)
+        except BaseException:
+            await pool.release(connection)
+            raise
+    try:
+        yield connection
+    finally:
+        try:
+            await connection.execute("SELECT pg_advisory_unlock(hashtext($1))", name)
+        finally:
+            await pool.release(connection)

@@ -176,7 +176,7 @@ async def _repair_target(pool: asyncpg.Pool, settings: Settings, check: TargetCh
     drift = check.drift
     ids = [*drift.missing, *drift.stale, *drift.orphaned]
     try:
-        async with source.TargetLock(pool, check.target), OpenTarget(settings, check.target) as handle:
+        async with source.target_lock(pool, check.target), OpenTarget(settings, check.target) as handle:
             for start in range(0, len(ids), settings.sync_batch_size):
                 chunk = ids[start:start + settings.sync_batch_size]
                 current = {record.document.id: record for record in await source.records_by_ids(pool, chunk)}

@@ -158,7 +158,7 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
     result = TargetResult(target=name, store=_store_name(name))
     started = time.monotonic()
     try:
-        async with source.TargetLock(pool, name), OpenTarget(settings, name) as handle:
+        async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             watermark = await source.read_watermark(pool, name)
             next_watermark = await source.snapshot_xmin(pool)
             async for records in source.changed_batches(pool, watermark, settings.sync_batch_size):
@@ -252,7 +252,7 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
     pool = await postgres.create_pool(settings)
     try:
         embeddings = EmbeddingProvider(pool, settings)
-        async with source.TargetLock(pool, name), OpenTarget(settings, name) as handle:
+        async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             assert handle.target is not None
             next_watermark = await source.snapshot_xmin(pool)
             await handle.call(handle.target.begin_rebuild, run_id)

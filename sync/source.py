@@ -10,9 +10,9 @@ watermark is the snapshot xmin taken before its last successful read, so late co
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -133,30 +133,6 @@ async def write_watermark(pool: asyncpg.Pool, target: str, watermark: int, run_i
         )
 
 
-def lock_key(target: str) -> str:
-    return f"aegis-sync:{target}"
-
-
-class TargetLock:
+def target_lock(pool: asyncpg.Pool, target: str) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
     """A session advisory lock per target: sync, rebuild and repair of one target never run at once."""
-
-    def __init__(self, pool: asyncpg.Pool, target: str) -> None:
-        self._pool = pool
-        self._target = target
-        self._connection: Any = None
-
-    async def __aenter__(self) -> TargetLock:
-        with postgres.translate_errors("lock target"):
-            self._connection = await self._pool.acquire()
-            try:
-                await self._connection.execute("SELECT pg_advisory_lock(hashtext($1))", lock_key(self._target))
-            except BaseException:
-                await self._pool.release(self._connection)
-                raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        try:
-            await self._connection.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key(self._target))
-        finally:
-            await self._pool.release(self._connection)
+    return postgres.session_lock(pool, f"aegis-sync:{target}")
