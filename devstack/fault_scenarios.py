@@ -595,10 +595,11 @@ async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenari
         result.notes["statuses"] = dict(Counter(row["status"] for row in stored.values()))
         result.notes["scored_more_than_once"] = sum(1 for row in stored.values() if row["cold_writes"] > 1)
     policy_ids = [row["policy_id"] for row in stored.values()]
-    result.notes["cached"] = len(policy_ids) - len(await _uncached(settings, policy_ids))
+    uncached_ids = set(await _uncached(settings, policy_ids))
+    result.notes["cached"] = len(policy_ids) - len(uncached_ids)
     if published_directly:  # stored while the fault lasted: in the cache at the end, whatever happened to it
         during_fault = [stored[external_id]["policy_id"] for external_id in published_directly if external_id in stored]
-        uncached = await _uncached(settings, during_fault)
+        uncached = [policy_id for policy_id in during_fault if policy_id in uncached_ids]
         result.notes["published_during_fault"] = len(published_directly)
         result.notes["cached_of_published_during_fault"] = len(during_fault) - len(uncached)
         result.notes["uncached_of_published_during_fault"] = uncached[:10]  # to look up in the logs
