@@ -32,12 +32,16 @@ class BucketDigest:
 
 def summarize(checksums: Iterable[tuple[str, str]]) -> dict[int, BucketDigest]:
     """Bucket digests of (id, checksum) pairs."""
+    return summarize_digests((bucket_of(policy_id), digest_of(checksum)) for policy_id, checksum in checksums)
+
+
+def summarize_digests(digests: Iterable[tuple[int, int]]) -> dict[int, BucketDigest]:
+    """Bucket digests of (bucket, document digest) pairs, as a target stores them beside each document."""
     counts: dict[int, int] = {}
     totals: dict[int, int] = {}
-    for policy_id, checksum in checksums:
-        bucket = bucket_of(policy_id)
+    for bucket, digest in digests:
         counts[bucket] = counts.get(bucket, 0) + 1
-        totals[bucket] = totals.get(bucket, 0) + digest_of(checksum)
+        totals[bucket] = totals.get(bucket, 0) + digest
     return {bucket: BucketDigest(counts[bucket], totals[bucket]) for bucket in counts}
 
 

@@ -22,7 +22,7 @@ from pymilvus import DataType, MilvusClient
 from common.errors import ErrorCode
 from settings import Settings
 from stores import vectors
-from sync.digest import BUCKETS, BucketDigest
+from sync.digest import BUCKETS, BucketDigest, summarize_digests
 from sync.targets.base import SyncBatch, SyncDocument, SyncTarget
 
 _QUERY_LIMIT = 16_384  # Milvus' largest offset + limit of one query
@@ -176,15 +176,9 @@ class VectorsTarget(SyncTarget):
 
     def bucket_digests(self) -> dict[int, BucketDigest]:
         # The stored bucket and digest (two integers) rather than the checksum: the same sums, less to read.
-        counts: dict[int, int] = {}
-        totals: dict[int, int] = {}
         with self.guard("read digests"):
             rows = self._read_buckets(list(range(BUCKETS)), ["sync_bucket", "sync_digest"])
-        for row in rows:
-            bucket = row["sync_bucket"]
-            counts[bucket] = counts.get(bucket, 0) + 1
-            totals[bucket] = totals.get(bucket, 0) + row["sync_digest"]
-        return {bucket: BucketDigest(counts[bucket], totals[bucket]) for bucket in counts}
+        return summarize_digests((row["sync_bucket"], row["sync_digest"]) for row in rows)
 
     def checksums(self, buckets: Collection[int]) -> dict[str, str]:
         with self.guard("read checksums"):
