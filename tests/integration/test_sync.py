@@ -444,6 +444,16 @@ async def test_drift_of_each_kind_in_each_target_is_found_and_repaired(synced_se
     assert (clean["is_consistent"], clean["inconsistencies"]) == (True, [])
 
 
+def one_full_copy_at_a_time(reads: list[tuple[str, int]]) -> str:
+    """Check (copy behind the alias, documents counted) reads taken while a rebuild ran: every read found every
+    active policy, through the old copy and then the new one, never none; returns the old copy's name."""
+    assert len(reads) > 2  # some reads while the rebuild ran, not only before and after it
+    assert {count for _, count in reads} == {SEEDED_ACTIVE}
+    old, new = reads[0][0], reads[-1][0]
+    assert list(dict.fromkeys(copy for copy, _ in reads)) == [old, new]  # one copy at a time, never none
+    return old
+
+
 async def test_search_rebuild_keeps_a_full_index_behind_the_alias_and_drops_the_old_one(
         synced_settings: Settings) -> None:
     settings = synced_settings
@@ -457,10 +467,7 @@ async def test_search_rebuild_keeps_a_full_index_behind_the_alias_and_drops_the_
         result, reads = await read_while(rebuild(settings, "search"), read)
         assert result.success, result.error
         assert result.upserted == SEEDED_ACTIVE
-        assert len(reads) > 2  # some reads while the rebuild ran, not only before and after it
-        assert {count for _, count in reads} == {SEEDED_ACTIVE}
-        old, new = reads[0][0], reads[-1][0]
-        assert list(dict.fromkeys(index for index, _ in reads)) == [old, new]  # one index at a time, never none
+        old = one_full_copy_at_a_time(reads)
         assert not reader.indices.exists(index=old)  # dropped after the swap
     finally:
         reader.close()
@@ -481,10 +488,7 @@ async def test_vectors_rebuild_keeps_a_full_collection_behind_the_alias_and_drop
         result, reads = await read_while(rebuild(settings, "vectors"), read)
         assert result.success, result.error
         assert (result.upserted, result.encoded) == (SEEDED_ACTIVE, 0)  # every text's embedding was stored
-        assert len(reads) > 2  # some reads while the rebuild ran, not only before and after it
-        assert {count for _, count in reads} == {SEEDED_ACTIVE}
-        old, new = reads[0][0], reads[-1][0]
-        assert list(dict.fromkeys(collection for collection, _ in reads)) == [old, new]
+        old = one_full_copy_at_a_time(reads)
         assert not reader.has_collection(old)  # dropped after the swap
     finally:
         reader.close()
