@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.stack import free_port
 from devstack.synthetic import make_record
 from hot_path.cleaning import normalize_record
 from hot_path.store import PolicyStore
@@ -63,13 +63,6 @@ def airflow_env(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> di
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     return env
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released): a connection to it is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def store_pending(settings: Settings, source: str, count: int) -> list[str]:

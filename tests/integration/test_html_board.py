@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from collectors.html_board import BoardCrawl, _scrapy_settings, crawl_board, rob
 from collectors.parsing import clean_text
 from common.errors import ErrorCode, ScrapingBlockedError, SourceUnavailableError, StoreUnavailableError
 from devstack.sample_sources import BOARD_PRIVATE_PATH_PREFIX, SampleSources
+from devstack.stack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -155,14 +155,8 @@ def test_crawls_in_successive_event_loops(server: SampleSources) -> None:
         assert_complete_board(asyncio.run(crawl_board(definition, user_agent=USER_AGENT)), server)
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_a_board_nobody_answers_is_unavailable() -> None:
-    definition = board_definition(f"http://127.0.0.1:{unused_port()}/board/list.do", max_retries=1)
+    definition = board_definition(f"http://127.0.0.1:{free_port()}/board/list.do", max_retries=1)
 
     with pytest.raises(SourceUnavailableError) as raised:
         await crawl_board(definition, user_agent=USER_AGENT)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cli.main import main
 from common.errors import ErrorCode
 from common.ops_server import OpsServer
+from devstack.stack import free_port
 from settings import Settings
 from stores import postgres
 from stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
@@ -30,12 +30,6 @@ if TYPE_CHECKING:
     from conftest import FakePushgateway
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def unresolved(metrics_text: str) -> dict[tuple[str, str], float]:

@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from prometheus_client import REGISTRY
 
 from common import metrics
 from common.errors import ErrorCode
+from devstack.stack import free_port
 from devstack.synthetic import make_record, synthetic_embedding
 from hot_path.cleaning import normalize_record
 from hot_path.store import PolicyStore
@@ -156,10 +156,7 @@ async def sync_xids(settings: Settings, indexes: list[int]) -> list[int]:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def unusable_graph_uri(tmp_path: Path) -> str:
