@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -319,6 +320,10 @@ async def _serve(settings: Settings, stop: asyncio.Event, started: asyncio.Event
                  group_id: str | None) -> HotPathSummary:
     async with open_hot_path(settings, group_id=group_id) as service:
         started.set()
+        # Everything that lives as long as the process exists now (modules, schemas, connections): freezing it
+        # keeps the collector from scanning it again and again while batches churn through short-lived objects
+        # (about 10% of the hot path's CPU, measured).
+        gc.freeze()
         ops = OpsServer(settings.metrics_port, lambda: service.not_ready_reason,
                         before_scrape=service.dead_letters.refresh_unresolved_gauge) if serve_ops else None
         if ops is not None:

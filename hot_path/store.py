@@ -76,8 +76,7 @@ SELECT id, source_system, external_id, version, updated_at FROM upserted
 
 HISTORY_SQL = """
 INSERT INTO processing_history (policy_id, processing_path, status, processing_time_ms)
-SELECT policy_id, 'hot', 'pending_validation', processing_time_ms
-FROM jsonb_to_recordset($1::jsonb) AS h(policy_id uuid, processing_time_ms integer)
+SELECT unnest($1::uuid[]), 'hot', 'pending_validation', $2::integer
 """
 
 
@@ -157,8 +156,6 @@ class PolicyStore:
                 if stored:
                     await outbox.enqueue(connection, events)
                     elapsed_ms = int((datetime.now(UTC) - (started_at or datetime.now(UTC))).total_seconds() * 1000)
-                    await connection.execute(HISTORY_SQL, _json([
-                        {"policy_id": item.policy_id, "processing_time_ms": elapsed_ms} for item in stored
-                    ]))
+                    await connection.execute(HISTORY_SQL, [item.policy_id for item in stored], elapsed_ms)
         return BatchOutcome(stored=stored, unchanged=len(unique) - len(stored), superseded=len(policies) - len(unique),
                             events=events)

@@ -21,6 +21,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -43,16 +44,21 @@ class OutboxEvent:
     key: str
     envelope: dict[str, Any]
 
+    @cached_property
+    def payload(self) -> bytes:
+        """The envelope as JSON, serialised once: the same bytes are stored in the outbox and sent."""
+        return orjson.dumps(self.envelope)
 
+
+# One array per column: PostgreSQL takes the batch in one round trip and reads each envelope as plain text.
 ENQUEUE_SQL = """
 INSERT INTO event_outbox (event_id, event_type, topic, message_key, envelope)
-SELECT event_id, event_type, topic, message_key, envelope
-FROM jsonb_to_recordset($1::jsonb) AS e(event_id uuid, event_type text, topic text, message_key text, envelope jsonb)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
 ON CONFLICT (event_id) DO NOTHING
 """
 
 CLAIM_SQL = """
-SELECT id, topic, message_key, envelope::text AS envelope, event_type, envelope->'data'->>'collected_at' AS collected_at
+SELECT id, topic, message_key, envelope, event_type, envelope::jsonb->'data'->>'collected_at' AS collected_at
 FROM event_outbox WHERE sent_at IS NULL AND created_at <= now() - make_interval(secs => $2)
 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 """
@@ -62,9 +68,11 @@ async def enqueue(connection: asyncpg.Connection, events: Sequence[OutboxEvent])
     """Add events inside the caller's open transaction."""
     if not events:
         return
-    rows = [{"event_id": event.event_id, "event_type": event.event_type, "topic": event.topic,
-             "message_key": event.key, "envelope": event.envelope} for event in events]
-    await connection.execute(ENQUEUE_SQL, orjson.dumps(rows).decode("utf-8"))
+    await connection.execute(
+        ENQUEUE_SQL, [event.event_id for event in events], [event.event_type for event in events],
+        [event.topic for event in events], [event.key for event in events],
+        [event.payload.decode("utf-8") for event in events],
+    )
 
 
 @dataclass(frozen=True)
@@ -97,11 +105,8 @@ class OutboxRelay:
         if not events:
             return 0
         with kafka.translate_errors("send events"):
-            deliveries = [
-                await self._producer.send(event.topic, orjson.dumps(event.envelope), key=event.key.encode("utf-8"))
-                for event in events
-            ]
-            await asyncio.gather(*deliveries)
+            await kafka.send_all(self._producer,
+                                 ((event.topic, event.key.encode("utf-8"), event.payload) for event in events))
         with postgres.translate_errors("mark events sent"):
             async with self._pool.acquire() as connection:
                 await connection.execute("DELETE FROM event_outbox WHERE event_id = ANY($1::uuid[])",
@@ -119,12 +124,10 @@ class OutboxRelay:
                 if not rows:
                     return 0
                 with kafka.translate_errors("send events"):
-                    deliveries = [
-                        await self._producer.send(row["topic"], row["envelope"].encode("utf-8"),
-                                                  key=row["message_key"].encode("utf-8"))
+                    await kafka.send_all(self._producer, (
+                        (row["topic"], row["message_key"].encode("utf-8"), row["envelope"].encode("utf-8"))
                         for row in rows
-                    ]
-                    await asyncio.gather(*deliveries)
+                    ))
                 await connection.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])",
                                          [row["id"] for row in rows])
         self._sent([SentEvent(row["event_type"], row["collected_at"]) for row in rows])
