@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+import random
+from collections.abc import Iterable, Iterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from murmurhash2 import murmurhash2
 
 from common.errors import StoreUnavailableError
 from settings import Settings
@@ -33,6 +34,7 @@ def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer
         "enable_idempotence": settings.kafka_enable_idempotence,
         "linger_ms": 5,
         "max_batch_size": 262_144,
+        "partitioner": partition_for_key,
         "request_timeout_ms": 10_000,
     }
     options.update(overrides)
@@ -52,17 +54,25 @@ def create_consumer(settings: Settings, *topics: str, group_id: str, **overrides
     return AIOKafkaConsumer(*topics, **options)
 
 
-# Keys go where `AIOKafkaProducer.send` puts them (murmur2 of the key, as in the Java client), so every producer of
-# a topic keeps one key on one partition, in order.
-_PARTITIONER = DefaultPartitioner()
+KAFKA_MURMUR2_SEED = 0x9747B28C
+
+
+def partition_for_key(key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+    """The Java client's default partitioner, as aiokafka's `DefaultPartitioner` is: murmur2 of the key, or any
+    available partition for a message without one. The same partitions, with murmur2 in compiled code: aiokafka
+    hashes in Python, 4.4 µs per key, a twentieth of the hot path's CPU per event (measured)."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[(murmurhash2(key, KAFKA_MURMUR2_SEED) & 0x7FFFFFFF) % len(all_partitions)]
 
 
 async def send_all(producer: AIOKafkaProducer, messages: Iterable[tuple[str, bytes, bytes]]) -> int:
     """Send (topic, key, value) messages and wait until the broker acknowledged every one; returns how many.
 
     Messages are packed into one batch per partition (`send_batch`) instead of one `send` each: the same bytes on
-    the wire at half the producer's CPU per message (measured: 8.5 against 15 µs). Order per partition is the
-    order given. Raises `KafkaError` (or a timeout) like `send` when the broker fails.
+    the wire at half the producer's CPU per message (measured: 8.5 against 15 µs). A key goes to the partition
+    `send` would give it (`partition_for_key`), so every producer of a topic keeps one key on one partition, in
+    the order given. Raises `KafkaError` (or a timeout) like `send` when the broker fails.
     """
     partitions_of: dict[str, list[int]] = {}
     open_batches: dict[tuple[str, int], BatchBuilder] = {}
@@ -71,7 +81,7 @@ async def send_all(producer: AIOKafkaProducer, messages: Iterable[tuple[str, byt
     for topic, key, value in messages:
         if topic not in partitions_of:
             partitions_of[topic] = sorted(await producer.partitions_for(topic))
-        partition = _PARTITIONER(key, partitions_of[topic], partitions_of[topic])
+        partition = partition_for_key(key, partitions_of[topic], partitions_of[topic])
         batch = open_batches.get((topic, partition))
         if batch is None:
             batch = open_batches[(topic, partition)] = producer.create_batch()
