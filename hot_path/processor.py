@@ -130,7 +130,8 @@ def policy_validated_event(policy_id: str, version: int, stored: Callable[[str],
                 validated_at=validated_at, target_region=list(data["target_region"]),
                 target_industry=list(data["target_industry"]))
     event_id = policy_validated_event_id(policy_id, version)
-    envelope = build_event(EventType.POLICY_VALIDATED, data, producer=producer, event_id=event_id)
+    envelope = build_event(EventType.POLICY_VALIDATED, data, producer=producer, event_id=event_id,
+                           occurred_at=validated_at)
     return OutboxEvent(event_id=event_id, event_type=EventType.POLICY_VALIDATED.value, topic=topic, key=policy_id,
                        envelope=envelope)
 

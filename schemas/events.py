@@ -11,6 +11,7 @@ May import: the standard library, jsonschema, jsonschema_rs, pydantic, `common`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -141,6 +142,9 @@ class _NotJson(Exception):
 _JSON_SCALARS = (str, int, bool, type(None))  # exact types; subclasses (StrEnum, IntEnum) are converted below
 
 
+# Cached: every event of a batch carries the same batch time (occurred_at, validated_at), and formatting a datetime
+# costs more than looking it up. Equal instants in other zones hit the same entry, which is right: the result is UTC.
+@functools.lru_cache(maxsize=1024)
 def _utc_timestamp(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise _NotJson("is a naive datetime (no time zone); give an aware one")
@@ -149,22 +153,31 @@ def _utc_timestamp(value: datetime) -> str:
 
 def _to_json(value: Any) -> Any:
     """A JSON-ready copy: datetimes as RFC 3339 UTC, dates as YYYY-MM-DD, UUIDs and enums as their values."""
-    if type(value) in _JSON_SCALARS:
+    kind = type(value)
+    if kind in _JSON_SCALARS:
         return value
-    if isinstance(value, Mapping):
+    # Most values inside a dict or list are plain scalars: they are copied without a call (this runs for every
+    # event the hot path builds), and plain dicts and lists skip the slower abstract-class checks.
+    if kind is dict or isinstance(value, Mapping):
         converted: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _NotJson(f"key {key!r} is not a string")
+            if type(item) in _JSON_SCALARS:
+                converted[key] = item
+                continue
             try:
                 converted[key] = _to_json(item)
             except _NotJson as error:
                 error.path.insert(0, key)
                 raise
         return converted
-    if isinstance(value, list | tuple):
+    if kind is list or isinstance(value, list | tuple):
         items = []
         for index, item in enumerate(value):
+            if type(item) in _JSON_SCALARS:
+                items.append(item)
+                continue
             try:
                 items.append(_to_json(item))
             except _NotJson as error:

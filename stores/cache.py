@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.errors import StoreUnavailableError
@@ -14,9 +15,11 @@ from common.errors import StoreUnavailableError
 
 @contextlib.contextmanager
 def translate_errors(operation: str) -> Iterator[None]:
+    # A server that refuses the command (out of memory, a read-only replica) is as unusable as one that is down:
+    # for the cache both mean "carry on without it", never "this record is poison".
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+    except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as error:
         raise StoreUnavailableError(f"redis {operation} failed: {type(error).__name__}", store="redis") from error
 
 

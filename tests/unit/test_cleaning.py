@@ -517,6 +517,28 @@ def test_content_hash_is_sha256_of_the_stored_fields_as_a_json_array() -> None:
     assert policy.content_hash == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# Text with characters JSON escapes (quotes, backslashes, controls) and others it does not (Hangul, U+2028, DEL).
+_FIELD_TEXT = st.text(st.characters(exclude_categories=("Cs",)) | st.sampled_from('"\\\x07\x1f\x7f\u2028/'),
+                      min_size=1, max_size=40).filter(lambda text: any(char.isalnum() for char in text))
+
+
+@given(title=_FIELD_TEXT, content=_FIELD_TEXT, industry=_FIELD_TEXT, funding=_FIELD_TEXT)
+@settings(max_examples=300, deadline=None)
+def test_content_hash_is_the_documented_recipe_for_any_text(title: str, content: str, industry: str,
+                                                            funding: str) -> None:
+    # The hash is written with orjson for speed; the recipe says json.dumps. One byte of difference (an escape
+    # written another way) would give every stored policy a new version once.
+    policy = normalize_record(raw_record(title=title, content=content, target_industry=[industry],
+                                         funding_type=funding))
+    stored = [
+        "clean-policy/1", policy.source_system, policy.external_id, policy.title, policy.content,
+        policy.issuing_organization, policy.target_region, policy.target_industry, policy.funding_type,
+        "2026-03-02", "2026-03-31", policy.original_url,
+    ]
+    canonical = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+    assert policy.content_hash == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def test_content_hash_ignores_collection_time_version_and_raw_data_key_order() -> None:
     record = raw_record()
     reordered = dict(reversed(list(record.raw_data.items())))
