@@ -505,16 +505,20 @@ def test_clean_policy_is_frozen_and_serialisable_for_the_cache() -> None:
     assert "raw_data" not in document and "010-1234-5678" not in json.dumps(document, ensure_ascii=False)
 
 
-def test_content_hash_is_sha256_of_the_stored_fields_as_a_json_array() -> None:
-    # The recipe, spelled out: changing it changes the hash of every stored policy (one new version each).
-    policy = normalize_record(raw_record())
+def documented_content_hash(policy: CleanPolicy) -> str:
+    """The recipe, spelled out: changing it changes the hash of every stored policy (one new version each)."""
     stored = [
         "clean-policy/1", policy.source_system, policy.external_id, policy.title, policy.content,
         policy.issuing_organization, policy.target_region, policy.target_industry, policy.funding_type,
         "2026-03-02", "2026-03-31", policy.original_url,
     ]
     canonical = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
-    assert policy.content_hash == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def test_content_hash_is_sha256_of_the_stored_fields_as_a_json_array() -> None:
+    policy = normalize_record(raw_record())
+    assert policy.content_hash == documented_content_hash(policy)
 
 
 # Text with characters JSON escapes (quotes, backslashes, controls) and others it does not (Hangul, U+2028, DEL).
@@ -530,13 +534,7 @@ def test_content_hash_is_the_documented_recipe_for_any_text(title: str, content:
     # written another way) would give every stored policy a new version once.
     policy = normalize_record(raw_record(title=title, content=content, target_industry=[industry],
                                          funding_type=funding))
-    stored = [
-        "clean-policy/1", policy.source_system, policy.external_id, policy.title, policy.content,
-        policy.issuing_organization, policy.target_region, policy.target_industry, policy.funding_type,
-        "2026-03-02", "2026-03-31", policy.original_url,
-    ]
-    canonical = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
-    assert policy.content_hash == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    assert policy.content_hash == documented_content_hash(policy)
 
 
 def test_content_hash_ignores_collection_time_version_and_raw_data_key_order() -> None:
