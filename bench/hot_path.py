@@ -119,8 +119,7 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
     try:
         await wait_until_consuming(settings, source)
         consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events,
-                                    bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="latest",
-                                    fetch_max_wait_ms=kafka.FETCH_MAX_WAIT_MS)  # as a downstream consumer would
+                                    bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="latest")
         await consumer.start()
         await asyncio.sleep(1)  # let the consumer take its partitions before the measured records flow
         count = int(rate_per_second * seconds)
