@@ -10,8 +10,8 @@ What lives here:
 
 No I/O, no clock, no logging: the same input always gives the same output. May import the standard library,
 pydantic, orjson, ``schemas`` and ``collectors.parsing`` only (today it needs only the standard library,
-orjson and ``schemas``: collectors already turned HTML into plain text with ``collectors.parsing.clean_text``, which is
-far too slow for the hot path and has nothing left to do here).
+orjson and ``schemas``: collectors already turned HTML into plain text with ``collectors.parsing.clean_text``,
+which is far too slow for the hot path and has nothing left to do here).
 
 Masking rules
 -------------
