@@ -74,7 +74,7 @@ async def policies(settings: Settings, ids: list[str]) -> dict[str, dict[str, An
 
 
 async def events_for(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
-    rows = await fetch(settings, "SELECT envelope::text FROM event_outbox WHERE event_type = 'data.quality_updated' "
+    rows = await fetch(settings, "SELECT envelope FROM event_outbox WHERE event_type = 'data.quality_updated' "
                                  "AND message_key = ANY($1::text[]) ORDER BY id", ids)
     return [orjson.loads(row["envelope"]) for row in rows]
 

@@ -136,8 +136,9 @@ async def test_no_secret_or_contact_data_in_what_the_pipeline_writes(
             "SELECT to_jsonb(d)::text AS row FROM dead_letters d WHERE source_system = ANY($1::text[])", names)
         policies = await connection.fetch(
             "SELECT to_jsonb(p)::text AS row FROM policies p WHERE source_system = ANY($1::text[])", names)
-        outbox = await connection.fetch("SELECT envelope::text AS row FROM event_outbox WHERE message_key = ANY("
-                                        "SELECT id::text FROM policies WHERE source_system = ANY($1::text[]))", names)
+        outbox = await connection.fetch(
+            "SELECT convert_from(envelope, 'UTF8') AS row FROM event_outbox WHERE message_key = ANY("
+            "SELECT id::text FROM policies WHERE source_system = ANY($1::text[]))", names)
     assert len(letters) == 2 and len(policies) == 1
     stored_policy = json.loads(policies[0]["row"])
     assert "[REDACTED]" in stored_policy["content"] and "[전화번호]" in stored_policy["content"]

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from common.errors import ErrorCode
@@ -471,6 +473,15 @@ def test_fact_event_id_is_one_id_per_fact() -> None:
     assert first != fact_event_id(EventType.DATA_QUALITY_UPDATED, policy_id, 1)
     built = build_event(EventType.POLICY_VALIDATED, policy_validated_data(), producer=PRODUCER, event_id=first)
     assert built["event_id"] == first
+
+
+@settings(max_examples=500)
+@given(st.lists(st.text() | st.integers(), max_size=4))
+def test_fact_event_id_is_the_standard_uuid5(fact: list[str | int]) -> None:
+    # The hand-rolled UUID5 must be uuid.uuid5 exactly: ids already announced must never change.
+    name = ":".join([EventType.POLICY_VALIDATED.value, *(str(part) for part in fact)])
+    expected = str(uuid.uuid5(events.FACT_EVENT_ID_NAMESPACE, name))
+    assert fact_event_id(EventType.POLICY_VALIDATED, *fact) == expected
 
 
 def test_event_id_is_kept_when_given_so_a_repeat_is_the_same_event() -> None:
