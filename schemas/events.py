@@ -232,9 +232,10 @@ def _uuid5_text(name: str) -> str:
     """`str(uuid.uuid5(FACT_EVENT_ID_NAMESPACE, name))`, in a third of the time (one per hot-path event): the
     same SHA-1 and version/variant bits, without building a `UUID` object. tests/unit/test_events.py holds the
     two equal."""
-    digest = int.from_bytes(hashlib.sha1(_FACT_EVENT_ID_PREFIX + name.encode("utf-8")).digest()[:16])
-    digest = (digest & ~(0xF000 << 64) | (5 << 76)) & ~(0xC000 << 48) | (0x8000 << 48)
-    text = f"{digest:032x}"
+    value = int.from_bytes(hashlib.sha1(_FACT_EVENT_ID_PREFIX + name.encode("utf-8")).digest()[:16])
+    value = value & ~(0xF000 << 64) | 5 << 76  # version 5
+    value = value & ~(0xC000 << 48) | 0x8000 << 48  # the RFC 4122 variant
+    text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
