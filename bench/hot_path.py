@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -113,6 +114,25 @@ async def wait_until_consuming(settings: Settings, source: str, timeout_seconds:
     raise TimeoutError("the hot path did not start consuming")
 
 
+async def wait_until_group_stable(settings: Settings, members: int, timeout_seconds: float = 60) -> None:
+    """Wait until the consumer group has `members` members and no rebalance under way: measured earlier, a
+    replica joining mid-measurement stopped every member for the rebalance and the stream's backlog from that
+    pause was counted as the hot path's latency."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            [response] = await admin.describe_consumer_groups([settings.kafka_consumer_group])
+            [group] = response.to_object()["groups"]
+            if group["state"] == "Stable" and len(group["members"]) == members:
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    raise TimeoutError(f"the consumer group did not settle with {members} members")
+
+
 async def measure_latency(settings: Settings, rate_per_second: float, seconds: float, replicas: int) -> dict:
     source = f"latency_{uuid.uuid4().hex[:6]}"
     settings = settings.model_copy(update={"kafka_consumer_group": f"{settings.kafka_consumer_group}-latency"})
@@ -120,6 +140,7 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
     latencies: list[float] = []
     try:
         await wait_until_consuming(settings, source)
+        await wait_until_group_stable(settings, replicas)
         # The measuring consumer must not add latency of its own: the embedded broker answers a fetch only when
         # the fetch's wait runs out, so with the default 500 ms wait an event could sit up to half a second
         # before this consumer even asked for it. 10 ms keeps that under 1% of the target.

