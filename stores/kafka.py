@@ -54,10 +54,9 @@ def create_consumer(settings: Settings, *topics: str, group_id: str, **overrides
         "isolation_level": "read_committed",
         # A fetch waits at most this long for new messages. Kafka answers as soon as one arrives; the embedded
         # broker (tansu) answers only when the wait runs out. At the default 500 ms that was most of the hot
-        # path's latency at low rates (p50 230 ms at 100 records/s, 47 ms with 50 ms waits), and at high rates
-        # it hands the hot path up to half a second of records at once (bench/hot_path.py at half rate, p99:
-        # 325-1,140 ms in three runs with 500 ms waits, 278-533 ms in four of five runs with 100 ms; the fifth
-        # ran while the shared host had slowed below half the rate just measured).
+        # path's latency at low rates (p50 230 ms at 100 records/s; 47 ms with 100 ms waits, measured), and at
+        # high rates it handed the hot path up to half a second of records at once. Whether it also lowers p99
+        # under load was not settled: the benchmark's runs went both ways on this shared host.
         "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
     }
     options.update(overrides)
