@@ -92,17 +92,17 @@ def unstamped_records(count: int, source: str) -> list[RawPolicyData]:
     return [make_record(index, source=source, collected_at=UNSTAMPED) for index in range(count)]
 
 
-async def publish(settings: Settings, messages: list[tuple[bytes, bytes]], *,
-                  rate_per_second: float | None = None) -> None:
-    """Send the messages with the collectors' producer; at `rate_per_second`, in a burst every
-    STREAM_BURST_SECONDS, each burst stamped with the time it is sent (`collected_at`, from which latency runs).
+async def publish(settings: Settings, messages: list[tuple[bytes, bytes]], *, rate_per_second: float | None = None,
+                  burst_seconds: float = STREAM_BURST_SECONDS) -> None:
+    """Send the messages with the collectors' producer; at `rate_per_second`, in a burst every `burst_seconds`,
+    each burst stamped with the time it is sent (`collected_at`, from which latency runs).
 
     The collectors send a source run's records in one go (`collectors.run._publish`), so the raw topic gets
     bursts, not a drip. The burst length also matters to the embedded broker (tansu 0.6): its fetch lists every
     batch stored in the partition, so a drip of small batches makes each fetch dearer as the stream goes on.
-    Measured at 3,500 records/s with 2 replicas over 20 s: in 5 ms ticks its CPU climbed from 23% to 46% of a
-    core (103 µs per record); in 50 ms bursts it stayed at 18-23% (60 µs per record). Kafka finds a fetch's
-    offset in an index, at a cost that does not grow like that.
+    Measured at 3,500 records/s with 2 replicas: in 5 ms ticks its CPU climbed from 23% to 46% of a core within
+    20 s (103 µs per record); in 50 ms bursts it took 18-23% over 10 s (60 µs per record) and 33% by 20 s.
+    Kafka finds a fetch's offset in an index, at a cost that does not grow like that.
     """
     topic = settings.kafka_topic_raw_policies
     producer = kafka.create_producer(settings)
@@ -111,7 +111,7 @@ async def publish(settings: Settings, messages: list[tuple[bytes, bytes]], *,
         if rate_per_second is None:
             await kafka.send_all(producer, ((topic, key, value) for key, value in messages))
             return
-        burst = max(1, round(rate_per_second * STREAM_BURST_SECONDS))
+        burst = max(1, round(rate_per_second * burst_seconds))
         sending: list[asyncio.Task[int]] = []
         started = time.monotonic()
         for first in range(0, len(messages), burst):
@@ -197,7 +197,7 @@ async def read_events(settings: Settings, source: str, wanted: set[str]) -> dict
 
 
 async def measure_latency(settings: Settings, rate_per_second: float, seconds: float, replicas: int,
-                          partitions: int) -> dict:
+                          partitions: int, burst_seconds: float = STREAM_BURST_SECONDS) -> dict:
     """On topics of its own: the throughput phase's 100,000 stored records would make every fetch of the embedded
     broker dearer (see `publish`), a cost Kafka does not have."""
     source = f"latency_{uuid.uuid4().hex[:6]}"
@@ -239,7 +239,7 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
 
         cpu_before = cpu_times()
         collecting = asyncio.create_task(collect_events())
-        await publish(settings, messages, rate_per_second=rate_per_second)
+        await publish(settings, messages, rate_per_second=rate_per_second, burst_seconds=burst_seconds)
         try:
             await asyncio.wait_for(collecting, timeout=seconds + 60)
         except TimeoutError:
@@ -252,8 +252,8 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
             process.send_signal(signal.SIGTERM)
         for process in processes:
             await asyncio.to_thread(process.wait)
-    # An event this consumer never received is looked for from the start of the topic. Seen once (2 runs in
-    # about 10), the embedded broker's fetch skipped a few events that are in the topic. One found there counts
+    # An event this consumer never received is looked for from the start of the topic: in 2 of 8 trial runs of
+    # 20 s, the embedded broker's fetch skipped a few (18 of 70,000 in one) that are in the topic. One found there counts
     # with its latency up to now, an upper bound; one not there at all is lost, and fails the target.
     unseen = {record.collection_metadata.external_id for record in records} - latencies.keys()
     found_later = await read_events(settings, source, unseen) if unseen else {}
@@ -262,7 +262,7 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
         latencies[external_id] = (now - collected).total_seconds()
     values = list(latencies.values())
     quantiles = statistics.quantiles(values, n=100)
-    return {"rate_per_second": round(rate_per_second), "records": len(values),
+    return {"rate_per_second": round(rate_per_second), "burst_ms": round(burst_seconds * 1000), "records": len(values),
             "p50_ms": round(quantiles[49] * 1000, 1), "p95_ms": round(quantiles[94] * 1000, 1),
             "p99_ms": round(quantiles[98] * 1000, 1), "max_ms": round(max(values) * 1000, 1),
             "missed_by_tailing_consumer": len(found_later), "lost": len(unseen) - len(found_later),
@@ -317,6 +317,8 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--replicas", type=int, default=2, help="hot path processes (the design's minimum: 2)")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--burst-ms", type=float, default=STREAM_BURST_SECONDS * 1000,
+                        help="the measured stream is sent in a burst every this many ms")
     arguments = parser.parse_args()
 
     settings = await asyncio.to_thread(stack.up, load_core_settings())
@@ -339,8 +341,9 @@ async def main() -> None:
           f"CPU stolen by the host: {throughput['host_steal_percent']}%)")
     rate = (throughput["records_per_second"] or TARGET_RECORDS_PER_SECOND) / 2
     latency = await measure_latency(settings, rate, arguments.latency_seconds, arguments.replicas,
-                                    arguments.partitions)
-    print(f"latency at {latency['rate_per_second']} records/s ({latency['records']} records, collection to event): "
+                                    arguments.partitions, arguments.burst_ms / 1000)
+    print(f"latency at {latency['rate_per_second']} records/s in {latency['burst_ms']} ms bursts "
+          f"({latency['records']} records, collection to event): "
           f"p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms, "
           f"max {latency['max_ms']} ms; CPU stolen by the host: {latency['host_steal_percent']}%")
     if latency["missed_by_tailing_consumer"] or latency["lost"]:
