@@ -252,9 +252,9 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
             process.send_signal(signal.SIGTERM)
         for process in processes:
             await asyncio.to_thread(process.wait)
-    # An event this consumer never received is looked for from the start of the topic: in 2 of 8 trial runs of
-    # 20 s, the embedded broker's fetch skipped a few (18 of 70,000 in one) that are in the topic. One found there counts
-    # with its latency up to now, an upper bound; one not there at all is lost, and fails the target.
+    # An event this consumer never received is looked for from the start of the topic: in 2 of 8 trial runs
+    # of 20 s, the embedded broker's fetch skipped a few (18 of 70,000 in one) that are in the topic. One found
+    # there counts with its latency up to now, an upper bound; one not there at all is lost, and fails the target.
     unseen = {record.collection_metadata.external_id for record in records} - latencies.keys()
     found_later = await read_events(settings, source, unseen) if unseen else {}
     now = datetime.now(UTC)
