@@ -112,17 +112,17 @@ async def publish(settings: Settings, messages: list[tuple[bytes, bytes]], *, ra
             await kafka.send_all(producer, ((topic, key, value) for key, value in messages))
             return
         burst = max(1, round(rate_per_second * burst_seconds))
-        sending: list[asyncio.Task[int]] = []
+        deliveries: list[asyncio.Future[object]] = []
         started = time.monotonic()
         for first in range(0, len(messages), burst):
             if (delay := started + first / rate_per_second - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
             stamp = _json_datetime(datetime.now(UTC))
-            stamped = [(topic, key, value.replace(UNSTAMPED_JSON, stamp, 1))
-                       for key, value in messages[first:first + burst]]
-            # Not awaited one by one: a slow acknowledgement must not hold back the next burst (and its stamp).
-            sending.append(asyncio.create_task(kafka.send_all(producer, stamped)))
-        await asyncio.gather(*sending)
+            # One `send` per record, as the collectors do: the producer packs what is waiting for a partition
+            # into one request, where a batch per burst (`send_all`) would queue up behind the previous one.
+            for key, value in messages[first:first + burst]:
+                deliveries.append(await producer.send(topic, value.replace(UNSTAMPED_JSON, stamp, 1), key=key))
+        await asyncio.gather(*deliveries)
     finally:
         await producer.stop()
 
