@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from devstack import stack
 from devstack.synthetic import make_record, make_records
 from hot_path.cleaning import normalize_record
-from hot_path.processor import RawMessage, validate_message
+from hot_path.processor import RawMessage, policy_validated_event, validate_message
 from schemas.records import RawPolicyData
 from settings import Settings, load_core_settings
 from stores import cache, kafka, postgres
@@ -294,12 +294,6 @@ async def measure_baseline(settings: Settings, count: int) -> dict:
     Each record gets the same work as in the hot path (validation, masking and normalisation, a full
     `policy.validated` event checked against its schema), so the ratio measures batching and pipelining, not
     skipped work."""
-    import orjson
-
-    from hot_path.cleaning import normalize_record
-    from hot_path.processor import policy_validated_event
-    from schemas.records import RawPolicyData
-
     source = f"baseline_{uuid.uuid4().hex[:6]}"
     payloads = [record.model_dump_json().encode() for record in make_records(count, source=source)]
     redis_client = cache.create_client(settings.redis_url)
