@@ -220,14 +220,8 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
     """On topics of its own: the throughput phase's 100,000 stored records would make every fetch of the embedded
     broker dearer (see `publish`), a cost Kafka does not have."""
     source = f"latency_{uuid.uuid4().hex[:6]}"
-    token = uuid.uuid4().hex[:6]
-    topics = {"kafka_topic_raw_policies": f"bench-latency-raw-{token}",
-              "kafka_topic_policy_events": f"bench-latency-events-{token}",
-              "kafka_topic_dlq": f"bench-latency-dlq-{token}"}
-    await kafka.ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()),
-                              partitions=partitions)
-    settings = settings.model_copy(update={**topics,
-                                           "kafka_consumer_group": f"{settings.kafka_consumer_group}-latency"})
+    settings = await kafka.with_own_topics(settings, f"bench-latency-{uuid.uuid4().hex[:6]}", partitions=partitions)
+    settings = settings.model_copy(update={"kafka_consumer_group": f"{settings.kafka_consumer_group}-latency"})
     count = int(rate_per_second * seconds)
     records = unstamped_records(count, source)
     messages = encode(records)
@@ -337,10 +331,8 @@ async def main() -> None:
     speed_before = host_speed_ms()
     settings = await asyncio.to_thread(stack.up, load_core_settings())
     token = uuid.uuid4().hex[:8]
-    topics = {"kafka_topic_raw_policies": f"bench-raw-{token}", "kafka_topic_policy_events": f"bench-events-{token}",
-              "kafka_topic_dlq": f"bench-dlq-{token}"}
-    await kafka.ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()), partitions=arguments.partitions)
-    settings = settings.model_copy(update={**topics, "hot_path_batch_size": arguments.batch_size,
+    settings = await kafka.with_own_topics(settings, f"bench-{token}", partitions=arguments.partitions)
+    settings = settings.model_copy(update={"hot_path_batch_size": arguments.batch_size,
                                            "kafka_consumer_group": f"bench-{token}"})
 
     # The baseline first, on the same database as the hot path will find: measured after it, it would also

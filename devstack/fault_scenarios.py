@@ -556,13 +556,8 @@ async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenari
     """Run one scenario on the running stack of `core` (`settings` are its settings); see the module doc."""
     token = uuid.uuid4().hex[:8]
     source_name = f"fault_{scenario.name}_{token}"
-    settings = settings.model_copy(update={
-        "kafka_topic_raw_policies": f"fault-raw-{token}", "kafka_topic_policy_events": f"fault-events-{token}",
-        "kafka_topic_dlq": f"fault-dlq-{token}", "kafka_consumer_group": f"fault-{token}",
-    })
-    await kafka.ensure_topics(settings.kafka_bootstrap_servers,
-                              [settings.kafka_topic_raw_policies, settings.kafka_topic_policy_events,
-                               settings.kafka_topic_dlq], partitions=settings.kafka_topic_partitions)
+    settings = await kafka.with_own_topics(settings, f"fault-{token}", partitions=settings.kafka_topic_partitions)
+    settings = settings.model_copy(update={"kafka_consumer_group": f"fault-{token}"})
     result = ScenarioResult(scenario=scenario.name, fault=scenario.describe())
     feed = GrowingSource(prefix=f"F{token}")
     work = Path(tempfile.mkdtemp(prefix=f"fault-{scenario.name}-"))

@@ -144,3 +144,12 @@ async def ping(bootstrap_servers: str) -> None:
             await admin.list_topics()
         finally:
             await admin.close()
+
+
+async def with_own_topics(settings: Settings, tag: str, *, partitions: int) -> Settings:
+    """`settings` with a raw, events and dead-letter topic of their own, named after `tag` and created: a test,
+    benchmark or fault scenario then reads back only its own records and events."""
+    topics = {"kafka_topic_raw_policies": f"raw-{tag}", "kafka_topic_policy_events": f"events-{tag}",
+              "kafka_topic_dlq": f"dlq-{tag}"}
+    await ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()), partitions=partitions)
+    return settings.model_copy(update=topics)

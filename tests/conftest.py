@@ -72,11 +72,8 @@ def own_topics(stack: Settings) -> OwnTopics:
     async def with_own_topics(*, partitions: int, **overrides: Any) -> Settings:
         from stores import kafka
 
-        token = uuid.uuid4().hex[:8]
-        topics = {"kafka_topic_raw_policies": f"raw-{token}", "kafka_topic_policy_events": f"events-{token}",
-                  "kafka_topic_dlq": f"dlq-{token}"}
-        await kafka.ensure_topics(stack.kafka_bootstrap_servers, list(topics.values()), partitions=partitions)
-        return stack.model_copy(update={**topics, **overrides})
+        settings = await kafka.with_own_topics(stack, uuid.uuid4().hex[:8], partitions=partitions)
+        return settings.model_copy(update=overrides)
 
     return with_own_topics
 
