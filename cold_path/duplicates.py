@@ -16,10 +16,30 @@ How it decides, for two records A and B (`compare`):
    trigrams (containment), weighted the rest. Equal title, organisation, dates and body: 1.0 ("exact").
 3. A duplicate when the similarity reaches the threshold (setting DUPLICATE_SIMILARITY_THRESHOLD).
 
-Blocking (`fingerprint`): MinHash of the title's bigrams, `BANDS` bands of `ROWS` rows, each band hashed into
-one signed 64-bit key. Two records are compared only when they share a band key: titles with Jaccard 0.5 share
-one with probability 0.93, unrelated titles (Jaccard < 0.1) almost never. Keys are stored
-(`policy_fingerprints`) so a new record finds its candidates with one indexed query, never a table scan.
+Blocking (`block_keys`): MinHash of the title's bigrams, `BANDS` bands of `ROWS` rows. Two records are compared
+only when they share a band: titles with Jaccard 0.5 share one with probability 0.93, unrelated titles (Jaccard
+< 0.1) almost never. A band alone is not enough at national size: templated titles ("2026년 {지역} {대상} {사업}
+공고") reduce to the same identity for every year and 시·도, so a band would hold thousands of records that a guard
+tells apart anyway, and a record's cost would grow with the table. So each band key is pinned to the guards that
+are plain equalities, as record-linkage blocking rules are (conjunctions of exact keys):
+
+- the round markers, always (`rounds differ` fires on any difference, so two records of one band and another
+  round can never match);
+- the years and the 시·도 of the record. Either guard fires only when both records carry a value and the values
+  are disjoint, so a record without one (a press release names no region, a standing programme no year) is a
+  wildcard on it. Each record is filed under keys that say what it has ("year+region" 2026/서울, "year, no
+  region" 2026, "region, no year" 서울, "neither"), and under keys for each value alone ("year" 2026, "region"
+  서울, or "no year" / "no region") and for the band itself ("all"). It probes exactly the keys that the
+  records it could match are filed under: a record with both probes "year+region" for its own pairs, the
+  wildcards' keys for its year, its region and "neither"; a record with a year only probes "year" and "no
+  year"; one with neither probes "all".
+
+Every pair that passes the guards and shares a band therefore shares a key (tested); the blocks pinned records
+probe hold the programme's own year and 시·도 only, so their size follows how many programmes one name has in one
+year and region, not the size of the table. Records without a year or a region probe wider blocks (a whole band
+for one with neither): that is the correct fallback, and such records are few. Keys are stored
+(`policy_fingerprints`, with `SCHEME`) so a new record finds its candidates with one indexed query, never a table
+scan; keys of another scheme are computed again before a run scores anything.
 
 Pure: no I/O. Hashes are stable across processes (no `hash()`: Python salts it per process).
 """
@@ -29,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import random
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -48,7 +69,7 @@ from cold_path.features import (
 )
 from cold_path.records import PolicyRecord
 
-SCHEME = "minhash-title-bigram/1"
+SCHEME = "minhash-title-bigram/2"  # 2: band keys pinned to rounds, year and 시·도
 BANDS, ROWS = 20, 3
 DATE_TOLERANCE_DAYS = 14
 TITLE_WEIGHT = 0.7
@@ -105,18 +126,61 @@ def features(record: PolicyRecord) -> DuplicateFeatures:
     )
 
 
-def fingerprint(item: DuplicateFeatures) -> list[int]:
-    """The record's band keys (signed 64-bit, for a PostgreSQL bigint[])."""
-    if not item.title_grams:
-        return []
+@dataclass(frozen=True, slots=True)
+class BlockKeys:
+    """Where a record is filed (`stored`, in `policy_fingerprints`) and where it looks for candidates (`probes`).
+    Signed 64-bit, for a PostgreSQL bigint[]."""
+
+    stored: tuple[int, ...]
+    probes: tuple[int, ...]
+
+
+def _key(*parts: object) -> int:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _bands(item: DuplicateFeatures) -> list[tuple[int, tuple[int, ...]]]:
+    """The title's MinHash signature cut into (band number, its rows)."""
     hashed = [zlib.crc32(gram.encode("utf-8")) for gram in item.title_grams]
     signature = [min((a * value + b) % _PRIME for value in hashed) for a, b in _PERMUTATIONS]
-    keys = []
-    for band in range(BANDS):
-        rows = signature[band * ROWS : (band + 1) * ROWS]
-        digest = hashlib.blake2b(repr((band, rows)).encode(), digest_size=8).digest()
-        keys.append(int.from_bytes(digest, "big", signed=True))
-    return keys
+    return [(band, tuple(signature[band * ROWS : (band + 1) * ROWS])) for band in range(BANDS)]
+
+
+def block_keys(item: DuplicateFeatures) -> BlockKeys:
+    """The record's block keys (see the module docstring); none for a title with nothing that names a program."""
+    if not item.title_grams:
+        return BlockKeys((), ())
+    rounds = tuple(sorted(item.rounds))
+    years, provinces = sorted(item.years), sorted(item.provinces)
+    stored: list[int] = []
+    probes: list[int] = []
+    for band, rows in _bands(item):
+        def key(kind: str, *pins: object, band: int = band, rows: tuple[int, ...] = rows) -> int:
+            return _key(kind, band, rows, rounds, *pins)
+
+        stored.append(key("all"))
+        stored.extend([key("year", year) for year in years] or [key("no year")])
+        stored.extend([key("region", province) for province in provinces] or [key("no region")])
+        if years and provinces:
+            pinned = [key("year+region", year, province) for year in years for province in provinces]
+            stored.extend(pinned)
+            probes.extend(pinned)
+            probes.extend(key("year, no region", year) for year in years)
+            probes.extend(key("region, no year", province) for province in provinces)
+            probes.append(key("neither"))
+        elif years:
+            stored.extend(key("year, no region", year) for year in years)
+            probes.extend(key("year", year) for year in years)
+            probes.append(key("no year"))
+        elif provinces:
+            stored.extend(key("region, no year", province) for province in provinces)
+            probes.extend(key("region", province) for province in provinces)
+            probes.append(key("no region"))
+        else:
+            stored.append(key("neither"))
+            probes.append(key("all"))
+    return BlockKeys(tuple(stored), tuple(probes))
 
 
 def _far_apart(first: date | None, second: date | None) -> bool:
@@ -167,22 +231,22 @@ class CanonicalIndex:
     def __init__(self) -> None:
         self._by_key: dict[int, list[DuplicateFeatures]] = {}
 
-    def add(self, item: DuplicateFeatures, keys: list[int]) -> None:
-        for key in keys:
+    def add(self, item: DuplicateFeatures, stored_keys: Sequence[int]) -> None:
+        for key in stored_keys:
             self._by_key.setdefault(key, []).append(item)
 
-    def candidates(self, keys: list[int]) -> dict[str, DuplicateFeatures]:
-        """The canonical records sharing at least one of `keys`, by id."""
+    def candidates(self, probes: Sequence[int]) -> dict[str, DuplicateFeatures]:
+        """The canonical records filed under at least one of `probes`, by id."""
         found: dict[str, DuplicateFeatures] = {}
-        for key in keys:
+        for key in probes:
             for candidate in self._by_key.get(key, ()):
                 found.setdefault(candidate.policy_id, candidate)
         return found
 
-    def best_match(self, item: DuplicateFeatures, keys: list[int], threshold: float) -> Match | None:
-        """The most similar canonical record sharing a band key, if it reaches `threshold`."""
+    def best_match(self, item: DuplicateFeatures, probes: Sequence[int], threshold: float) -> Match | None:
+        """The most similar canonical record filed under one of `probes`, if it reaches `threshold`."""
         best: Match | None = None
-        for candidate_id, candidate in self.candidates(keys).items():
+        for candidate_id, candidate in self.candidates(probes).items():
             if candidate_id == item.policy_id:
                 continue
             value, method = similarity(item, candidate)

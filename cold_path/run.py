@@ -11,14 +11,14 @@ it again and resolves the letter when it succeeds.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-import asyncpg
 
 from cold_path.records import PolicyRecord
 from cold_path.scoring import QualityWeights
@@ -27,6 +27,7 @@ from cold_path.store import ColdPathStore, RunRow
 from common import metrics
 from common.errors import ErrorCode, PipelineError
 from common.logging import get_logger
+from common.progress import progress
 from schemas.events import EventType, build_event
 from settings import Settings
 from stores import postgres
@@ -129,48 +130,97 @@ def _observe(decisions: list[Decision], committed_at: datetime) -> None:
         metrics.pipeline_processing_latency_seconds.labels(path="cold").observe(max(0.0, waited))
 
 
+@dataclass(frozen=True)
+class WorkerReport:
+    """What one worker of a run did: `batch_seconds` is the wall time of each batch it committed, in order."""
+
+    failed: int
+    requeued: int
+    batches: int
+    batch_seconds: tuple[float, ...]
+
+
 async def run_cold_path(settings: Settings, *, limit: int | None = None, source: str | None = None,
                         rescore_all: bool = False, run_id: str | None = None) -> ColdPathReport:
     """Score up to `limit` records (default: all waiting) of `source` (default: all), in batches of
     COLD_PATH_BATCH_SIZE; `rescore_all`: every record that is not archived, not only new and changed ones.
     `run_id` names the run in `pipeline_metadata`, `processing_history`, `quality_metrics` and `audit_logs`
     (default: a new `cold-<uuid>`). Raises `ColdPathError` (DP_4002), or a retriable `PipelineError` when an
-    engine was unavailable, after recording the failed run."""
+    engine was unavailable, after recording the failed run.
+
+    One process does the whole run here; the `policy_cold_path` DAG runs the same three steps as tasks, with
+    `score_batches` mapped over several workers."""
     run_id = run_id or f"cold-{uuid.uuid4()}"
-    parameters = {"limit": limit, "source": source, "rescore_all": rescore_all}
     started = time.monotonic()
-    pool = await postgres.create_pool(settings)
-    store = ColdPathStore(pool)
-    try:
-        await store.start_run(run_id, parameters)
+    rescore_since = await start_run(settings, run_id, limit=limit, source=source, rescore_all=rescore_all)
+    worker = await score_batches(settings, run_id, limit=limit, source=source, rescore_since=rescore_since)
+    return await finish_run(settings, run_id, [worker], elapsed_seconds=time.monotonic() - started)
+
+
+async def start_run(settings: Settings, run_id: str, *, limit: int | None, source: str | None,
+                    rescore_all: bool) -> datetime | None:
+    """Open the run's `pipeline_metadata` row (a retry with the same id reuses it) and file again any active
+    record whose duplicate-detection keys are of an older scheme. Returns the `rescore_since` every worker of the
+    run passes to `score_batches` (the database's clock now, for --rescore-all; else None)."""
+    async with _store(settings) as store:
+        await store.start_run(run_id, {"limit": limit, "source": source, "rescore_all": rescore_all})
         try:
-            failed, requeued, batches = await _run_batches(store, pool, settings, run_id, limit=limit,
-                                                           source=source, rescore_all=rescore_all)
+            refreshed = await store.refresh_fingerprints()
         except Exception as error:
-            await _record_failure(store, run_id, error)
-            if isinstance(error, PipelineError):
-                raise
-            raise ColdPathError(f"cold path run {run_id} failed: {type(error).__name__}: {error}",
-                                run_id=run_id) from error
+            raise await _failed(store, run_id, error) from error
+        if refreshed:
+            log.info("cold_path_fingerprints_refreshed", run_id=run_id, records=refreshed)
+        return await store.database_now() if rescore_all else None
+
+
+async def score_batches(settings: Settings, run_id: str, *, limit: int | None = None, source: str | None = None,
+                        rescore_since: datetime | None = None) -> WorkerReport:
+    """One worker of run `run_id`: claim and score batches until nothing is left (or `limit` records are done).
+    Any number of workers may run this at once, in any processes: each batch is claimed with SKIP LOCKED."""
+    async with _store(settings) as store:
+        try:
+            return await _run_batches(store, settings, run_id, limit=limit, source=source,
+                                      rescore_since=rescore_since)
+        except Exception as error:
+            raise await _failed(store, run_id, error) from error
+
+
+async def finish_run(settings: Settings, run_id: str, workers: Sequence[WorkerReport], *,
+                     elapsed_seconds: float) -> ColdPathReport:
+    """Close the run: its figures, counted from what every worker wrote under `run_id` (`processing_history`), so
+    they are right whichever worker or retry decided a record."""
+    failed = sum(worker.failed for worker in workers)
+    requeued = sum(worker.requeued for worker in workers)
+    batches = sum(worker.batches for worker in workers)
+    async with _store(settings) as store:
         counts, codes, distribution, means = summarise(run_id, await store.run_rows(run_id))
         for source_name, mean in means.items():
             metrics.data_quality_score.labels(source=source_name).set(mean)
+        parameters = await store.run_parameters(run_id)
         report = ColdPathReport(run_id=run_id, counts=counts, rejected_by_code=codes,
                                 score_distribution=distribution, mean_score_by_source=means, failed=failed,
-                                requeued=requeued, batches=batches,
-                                elapsed_seconds=round(time.monotonic() - started, 3), parameters=parameters)
+                                requeued=requeued, batches=batches, elapsed_seconds=round(elapsed_seconds, 3),
+                                parameters=parameters)
         await store.finish_run(run_id, status="succeeded", processed=report.processed, failed=failed, summary={
             "counts": counts, "rejected_by_code": codes, "score_distribution": distribution,
-            "mean_score_by_source": means, "requeued": requeued, "batches": batches,
+            "mean_score_by_source": means, "requeued": requeued, "batches": batches, "workers": len(workers),
             "elapsed_seconds": report.elapsed_seconds})
-        log.info("cold_path_completed", run_id=run_id, **counts, failed=failed, requeued=requeued,
-                 elapsed_seconds=report.elapsed_seconds)
-        return report
+    log.info("cold_path_completed", run_id=run_id, **counts, failed=failed, requeued=requeued,
+             workers=len(workers), elapsed_seconds=report.elapsed_seconds)
+    return report
+
+
+@contextlib.asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[ColdPathStore]:
+    pool = await postgres.create_pool(settings)
+    try:
+        yield ColdPathStore(pool)
     finally:
         await pool.close()
 
 
-async def _record_failure(store: ColdPathStore, run_id: str, error: Exception) -> None:
+async def _failed(store: ColdPathStore, run_id: str, error: Exception) -> PipelineError:
+    """Record the run as failed; the error to raise: a `PipelineError` as it is, anything else as DP_4002."""
     code = error.code.value if isinstance(error, PipelineError) else ErrorCode.COLD_PATH_FAILED.value
     log.error("cold_path_failed", run_id=run_id, error_code=code, error=str(error))
     try:
@@ -178,54 +228,63 @@ async def _record_failure(store: ColdPathStore, run_id: str, error: Exception) -
                                summary={"error_code": code, "error": str(error)[:2000]})
     except PipelineError:
         pass  # the database is what failed: the run's row stays `running` until a retry finishes it
+    if isinstance(error, PipelineError):
+        return error
+    return ColdPathError(f"cold path run {run_id} failed: {type(error).__name__}: {error}", run_id=run_id)
 
 
-async def _run_batches(store: ColdPathStore, pool: asyncpg.Pool, settings: Settings, run_id: str, *, limit: int | None,
-                       source: str | None, rescore_all: bool) -> tuple[int, int, int]:
+async def _run_batches(store: ColdPathStore, settings: Settings, run_id: str, *, limit: int | None,
+                       source: str | None, rescore_since: datetime | None) -> WorkerReport:
     weights = _weights(settings)
-    letters = DeadLetterQueue(pool, None, settings.kafka_topic_dlq)
-    rescore_since = await store.database_now() if rescore_all else None
+    letters = DeadLetterQueue(store.pool, None, settings.kafka_topic_dlq)
     failed_ids: list[str] = []
+    batch_seconds: list[float] = []
     remaining = limit
-    batches = requeued = 0
-    while remaining is None or remaining > 0:
-        size = settings.cold_path_batch_size if remaining is None else min(remaining, settings.cold_path_batch_size)
-        batch_started = time.monotonic()
-        today = datetime.now(UTC).date()
-        failures: list[tuple[PolicyRecord, Exception]] = []
-        async with store.claim(source=source, exclude_ids=failed_ids, limit=size,
-                               rescore_since=rescore_since) as batch:
-            if not batch.records:
-                # Nothing left: duplicates whose canonical record went away are scored again before the end.
-                requeued_now = await store.requeue_orphans(run_id)
-                requeued += requeued_now
-                if requeued_now:
-                    continue
-                break
-            assessments: list[Assessment] = []
-            for record in batch.records:
-                try:
-                    assessments.append(assess(record, today=today, weights=weights))
-                except Exception as error:  # a bug on one record must not stop the others
-                    failures.append((record, error))
-            keys = sorted({key for assessment in assessments for key in assessment.band_keys})
-            canonical = await batch.canonical_candidates(keys)
-            decisions = decide(assessments, canonical, quality_threshold=settings.quality_score_threshold,
-                               duplicate_threshold=settings.duplicate_similarity_threshold)
-            updated_at = datetime.now(UTC)
-            await batch.write(decisions, run_id=run_id, method=weights.method,
-                              events=_events(decisions, settings, updated_at),
-                              elapsed_ms=int((time.monotonic() - batch_started) * 1000))
-        batches += 1
-        _observe(decisions, datetime.now(UTC))
-        if failures:
-            await _dead_letter(store, letters, failures, run_id)
-            failed_ids.extend(record.id for record, _ in failures)
-        if remaining is not None:
-            remaining -= len(batch.records)
-        log.info("cold_path_batch", run_id=run_id, records=len(batch.records), failed=len(failures),
-                 **Counter(decision.outcome for decision in decisions))
-    return len(failed_ids), requeued, batches
+    requeued = 0
+    total = limit if limit is not None else await store.waiting(source, rescore_since)
+    with progress("cold path", total=total, log_every_seconds=settings.progress_log_seconds) as shown:
+        while remaining is None or remaining > 0:
+            size = settings.cold_path_batch_size if remaining is None else min(remaining,
+                                                                               settings.cold_path_batch_size)
+            batch_started = time.monotonic()
+            today = datetime.now(UTC).date()
+            failures: list[tuple[PolicyRecord, Exception]] = []
+            async with store.claim(source=source, exclude_ids=failed_ids, limit=size,
+                                   rescore_since=rescore_since) as batch:
+                if not batch.records:
+                    # Nothing left: duplicates whose canonical record went away are scored again before the end.
+                    requeued_now = await store.requeue_orphans(run_id)
+                    requeued += requeued_now
+                    if requeued_now:
+                        continue
+                    break
+                assessments: list[Assessment] = []
+                for record in batch.records:
+                    try:
+                        assessments.append(assess(record, today=today, weights=weights))
+                    except Exception as error:  # a bug on one record must not stop the others
+                        failures.append((record, error))
+                probes = sorted({key for assessment in assessments for key in assessment.block_keys.probes})
+                canonical = await batch.canonical_candidates(probes)
+                decisions = decide(assessments, canonical, quality_threshold=settings.quality_score_threshold,
+                                   duplicate_threshold=settings.duplicate_similarity_threshold)
+                updated_at = datetime.now(UTC)
+                await batch.write(decisions, run_id=run_id, method=weights.method,
+                                  events=_events(decisions, settings, updated_at),
+                                  elapsed_ms=int((time.monotonic() - batch_started) * 1000))
+            batch_seconds.append(time.monotonic() - batch_started)
+            _observe(decisions, datetime.now(UTC))
+            if failures:
+                await _dead_letter(store, letters, failures, run_id)
+                failed_ids.extend(record.id for record, _ in failures)
+            if remaining is not None:
+                remaining -= len(batch.records)
+            shown.advance(len(batch.records))
+            log.debug("cold_path_batch", run_id=run_id, records=len(batch.records), failed=len(failures),
+                      candidates=len(canonical), seconds=round(batch_seconds[-1], 3),
+                      **Counter(decision.outcome for decision in decisions))
+    return WorkerReport(failed=len(failed_ids), requeued=requeued, batches=len(batch_seconds),
+                        batch_seconds=tuple(batch_seconds))
 
 
 async def _dead_letter(store: ColdPathStore, letters: DeadLetterQueue,

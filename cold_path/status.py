@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from cold_path import duplicates
-from cold_path.duplicates import CanonicalIndex, DuplicateFeatures, Match
+from cold_path.duplicates import BlockKeys, CanonicalIndex, DuplicateFeatures, Match
 from cold_path.records import PolicyRecord
 from cold_path.scoring import QualityScore, QualityWeights, score
 from cold_path.validation import Validation, validate
@@ -36,7 +36,7 @@ class Assessment:
     validation: Validation
     quality: QualityScore
     features: DuplicateFeatures
-    band_keys: list[int]
+    block_keys: BlockKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +62,18 @@ def assess(record: PolicyRecord, *, today: date, weights: QualityWeights) -> Ass
     features = duplicates.features(record)
     return Assessment(record=record, validation=validation,
                       quality=score(record, validation, today=today, weights=weights),
-                      features=features, band_keys=duplicates.fingerprint(features))
+                      features=features, block_keys=duplicates.block_keys(features))
 
 
 def decide(
     assessments: Sequence[Assessment],
-    canonical: Sequence[tuple[DuplicateFeatures, list[int]]],
+    canonical: Sequence[tuple[DuplicateFeatures, Sequence[int]]],
     *,
     quality_threshold: float,
     duplicate_threshold: float,
 ) -> list[Decision]:
-    """The status of each assessed record; `canonical` are the active records that share a band key with one
-    of them (features and band keys), loaded by the caller."""
+    """The status of each assessed record; `canonical` are the active records filed under a key one of them
+    probes (features and stored keys), loaded by the caller."""
     index = CanonicalIndex()
     for item, keys in canonical:
         index.add(item, keys)
@@ -94,12 +94,12 @@ def decide(
             decisions.append(Decision(assessment, DataStatus.REJECTED, ErrorCode.QUALITY_SCORE_TOO_LOW,
                                       (summary, *quality.reasons), None))
             continue
-        match = index.best_match(assessment.features, assessment.band_keys, duplicate_threshold)
+        match = index.best_match(assessment.features, assessment.block_keys.probes, duplicate_threshold)
         if match is not None:
             reason = f"중복: {match.canonical_id}와 같은 사업입니다 (유사도 {match.similarity:.2f}, {match.method})"
             decisions.append(Decision(assessment, DataStatus.REJECTED, ErrorCode.DUPLICATE_DATA_DETECTED,
                                       (reason,), match))
             continue
-        index.add(assessment.features, assessment.band_keys)
+        index.add(assessment.features, assessment.block_keys.stored)
         decisions.append(Decision(assessment, DataStatus.ACTIVE, None, quality.reasons, None))
     return decisions

@@ -1,10 +1,12 @@
 """Every PostgreSQL read and write of the cold path, in one place.
 
-A batch is claimed (`FOR UPDATE SKIP LOCKED`, so two runs never take the same record; batches of concurrent runs
-take turns on an advisory lock, so duplicate detection sees every earlier decision) and written back in one
-transaction: status, score and reasons on `policies`, `quality_metrics`, `processing_history`, `audit_logs` for
-each status change, duplicate links, fingerprints and the `data.quality_updated` events (outbox). A crash rolls
-the whole batch back; the next run takes it again.
+A batch is claimed (`FOR UPDATE SKIP LOCKED`, so two workers never take the same record) and written back in one
+transaction. Workers validate and score their batches side by side; from reading the duplicate candidates to
+commit, batches take turns on an advisory lock, so duplicate detection sees every decision committed before it
+(two workers deciding two copies of one program at once would keep both). The transaction writes: status, score
+and reasons on `policies`, `quality_metrics`, `processing_history`, `audit_logs` for each status change, duplicate
+links, fingerprints (of active records only) and the `data.quality_updated` events (outbox). A crash rolls the
+whole batch back; the next run takes it again.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import asyncpg
 import orjson
 
 from cold_path.duplicates import SCHEME as FINGERPRINT_SCHEME
-from cold_path.duplicates import DuplicateFeatures, features
+from cold_path.duplicates import DuplicateFeatures, block_keys, features
 from cold_path.records import PolicyRecord
 from cold_path.status import Decision
+from schemas.records import DataStatus
 from stores import outbox, postgres
 from stores.outbox import OutboxEvent
 
@@ -49,6 +52,17 @@ WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $4)
 ORDER BY p.updated_at, p.id LIMIT $3
 FOR UPDATE OF p SKIP LOCKED
 """  # noqa: S608 (a constant column list, no input)
+# Only active records keep fingerprints (a rejected record is never a canonical one), so blocks hold candidates only.
+WAITING_CHANGED_SQL = """
+SELECT count(*) FROM policies p
+WHERE (p.status = 'pending_validation' OR p.scored_version IS DISTINCT FROM p.version) AND p.status <> 'archived'
+  AND ($1::text IS NULL OR p.source_system = $1)
+"""
+WAITING_ALL_SQL = """
+SELECT count(*) FROM policies p
+WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $2)
+  AND ($1::text IS NULL OR p.source_system = $1)
+"""
 CANDIDATES_SQL = f"""
 SELECT {_POLICY_COLUMNS}, f.band_keys FROM policy_fingerprints f JOIN policies p ON p.id = f.policy_id
 WHERE f.band_keys && $1::bigint[] AND p.status = 'active' AND NOT (p.id = ANY($2::uuid[]))
@@ -91,6 +105,12 @@ SELECT id, ARRAY(SELECT jsonb_array_elements_text(keys)::bigint), $2
 FROM jsonb_to_recordset($1::jsonb) AS f(id uuid, keys jsonb)
 ON CONFLICT (policy_id) DO UPDATE SET band_keys = EXCLUDED.band_keys, scheme = EXCLUDED.scheme, computed_at = now()
 """
+DELETE_FINGERPRINTS_SQL = "DELETE FROM policy_fingerprints WHERE policy_id = ANY($1::uuid[])"
+# Active records filed under another blocking scheme (a release changed it): their keys are computed again.
+STALE_FINGERPRINTS_SQL = f"""
+SELECT {_POLICY_COLUMNS} FROM policies p LEFT JOIN policy_fingerprints f ON f.policy_id = p.id
+WHERE p.status = 'active' AND f.scheme IS DISTINCT FROM $1 LIMIT $2
+"""  # noqa: S608 (a constant column list, no input)
 # Duplicates whose canonical record was rejected or archived since: unlinked and scored again (they may be the
 # program's best record now). A canonical record waiting for its own new score keeps its links.
 REQUEUE_ORPHANS_SQL = """
@@ -144,6 +164,10 @@ class ColdPathStore:
         # batch, and computing their shingles is most of a batch's work.
         self._features: dict[tuple[str, int], DuplicateFeatures] = {}
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
     async def database_now(self) -> datetime:
         with postgres.translate_errors("read clock"):
             return await self._pool.fetchval("SELECT now()")
@@ -164,6 +188,21 @@ class ColdPathStore:
                         "INSERT INTO pipeline_metadata (pipeline_run_id, processing_path, status, metadata) "
                         "VALUES ($1, 'cold', 'running', $2::jsonb)",
                         run_id, _json({"parameters": parameters, "attempts": 1}))
+
+    async def run_parameters(self, run_id: str) -> dict[str, Any]:
+        """The parameters the run was started with (`start_run`)."""
+        with postgres.translate_errors("read run parameters"):
+            stored = await self._pool.fetchval(
+                "SELECT metadata->'parameters' FROM pipeline_metadata WHERE pipeline_run_id = $1 "
+                "AND processing_path = 'cold'", run_id)
+        return orjson.loads(stored) if stored else {}
+
+    async def waiting(self, source: str | None, rescore_since: datetime | None) -> int:
+        """How many records a run would score now (for its progress: other workers may take some)."""
+        with postgres.translate_errors("count waiting records"):
+            if rescore_since is None:
+                return await self._pool.fetchval(WAITING_CHANGED_SQL, source)
+            return await self._pool.fetchval(WAITING_ALL_SQL, source, rescore_since)
 
     async def finish_run(self, run_id: str, *, status: str, processed: int, failed: int,
                          summary: dict[str, Any]) -> None:
@@ -202,6 +241,19 @@ class ColdPathStore:
                         for row in rows]), f"cold_path:{run_id}")
         return len(rows)
 
+    async def refresh_fingerprints(self, *, batch_size: int = 1000) -> int:
+        """File again, under the current blocking scheme, every active record filed under another one; returns
+        how many. A no-op (one indexed read) once every record carries the current scheme."""
+        refreshed = 0
+        with postgres.translate_errors("refresh fingerprints"):
+            while True:
+                rows = await self._pool.fetch(STALE_FINGERPRINTS_SQL, FINGERPRINT_SCHEME, batch_size)
+                if not rows:
+                    return refreshed
+                prints = [{"id": row["id"], "keys": block_keys(features(record_of(row))).stored} for row in rows]
+                await self._pool.execute(UPSERT_FINGERPRINTS_SQL, _json(prints), FINGERPRINT_SCHEME)
+                refreshed += len(prints)
+
     async def letters_pending_for(self, record_keys: Sequence[str]) -> set[str]:
         """Record keys that already have an open cold-path dead letter (so a failing record is not letter-
         ed again every run)."""
@@ -218,9 +270,6 @@ class ColdPathStore:
         exception rolls everything back). `rescore_since`: every record not scored since then (--rescore-all)."""
         with postgres.translate_errors("cold path batch"):
             async with self._pool.acquire() as connection, connection.transaction():
-                # One batch at a time across all runs: duplicate detection must see every decision committed
-                # before it (two runs deciding two copies at once would keep both). Held until commit.
-                await connection.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
                 if rescore_since is None:
                     rows = await connection.fetch(CLAIM_CHANGED_SQL, source, list(exclude_ids), limit)
                 else:
@@ -237,11 +286,15 @@ class ClaimedBatch:
         self._features = features_cache
         self.records = records
 
-    async def canonical_candidates(self, band_keys: Sequence[int]) -> list[tuple[DuplicateFeatures, list[int]]]:
-        """Active records (not of this batch) sharing a band key: (features, band keys) each."""
-        if not band_keys:
+    async def canonical_candidates(self, probes: Sequence[int]) -> list[tuple[DuplicateFeatures, list[int]]]:
+        """Active records (not of this batch) filed under one of `probes`: (features, stored keys) each.
+
+        Takes this batch's turn first: from here until commit no other batch reads candidates or writes decisions
+        (held until the transaction ends), so what it reads includes every decision committed before."""
+        await self._connection.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
+        if not probes:
             return []
-        rows = await self._connection.fetch(CANDIDATES_SQL, list(band_keys), [record.id for record in self.records])
+        rows = await self._connection.fetch(CANDIDATES_SQL, list(probes), [record.id for record in self.records])
         candidates = []
         for row in rows:
             key = (row["id"], row["version"])
@@ -286,7 +339,8 @@ class ClaimedBatch:
                 audits.append({"entity_id": record.id, "action": "duplicate_linked",
                                "changes": {"canonical_id": match.canonical_id, "similarity": match.similarity},
                                "metadata": {"run_id": run_id, "method": match.method, "version": record.version}})
-            prints.append({"id": record.id, "keys": decision.assessment.band_keys})
+            if decision.status is DataStatus.ACTIVE:
+                prints.append({"id": record.id, "keys": decision.assessment.block_keys.stored})
         await connection.execute(UPDATE_POLICIES_SQL, _json(policies))
         await connection.execute(INSERT_METRICS_SQL, _json(metrics), method[:100], run_id)
         await connection.execute(INSERT_HISTORY_SQL, _json(history), run_id)
@@ -295,6 +349,9 @@ class ClaimedBatch:
         await connection.execute(CLEAR_LINKS_SQL, [d.record.id for d in decisions])
         if links:
             await connection.execute(INSERT_LINKS_SQL, _json(links), run_id)
-        await connection.execute(UPSERT_FINGERPRINTS_SQL, _json(prints), FINGERPRINT_SCHEME)
+        await connection.execute(DELETE_FINGERPRINTS_SQL, [d.record.id for d in decisions
+                                                           if d.status is not DataStatus.ACTIVE])
+        if prints:
+            await connection.execute(UPSERT_FINGERPRINTS_SQL, _json(prints), FINGERPRINT_SCHEME)
         await connection.execute(RESOLVE_LETTERS_SQL, [d.record.record_key for d in decisions])
         await outbox.enqueue(connection, events)
