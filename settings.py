@@ -146,6 +146,9 @@ class CoreSettings(BaseSettings):
     # Operations (issue 7): batch commands (cold-path, sync, consistency, collect, dlq) push their metrics here
     # when they finish (a Prometheus Pushgateway URL, e.g. http://pushgateway:9091); empty: they do not push.
     prometheus_pushgateway_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    # Long work (sync, consistency, collect --once, cold path) off a terminal (Airflow, CI) logs a `progress` line
+    # at most this often (common/progress.py; on a terminal it draws a live bar instead).
+    progress_log_seconds: float = Field(default=5.0, gt=0)
 
     @property
     def stack_state_path(self) -> Path:

@@ -43,6 +43,8 @@ from pydantic import TypeAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.logging import configure_logging
+from common.progress import Progress, progress
 from devstack import stack
 from devstack.synthetic import make_record, make_records
 from hot_path.cleaning import normalize_record
@@ -146,13 +148,27 @@ async def publish(settings: Settings, messages: list[tuple[bytes, bytes]], *, ra
         await producer.stop()
 
 
+async def wait_while_storing(settings: Settings, processes: list[subprocess.Popen[bytes]], shown: Progress) -> None:
+    """Wait for the processes to exit, advancing `shown` to the policies inserted meanwhile, read every second
+    from PostgreSQL's statistics (`n_tup_ins`, at most a second behind): a count(*) of the rows would take a scan
+    of the growing table from the two cores the hot path is measured on."""
+    exited = asyncio.gather(*(asyncio.to_thread(process.wait) for process in processes))
+    inserted_sql = "SELECT coalesce(sum(n_tup_ins), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'policies'"
+    async with postgres.connect(settings.postgres_dsn()) as connection:
+        inserted_before = await connection.fetchval(inserted_sql)
+        while not exited.done():
+            await asyncio.wait({exited}, timeout=1.0)
+            shown.advance(await connection.fetchval(inserted_sql) - inserted_before - shown.done)
+    await exited
+
+
 async def measure_throughput(settings: Settings, count: int, replicas: int) -> dict:
     source = f"bench_{uuid.uuid4().hex[:6]}"
     await publish(settings, encode(make_records(count, source=source)))
     started, cpu_before = time.monotonic(), cpu_times()
     processes = [hot_path_process(settings, "--drain") for _ in range(replicas)]
-    for process in processes:
-        await asyncio.to_thread(process.wait)
+    with progress("hot path throughput", total=count, log_every_seconds=settings.progress_log_seconds) as shown:
+        await wait_while_storing(settings, processes, shown)
     wall_seconds, steal = time.monotonic() - started, steal_percent(cpu_before, cpu_times())
     async with postgres.connect(settings.postgres_dsn()) as connection:
         row = await connection.fetchrow(
@@ -240,7 +256,7 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
         await asyncio.sleep(1)  # let the consumer take its partitions before the measured records flow
         probe_id = make_record(PROBE_INDEX, source=source).collection_metadata.external_id
 
-        async def collect_events() -> None:
+        async def collect_events(shown: Progress) -> None:
             while len(latencies) < count:
                 batch = await consumer.getmany(timeout_ms=500)
                 received = datetime.now(UTC)
@@ -249,16 +265,19 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
                     if data["source_system"] == source and data["external_id"] != probe_id:
                         collected = datetime.fromisoformat(data["collected_at"])
                         latencies[data["external_id"]] = (received - collected).total_seconds()
+                shown.advance(len(latencies) - shown.done)
 
         cpu_before = cpu_times()
-        collecting = asyncio.create_task(collect_events())
-        await publish(settings, messages, rate_per_second=rate_per_second, burst_seconds=burst_seconds)
-        try:
-            await asyncio.wait_for(collecting, timeout=seconds + 60)
-        except TimeoutError:
-            pass  # counted below, not hidden
-        finally:
-            await consumer.stop()
+        with progress("hot path latency", total=count, unit="events",
+                      log_every_seconds=settings.progress_log_seconds) as shown:
+            collecting = asyncio.create_task(collect_events(shown))
+            await publish(settings, messages, rate_per_second=rate_per_second, burst_seconds=burst_seconds)
+            try:
+                await asyncio.wait_for(collecting, timeout=seconds + 60)
+            except TimeoutError:
+                pass  # counted below, not hidden
+            finally:
+                await consumer.stop()
         steal = steal_percent(cpu_before, cpu_times())
     finally:
         for process in processes:
@@ -295,21 +314,24 @@ async def measure_baseline(settings: Settings, count: int) -> dict:
     await producer.start()
     try:
         async with postgres.connect(settings.postgres_dsn()) as connection:
-            started = time.monotonic()
-            for payload in payloads:
-                policy = normalize_record(RawPolicyData.model_validate_json(payload))
-                policy_id = await connection.fetchval(
-                    "INSERT INTO policies (source_system, external_id, title, content, issuing_organization, "
-                    "raw_data, content_hash, status, quality_score) "
-                    "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, 'pending_validation', 0.0) RETURNING id",
-                    policy.source_system, policy.external_id, policy.title, policy.content,
-                    policy.issuing_organization, orjson.dumps(policy.raw_data).decode(), policy.content_hash)
-                await redis_client.set(f"policy:{policy_id}", payload, ex=3600)
-                event = policy_validated_event(str(policy_id), 1, functools.partial(getattr, policy),
-                                               datetime.now(UTC), producer="baseline/1.0",
-                                               topic=settings.kafka_topic_policy_events)
-                await producer.send_and_wait(event.topic, orjson.dumps(event.envelope), key=event.key.encode())
-            seconds = time.monotonic() - started
+            with progress("baseline", total=count, log_every_seconds=settings.progress_log_seconds) as shown:
+                started = time.monotonic()
+                for payload in payloads:
+                    policy = normalize_record(RawPolicyData.model_validate_json(payload))
+                    policy_id = await connection.fetchval(
+                        "INSERT INTO policies (source_system, external_id, title, content, issuing_organization, "
+                        "raw_data, content_hash, status, quality_score) "
+                        "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, 'pending_validation', 0.0) RETURNING id",
+                        policy.source_system, policy.external_id, policy.title, policy.content,
+                        policy.issuing_organization, orjson.dumps(policy.raw_data).decode(), policy.content_hash)
+                    await redis_client.set(f"policy:{policy_id}", payload, ex=3600)
+                    event = policy_validated_event(str(policy_id), 1, functools.partial(getattr, policy),
+                                                   datetime.now(UTC), producer="baseline/1.0",
+                                                   topic=settings.kafka_topic_policy_events)
+                    await producer.send_and_wait(event.topic, orjson.dumps(event.envelope),
+                                                 key=event.key.encode())
+                    shown.advance()
+                seconds = time.monotonic() - started
     finally:
         await producer.stop()
         await redis_client.aclose()
@@ -327,6 +349,9 @@ async def main() -> None:
     parser.add_argument("--burst-ms", type=float, default=STREAM_BURST_SECONDS * 1000,
                         help="the measured stream is sent in a burst every this many ms")
     arguments = parser.parse_args()
+    # Log lines to stderr, stdout keeps the figures: progress is a bar on a terminal, and `progress` log lines
+    # (INFO) anywhere else.
+    configure_logging("WARNING" if sys.stderr.isatty() else "INFO")
 
     speed_before = host_speed_ms()
     settings = await asyncio.to_thread(stack.up, load_core_settings())

@@ -37,6 +37,7 @@ from elasticsearch import helpers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.logging import configure_logging
+from common.progress import progress
 from devstack import stack
 from devstack.synthetic import make_record
 from hot_path.cleaning import normalize_record
@@ -68,10 +69,12 @@ async def store_records(settings: Settings, indexes: range, *, revision: int = 0
     pool = await postgres.create_pool(settings)
     try:
         store = PolicyStore(pool)
-        for start in range(indexes.start, indexes.stop, 2000):
-            chunk = range(start, min(start + 2000, indexes.stop))
-            await store.store_batch([normalize_record(make_record(i, source=SOURCE, revision=revision))
-                                     for i in chunk], lambda stored: [])
+        with progress("store policies", total=len(indexes), log_every_seconds=settings.progress_log_seconds) as shown:
+            for start in range(indexes.start, indexes.stop, 2000):
+                chunk = range(start, min(start + 2000, indexes.stop))
+                await store.store_batch([normalize_record(make_record(i, source=SOURCE, revision=revision))
+                                         for i in chunk], lambda stored: [])
+                shown.advance(len(chunk))
         await pool.execute("UPDATE policies SET status = 'active', quality_score = 0.85 "
                            "WHERE source_system = $1 AND status <> 'active'", SOURCE)
     finally:
@@ -92,8 +95,12 @@ async def prefill_embeddings(settings: Settings, seed: int) -> int:
         vectors = np.random.default_rng(seed).standard_normal((len(todo), settings.embedding_dimension),
                                                               dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        for start in range(0, len(todo), 5000):
-            await store.put(dict(zip(todo[start:start + 5000], vectors[start:start + 5000], strict=True)))
+        with progress("prefill embeddings", total=len(todo), unit="vectors",
+                      log_every_seconds=settings.progress_log_seconds) as shown:
+            for start in range(0, len(todo), 5000):
+                chunk = todo[start:start + 5000]
+                await store.put(dict(zip(chunk, vectors[start:start + 5000], strict=True)))
+                shown.advance(len(chunk))
         return len(todo)
     finally:
         await pool.close()
@@ -204,7 +211,8 @@ async def main() -> None:
     parser.add_argument("--encode-sample", type=int, default=200)
     parser.add_argument("--raw-records", type=int, default=10_000)
     arguments = parser.parse_args()
-    configure_logging("WARNING", json_lines=False)
+    # Progress is a bar on a terminal, and `progress` log lines (INFO) anywhere else.
+    configure_logging("WARNING" if sys.stderr.isatty() else "INFO", json_lines=False)
     records = arguments.records
     changed = max(1, records // 100)
 

@@ -51,6 +51,7 @@ from collectors.state import CollectorState
 from common import metrics
 from common.errors import CircuitOpenError, ErrorCode, InvalidDataError, PipelineError
 from common.logging import get_logger
+from common.progress import Progress, progress
 from common.redaction import redact, secret_spellings
 from hot_path.cleaning import mask_text, normalize_record
 from schemas.records import RawPolicyData
@@ -315,16 +316,21 @@ def _observe(result: SourceResult) -> None:
 
 async def collect_once(context: CollectorContext, sources: list[SourceDefinition]) -> list[SourceResult]:
     """Collect every source once, at most MAX_CONCURRENT_COLLECTIONS at a time; a failing source never stops
-    the others (its failure is in its result)."""
+    the others (its failure is in its result). Progress counts the sources done: a source's record count is
+    known only once it has been fetched."""
     gate = asyncio.Semaphore(context.settings.max_concurrent_collections)
 
-    async def guarded(source: SourceDefinition) -> SourceResult:
+    async def guarded(source: SourceDefinition, shown: Progress) -> SourceResult:
         async with gate:
             try:
-                return await collect_source(source, context)
+                result = await collect_source(source, context)
             except Exception as error:  # a bug or an unmapped failure in one source must not end the run
                 log.exception("source_crashed", source=source.name)
-                return SourceResult(source=source.name, status="failed", failed=1,
-                                    error=f"{type(error).__name__}: {error}")
+                result = SourceResult(source=source.name, status="failed", failed=1,
+                                      error=f"{type(error).__name__}: {error}")
+        shown.advance()
+        return result
 
-    return list(await asyncio.gather(*(guarded(source) for source in sources)))
+    with progress("collect", total=len(sources), unit="sources",
+                  log_every_seconds=context.settings.progress_log_seconds) as shown:
+        return list(await asyncio.gather(*(guarded(source, shown) for source in sources)))

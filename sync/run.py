@@ -24,6 +24,7 @@ import orjson
 from common import metrics
 from common.errors import ErrorCode, PipelineError
 from common.logging import get_logger
+from common.progress import progress
 from schemas.events import EventType, build_event
 from settings import Settings
 from stores import outbox, postgres
@@ -35,6 +36,11 @@ from sync.targets.base import SyncBatch, SyncDocument
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+# The totals of a run's progress: counts over indexes (idx_policies_sync_xid, idx_policies_status), a few ms for
+# 100,000 policies. They size the bar only: what commits after the count is synced too (done may pass total).
+_CHANGED_COUNT_SQL = "SELECT count(*) FROM policies WHERE sync_xid >= $1::bigint"
+_ACTIVE_COUNT_SQL = "SELECT count(*) FROM policies WHERE status = 'active'"
 
 
 @dataclass
@@ -161,15 +167,19 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
         async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             watermark = await source.read_watermark(pool, name)
             next_watermark = await source.snapshot_xmin(pool)
-            async for records in source.changed_batches(pool, watermark, settings.sync_batch_size):
-                active = [record.document for record in records if record.active]
-                gone = [record.document.id for record in records if not record.active]
-                deferred = set(await _write(handle, result, run_id, active, gone, embeddings))
-                if deferred:
-                    # Resume next run at the first record left out. Later batches are still written (what has an
-                    # embedding goes in, the rest is counted as deferred): the next run reads them again, idempotently.
-                    first_deferred = min(record.sync_xid for record in records if record.document.id in deferred)
-                    next_watermark = min(next_watermark, first_deferred)
+            changed = await _count_policies(pool, _CHANGED_COUNT_SQL, watermark)
+            with progress(f"sync {name}", total=changed, log_every_seconds=settings.progress_log_seconds) as shown:
+                async for records in source.changed_batches(pool, watermark, settings.sync_batch_size):
+                    active = [record.document for record in records if record.active]
+                    gone = [record.document.id for record in records if not record.active]
+                    deferred = set(await _write(handle, result, run_id, active, gone, embeddings))
+                    if deferred:
+                        # Resume next run at the first record left out. Later batches are still written (what has
+                        # an embedding goes in, the rest is counted as deferred): the next run reads them again,
+                        # idempotently.
+                        first_deferred = min(record.sync_xid for record in records if record.document.id in deferred)
+                        next_watermark = min(next_watermark, first_deferred)
+                    shown.advance(len(records))
             await handle.call(handle.target.flush)  # type: ignore[union-attr]
             await source.write_watermark(pool, name, next_watermark, run_id)
         result.success = True
@@ -180,6 +190,12 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
     metrics.db_sync_latency_seconds.labels(target_db=result.store).observe(result.duration_seconds)
     log.info("sync_target_finished", **result.as_dict())
     return result
+
+
+async def _count_policies(pool: asyncpg.Pool, sql: str, *args: object) -> int:
+    """A progress total (`_CHANGED_COUNT_SQL`, `_ACTIVE_COUNT_SQL`)."""
+    with postgres.translate_errors("count policies"):
+        return int(await pool.fetchval(sql, *args))
 
 
 def _store_name(target: str) -> str:
@@ -255,13 +271,17 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
         async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             assert handle.target is not None
             next_watermark = await source.snapshot_xmin(pool)
+            active = await _count_policies(pool, _ACTIVE_COUNT_SQL)
             await handle.call(handle.target.begin_rebuild, run_id)
             try:
-                async for documents in source.active_batches(pool, settings.sync_batch_size):
-                    if await _write(handle, result, run_id, documents, [], embeddings):
-                        raise PipelineError(f"rebuild of {name} needs more embeddings than SYNC_MAX_ENCODE_PER_RUN "
-                                            f"allows; run `sync run --target vectors` until caught up first",
-                                            code=handle.target.error_code)
+                with progress(f"sync rebuild {name}", total=active,
+                              log_every_seconds=settings.progress_log_seconds) as shown:
+                    async for documents in source.active_batches(pool, settings.sync_batch_size):
+                        if await _write(handle, result, run_id, documents, [], embeddings):
+                            raise PipelineError(f"rebuild of {name} needs more embeddings than "
+                                                f"SYNC_MAX_ENCODE_PER_RUN allows; run `sync run --target vectors` "
+                                                f"until caught up first", code=handle.target.error_code)
+                        shown.advance(len(documents))
                 await handle.call(handle.target.finish_rebuild)
             except BaseException:
                 await handle.call(handle.target.abort_rebuild)
