@@ -271,7 +271,8 @@ async def measure_sync(settings: Settings, catalogue: Sequence[CatalogueRecord],
         f"consistent: {check.consistent}")
     return {
         "full_sync": {"records": active, "seconds": round(full.wall, 1),
-                      "records_per_second": round(active / full.wall), "targets": bench_sync.per_target(synced), **full.per_record_us(active)},
+                      "records_per_second": round(active / full.wall), "targets": bench_sync.per_target(synced),
+                      **full.per_record_us(active)},
         "incremental_sync": {"changed": changed, "seconds": round(incremental.wall, 2),
                              "targets": bench_sync.per_target(delta)},
         "consistency_check": {"documents": active, "seconds": round(checked.wall, 2), "targets": per_target,
