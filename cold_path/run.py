@@ -186,9 +186,10 @@ async def score_batches(settings: Settings, run_id: str, *, limit: int | None = 
 
 
 async def finish_run(settings: Settings, run_id: str, workers: Sequence[WorkerReport], *,
-                     elapsed_seconds: float) -> ColdPathReport:
+                     elapsed_seconds: float | None = None) -> ColdPathReport:
     """Close the run: its figures, counted from what every worker wrote under `run_id` (`processing_history`), so
-    they are right whichever worker or retry decided a record."""
+    they are right whichever worker or retry decided a record. `elapsed_seconds`: default, since the run
+    started (`pipeline_metadata.started_at`)."""
     failed = sum(worker.failed for worker in workers)
     requeued = sum(worker.requeued for worker in workers)
     batches = sum(worker.batches for worker in workers)
@@ -197,6 +198,8 @@ async def finish_run(settings: Settings, run_id: str, workers: Sequence[WorkerRe
         for source_name, mean in means.items():
             metrics.data_quality_score.labels(source=source_name).set(mean)
         parameters = await store.run_parameters(run_id)
+        if elapsed_seconds is None:
+            elapsed_seconds = await store.run_seconds(run_id)
         report = ColdPathReport(run_id=run_id, counts=counts, rejected_by_code=codes,
                                 score_distribution=distribution, mean_score_by_source=means, failed=failed,
                                 requeued=requeued, batches=batches, elapsed_seconds=round(elapsed_seconds, 3),

@@ -52,7 +52,6 @@ WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $4)
 ORDER BY p.updated_at, p.id LIMIT $3
 FOR UPDATE OF p SKIP LOCKED
 """  # noqa: S608 (a constant column list, no input)
-# Only active records keep fingerprints (a rejected record is never a canonical one), so blocks hold candidates only.
 WAITING_CHANGED_SQL = """
 SELECT count(*) FROM policies p
 WHERE (p.status = 'pending_validation' OR p.scored_version IS DISTINCT FROM p.version) AND p.status <> 'archived'
@@ -63,9 +62,17 @@ SELECT count(*) FROM policies p
 WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $2)
   AND ($1::text IS NULL OR p.source_system = $1)
 """
+# Candidates in two steps, each with only linear plans to choose from. The keys that match come from the GIN index
+# alone: with no statistics yet (a backfill into a new table), the planner once chose to walk the active policies
+# and test `band_keys && <thousands of probes>` on each (an O(keys x probes) comparison per row: seconds per
+# batch), so sequential and plain index scans are off for that one statement and a bitmap scan of the GIN index is
+# all that is left. Then the policies by primary key. Only active records keep fingerprints (a rejected record is
+# never a canonical one), so blocks hold candidates only; the status is checked again in case one just changed.
+MATCHING_FINGERPRINTS_SQL = "SELECT policy_id, band_keys FROM policy_fingerprints WHERE band_keys && $1::bigint[]"
+ONLY_BITMAP_SCANS = "SELECT set_config('enable_seqscan', $1, true), set_config('enable_indexscan', $1, true)"
 CANDIDATES_SQL = f"""
-SELECT {_POLICY_COLUMNS}, f.band_keys FROM policy_fingerprints f JOIN policies p ON p.id = f.policy_id
-WHERE f.band_keys && $1::bigint[] AND p.status = 'active' AND NOT (p.id = ANY($2::uuid[]))
+SELECT {_POLICY_COLUMNS} FROM policies p
+WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' AND NOT (p.id = ANY($2::uuid[]))
 """  # noqa: S608 (a constant column list, no input)
 UPDATE_POLICIES_SQL = """
 UPDATE policies p SET status = d.status, quality_score = d.quality_score, scored_version = p.version,
@@ -197,6 +204,14 @@ class ColdPathStore:
                 "AND processing_path = 'cold'", run_id)
         return orjson.loads(stored) if stored else {}
 
+    async def run_seconds(self, run_id: str) -> float:
+        """Seconds since the run started."""
+        with postgres.translate_errors("read run start"):
+            seconds = await self._pool.fetchval(
+                "SELECT extract(epoch FROM now() - started_at) FROM pipeline_metadata WHERE pipeline_run_id = $1 "
+                "AND processing_path = 'cold'", run_id)
+        return float(seconds or 0.0)
+
     async def waiting(self, source: str | None, rescore_since: datetime | None) -> int:
         """How many records a run would score now (for its progress: other workers may take some)."""
         with postgres.translate_errors("count waiting records"):
@@ -291,10 +306,15 @@ class ClaimedBatch:
 
         Takes this batch's turn first: from here until commit no other batch reads candidates or writes decisions
         (held until the transaction ends), so what it reads includes every decision committed before."""
-        await self._connection.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
+        connection = self._connection
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
         if not probes:
             return []
-        rows = await self._connection.fetch(CANDIDATES_SQL, list(probes), [record.id for record in self.records])
+        await connection.execute(ONLY_BITMAP_SCANS, "off")
+        matching = await connection.fetch(MATCHING_FINGERPRINTS_SQL, list(probes))
+        await connection.execute(ONLY_BITMAP_SCANS, "on")
+        stored_keys = {str(row["policy_id"]): list(row["band_keys"]) for row in matching}
+        rows = await connection.fetch(CANDIDATES_SQL, list(stored_keys), [record.id for record in self.records])
         candidates = []
         for row in rows:
             key = (row["id"], row["version"])
@@ -302,7 +322,7 @@ class ClaimedBatch:
                 if len(self._features) >= FEATURES_CACHE_SIZE:
                     del self._features[next(iter(self._features))]  # the oldest entry
                 self._features[key] = features(record_of(row))
-            candidates.append((self._features[key], list(row["band_keys"])))
+            candidates.append((self._features[key], stored_keys[row["id"]]))
         return candidates
 
     async def write(self, decisions: Sequence[Decision], *, run_id: str, method: str,

@@ -61,6 +61,15 @@ def run_pipeline_step(step: Callable[[Any], Awaitable[T]], *, metrics_job: str) 
                 push_batch_metrics(settings.prometheus_pushgateway_url, metrics_job)
 
 
+def worker_limits(limit: int | None, workers: int) -> list[int | None]:
+    """Each of `workers` mapped tasks' share of `limit` (None: no limit, each takes what is left); the shares
+    add up to `limit`, and a worker with no share is not started."""
+    if limit is None:
+        return [None] * workers
+    share, extra = divmod(limit, workers)
+    return [share + (1 if index < extra else 0) for index in range(min(workers, limit))]
+
+
 def fail_if_targets_failed(work: str, failures: Mapping[str, tuple[str, str]]) -> None:
     """Fail the task when a target failed, after the step has stored its report and pushed its metrics.
 

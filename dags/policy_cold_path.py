@@ -1,19 +1,24 @@
 """`policy_cold_path`, hourly: score what waits for a score, sync the targets, check them, send the events.
 
 Tasks (each idempotent: re-running one finds what is left to do; they pass run ids and counts, not records):
-1. `score`: `cold_path.run.run_cold_path` (load, full validation, quality score, duplicates, status).
-2. `sync`: `sync.run.run_sync` (PostgreSQL to Milvus, the graph, Elasticsearch). A target that failed fails the
+1. `plan_scoring`: `cold_path.run.start_run` opens the run and hands out one assignment per worker.
+2. `score`, mapped over the `workers` assignments (dynamic task mapping): `cold_path.run.score_batches` (load,
+   full validation, quality score, duplicates, status). Each mapped task claims its batches with SKIP LOCKED, so
+   a backlog spreads over whatever workers the executor has (Celery or Kubernetes in production) and no record
+   is scored twice; duplicate decisions take turns, the validation and scoring before them do not.
+3. `summarise_scoring`: `cold_path.run.finish_run` counts what every worker decided under the run id.
+4. `sync`: `sync.run.run_sync` (PostgreSQL to Milvus, the graph, Elasticsearch). A target that failed fails the
    task with its DP code (DP_3001..DP_3003), after the others synced; Airflow retries it.
-3. `check_consistency`: `sync.consistency.check_consistency` (each target against PostgreSQL). Drift does not
+5. `check_consistency`: `sync.consistency.check_consistency` (each target against PostgreSQL). Drift does not
    fail it (the drift gauges and alerts report it, `policy_consistency_repair` fixes it); a target that could not
    be checked does.
-4. `send_events`: relay the outbox (`data.quality_updated` and the sync's events) to Kafka.
+6. `send_events`: relay the outbox (`data.quality_updated` and the sync's events) to Kafka.
 
 Every task's log lines carry `dag_id`, `task_id`, `dag_run_id` and `try_number`, and its metrics are pushed to
 the Pushgateway as the matching CLI command's (`dags/_tasks.py`).
 
 Trigger with params from the UI: `limit` (at most this many records), `source` (only this source),
-`rescore_all` (score every record again).
+`rescore_all` (score every record again), `workers` (how many tasks score at once; a backfill wants more).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from dags._tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step
+from dags._tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step, worker_limits
 
 
 @dag(
@@ -39,18 +44,46 @@ from dags._tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step
         "limit": Param(None, type=["null", "integer"], minimum=1, description="Score at most this many records"),
         "source": Param(None, type=["null", "string"], description="Only records of this source"),
         "rescore_all": Param(False, type="boolean", description="Score every record again, not only new ones"),
+        "workers": Param(2, type="integer", minimum=1, maximum=32,
+                         description="Scoring tasks that run at once (each claims its own batches)"),
     },
 )
 def policy_cold_path() -> None:
     @task
-    def score(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
-        from cold_path.run import run_cold_path
+    def plan_scoring(params: dict[str, Any] | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        from cold_path.run import start_run
 
         options = params or {}
-        report = run_pipeline_step(lambda settings: run_cold_path(
-            settings, limit=options.get("limit"), source=options.get("source") or None,
-            rescore_all=bool(options.get("rescore_all")), run_id=f"airflow:{run_id}"), metrics_job="cold-path")
-        return {"run_id": report.run_id, "counts": report.counts, "failed": report.failed,
+        cold_run_id, limit, source = f"airflow:{run_id}", options.get("limit"), options.get("source") or None
+        rescore_since = run_pipeline_step(lambda settings: start_run(
+            settings, cold_run_id, limit=limit, source=source, rescore_all=bool(options.get("rescore_all"))),
+            metrics_job="cold-path")
+        return [{"run_id": cold_run_id, "source": source, "limit": share,
+                 "rescore_since": rescore_since.isoformat() if rescore_since else None}
+                for share in worker_limits(limit, int(options.get("workers") or 1))]
+
+    @task
+    def score(assignment: dict[str, Any]) -> dict[str, Any]:
+        from datetime import datetime
+
+        from cold_path.run import score_batches
+
+        since = assignment["rescore_since"]
+        report = run_pipeline_step(lambda settings: score_batches(
+            settings, assignment["run_id"], limit=assignment["limit"], source=assignment["source"],
+            rescore_since=datetime.fromisoformat(since) if since else None), metrics_job="cold-path")
+        return {"run_id": assignment["run_id"], "failed": report.failed, "requeued": report.requeued,
+                "batches": report.batches}
+
+    @task
+    def summarise_scoring(workers: list[dict[str, Any]]) -> dict[str, Any]:
+        from cold_path.run import WorkerReport, finish_run
+
+        run_id = workers[0]["run_id"]
+        reports = [WorkerReport(failed=worker["failed"], requeued=worker["requeued"], batches=worker["batches"],
+                                batch_seconds=()) for worker in workers]
+        report = run_pipeline_step(lambda settings: finish_run(settings, run_id, reports), metrics_job="cold-path")
+        return {"run_id": report.run_id, "counts": report.counts, "failed": report.failed, "workers": len(workers),
                 "score_distribution": report.score_distribution}
 
     @task
@@ -82,7 +115,7 @@ def policy_cold_path() -> None:
 
         return run_pipeline_step(send_pending_events, metrics_job="events")
 
-    send_events(check_consistency(sync(score())))
+    send_events(check_consistency(sync(summarise_scoring(score.expand(assignment=plan_scoring())))))
 
 
 policy_cold_path()

@@ -144,6 +144,7 @@ PRESS_NAME_OF = {"중소벤처기업부": "중기부", "산업통상자원부": 
                  "보건복지부": "복지부", "국토교통부": "국토부", "해양수산부": "해수부", "환경부": "환경부",
                  "행정안전부": "행안부", "기획재정부": "기재부"}
 ORIGINAL_SOURCES = ["mss_biz", "bizinfo", "local_boards"]
+COPY_DELAY = 1000
 
 
 @dataclass(frozen=True)
@@ -184,10 +185,11 @@ def make_catalogue(count: int, *, seed: int = 11, copy_share: float = 0.05) -> l
             programme, rng, name=names[name_index], kind=rng.choice(KINDS), year=CATALOGUE_YEARS[year_index],
             province=provinces[province_index], round_word=ROUND_WORDS[round_index]), programme, names[name_index],
             copy=False))
-    # Each copy comes some time after its original, as another source picks the programme up.
+    # Each copy comes in a later collection than its original (another source picks the programme up later): at
+    # least COPY_DELAY records after it, so never in the same hot-path batch.
     for number, position in enumerate(sorted(rng.sample(range(originals), copies), reverse=True)):
         original = catalogue[position]
-        later = rng.randint(position + 1, len(catalogue))
+        later = rng.randint(min(position + COPY_DELAY, len(catalogue)), len(catalogue))
         catalogue.insert(later, CatalogueRecord(_copy(original.record, number, rng), original.programme,
                                                 original.name, copy=True))
     return catalogue

@@ -192,7 +192,7 @@ async def test_the_hourly_dag_scores_at_most_limit_then_rescore_all_scores_every
     assert events and all({"dag_id", "task_id", "dag_run_id", "try_number"} <= event.keys() for event in events)
     completed = [event for event in events if event["event"] == "cold_path_completed"]
     assert [(event["dag_id"], event["task_id"], event["dag_run_id"], event["try_number"], event["run_id"])
-            for event in completed] == [("policy_cold_path", "score", run["dag_run_id"], 1,
+            for event in completed] == [("policy_cold_path", "summarise_scoring", run["dag_run_id"], 1,
                                          f"airflow:{run['dag_run_id']}") for run in (limited, rescored)]
     assert {event["task_id"] for event in events if event["event"] == "sync_finished"} == {"sync"}
 
@@ -346,7 +346,7 @@ def airflow_server(airflow_env: dict[str, str], tmp_path_factory: pytest.TempPat
     env = {**airflow_env, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
            "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-           "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+           "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2", "COLD_PATH_BATCH_SIZE": "25",
            # Only the run the test triggers: no hourly run created when the DAG is unpaused.
            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
     log_path = tmp_path_factory.mktemp("airflow-log") / "standalone.log"
@@ -398,8 +398,8 @@ async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, ai
         assert created.status_code == 200, created.text
         run_id = created.json()["dag_run_id"]
         states, run = await wait_for_run(client, run_id)
-        scored = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/score/xcomEntries/"
-                                   "return_value")).json()
+        scored = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/summarise_scoring/"
+                                   "xcomEntries/return_value")).json()
 
     assert run["state"] == "success", (run, states)
     assert set(states.values()) == {"success"}, states
@@ -407,6 +407,44 @@ async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, ai
     assert sum(scored["value"]["counts"].values()) == 4
     after = await statuses(stack, source)
     assert "pending_validation" not in after and sum(after.values()) == 4
+
+
+async def test_two_mapped_workers_score_a_backlog_once_each_and_the_run_counts_it_whole(
+        stack: Settings, airflow_server: str) -> None:
+    """The backlog is claimed batch by batch (COLD_PATH_BATCH_SIZE 25 in the server's environment) by two mapped
+    `score` tasks that the executor runs at once: every record is decided once, under the DAG run's cold-path run
+    id, and the summary counts all of them."""
+    headers = {"Authorization": f"Bearer {_token(airflow_server)}"}
+    source = f"mapped_{uuid.uuid4().hex[:6]}"
+    await store_pending(stack, source, 400)
+    async with httpx.AsyncClient(base_url=f"{airflow_server}/api/v2", headers=headers, timeout=20) as client:
+        deadline = time.monotonic() + 180
+        while (await client.get("/dags/policy_cold_path")).status_code != 200:
+            assert time.monotonic() < deadline, "policy_cold_path never appeared in the API"
+            await asyncio.sleep(2)
+        assert (await client.patch("/dags/policy_cold_path", json={"is_paused": False})).status_code == 200
+        created = await client.post("/dags/policy_cold_path/dagRuns",
+                                    json={"logical_date": None, "conf": {"source": source, "workers": 2}})
+        assert created.status_code == 200, created.text
+        run_id = created.json()["dag_run_id"]
+        _, run = await wait_for_run(client, run_id)
+        mapped = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/score/listMapped"))
+        summary = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/summarise_scoring/"
+                                    "xcomEntries/return_value")).json()["value"]
+
+    assert run["state"] == "success", run
+    workers = mapped.json()["task_instances"]
+    assert [(worker["map_index"], worker["state"]) for worker in workers] == [(0, "success"), (1, "success")]
+    decided = await fetch(stack, "SELECT h.policy_id, count(*) AS n FROM processing_history h "
+                                 "JOIN policies p ON p.id = h.policy_id WHERE h.run_id = $1 AND p.source_system = $2 "
+                                 "GROUP BY h.policy_id", f"airflow:{run_id}", source)
+    assert len(decided) == 400 and {row["n"] for row in decided} == {1}  # every record, each once
+    assert summary["workers"] == 2 and sum(summary["counts"].values()) == 400
+    after = await statuses(stack, source)
+    assert "pending_validation" not in after and sum(after.values()) == 400
+    metadata = await fetch(stack, "SELECT status, records_processed, metadata->>'workers' AS workers "
+                                  "FROM pipeline_metadata WHERE pipeline_run_id = $1", f"airflow:{run_id}")
+    assert metadata == [{"status": "succeeded", "records_processed": 400, "workers": "2"}]
 
 
 async def wait_for_run(client: httpx.AsyncClient, run_id: str) -> tuple[dict[str, str | None], dict[str, Any]]:
