@@ -82,7 +82,7 @@ async def baseline(settings: Settings, source_a: str, source_b: str, sample: int
     canonical = [duplicates.features(record) for record in active]
     index = duplicates.CanonicalIndex()
     for item in canonical:
-        index.add(item, duplicates.fingerprint(item))
+        index.add(item, duplicates.block_keys(item).stored)
     probe_features = [duplicates.features(record) for record in probes]
 
     started = time.monotonic()
@@ -91,9 +91,9 @@ async def baseline(settings: Settings, source_a: str, source_b: str, sample: int
     full_ms = (time.monotonic() - started) * 1000 / len(probes)
     started = time.monotonic()
     for item in probe_features:
-        index.best_match(item, duplicates.fingerprint(item), settings.duplicate_similarity_threshold)
+        index.best_match(item, duplicates.block_keys(item).probes, settings.duplicate_similarity_threshold)
     blocked_ms = (time.monotonic() - started) * 1000 / len(probes)
-    compared = sum(len(index.candidates(duplicates.fingerprint(item))) for item in probe_features) / len(probes)
+    compared = sum(len(index.candidates(duplicates.block_keys(item).probes)) for item in probe_features) / len(probes)
     return {"canonical_records": len(canonical), "candidates_per_record": round(compared, 1),
             "comparisons_ratio": round(len(canonical) / max(compared, 1), 1),
             "full_comparison_ms_per_record": round(full_ms, 2), "blocking_ms_per_record": round(blocked_ms, 2),

@@ -49,7 +49,7 @@ from devstack.synthetic import CatalogueRecord, make_catalogue
 from hot_path.cleaning import normalize_record
 from hot_path.store import PolicyStore
 from schemas.migrations import upgrade_to_head
-from settings import Settings, load_core_settings
+from settings import Settings, load_core_settings, load_settings
 from stores import postgres
 from sync.consistency import check_consistency
 from sync.run import run_sync
@@ -189,6 +189,14 @@ async def duplicate_quality(settings: Settings, catalogue: Sequence[CatalogueRec
                          for item in pair if item.copy})
     false_links = [(first, second) for first, second in pairs if first.programme != second.programme]
     siblings = sum(1 for first, second in false_links if first.name == second.name)
+    found = {id(item) for pair in pairs if pair[0].programme == pair[1].programme for item in pair}
+    for first, second in false_links[:3]:
+        log(f"  false duplicate: {first.record.title!r} ({first.record.issuing_organization}) -> "
+            f"{second.record.title!r} ({second.record.issuing_organization})")
+    for item in [item for item in catalogue if item.copy and id(item) not in found][:3]:
+        original = next(other for other in catalogue if other.programme == item.programme and not other.copy)
+        log(f"  copy not linked: {item.record.title!r} ({item.record.issuing_organization}), original "
+            f"{original.record.title!r} ({original.record.issuing_organization})")
     return {"copies": sum(1 for item in catalogue if item.copy), "copies_found": linked_copies,
             "false_duplicates": len(false_links), "siblings_linked": siblings}
 
@@ -300,10 +308,10 @@ async def main() -> None:
     parser.add_argument("--stages", default="cold,sync")
     parser.add_argument("--worker-of", help=argparse.SUPPRESS)  # internal: score run WORKER_OF as one worker
     arguments = parser.parse_args()
-    configure_logging("WARNING" if sys.stderr.isatty() else "INFO", json_lines=False)
+    configure_logging(os.environ.get("LOG_LEVEL") or ("WARNING" if sys.stderr.isatty() else "INFO"),
+                      json_lines=False)
     if arguments.worker_of:
-        settings = load_core_settings()
-        report = await score_batches(settings, arguments.worker_of)
+        report = await score_batches(load_settings(), arguments.worker_of)
         print(json.dumps({**report.__dict__, "batch_seconds": list(report.batch_seconds)}))
         return
     base = await asyncio.to_thread(stack.up, load_core_settings())

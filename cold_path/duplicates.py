@@ -27,12 +27,12 @@ are plain equalities, as record-linkage blocking rules are (conjunctions of exac
   round can never match);
 - the years and the 시·도 of the record. Either guard fires only when both records carry a value and the values
   are disjoint, so a record without one (a press release names no region, a standing programme no year) is a
-  wildcard on it. Each record is filed under keys that say what it has ("year+region" 2026/서울, "year, no
-  region" 2026, "region, no year" 서울, "neither"), and under keys for each value alone ("year" 2026, "region"
-  서울, or "no year" / "no region") and for the band itself ("all"). It probes exactly the keys that the
-  records it could match are filed under: a record with both probes "year+region" for its own pairs, the
-  wildcards' keys for its year, its region and "neither"; a record with a year only probes "year" and "no
-  year"; one with neither probes "all".
+  wildcard on it. Most records have both: they are filed under each (year, 시·도) "pair" and each "region", and
+  probe their pairs and the band's "wildcard" key, under which every record missing a year or a 시·도 is filed.
+  The rare wildcards probe wider: a record with a year only probes its year paired with each of the 18 시·도
+  scopes (a closed set: `features.PROVINCE_SCOPES`), the records with its year only, those with a region only
+  and those with neither; one with a region only probes "region" and those with neither or a year only; one with
+  neither probes every "region" and every wildcard.
 
 Every pair that passes the guards and shares a band therefore shares a key (tested); the blocks pinned records
 probe hold the programme's own year and 시·도 only, so their size follows how many programmes one name has in one
@@ -53,7 +53,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
+
 from cold_path.features import (
+    PROVINCE_SCOPES,
     body_identity,
     industries_overlap,
     industry_scope,
@@ -74,9 +77,12 @@ BANDS, ROWS = 20, 3
 DATE_TOLERANCE_DAYS = 14
 TITLE_WEIGHT = 0.7
 
-_PRIME = (1 << 61) - 1
-_RANDOM = random.Random(20261123)  # fixed: band keys must be the same in every process and every release
-_PERMUTATIONS = [(_RANDOM.randrange(1, _PRIME), _RANDOM.randrange(0, _PRIME)) for _ in range(BANDS * ROWS)]
+# MinHash permutations h(x) = (a*x + b) mod p over the bigrams' CRC-32: with p = 2^31 - 1, a*x + b stays under
+# 2^63, so numpy computes them exactly in uint64.
+_PRIME = np.uint64((1 << 31) - 1)
+_RANDOM = random.Random(20261204)  # fixed: band keys must be the same in every process and every release
+_MULTIPLIERS = np.array([_RANDOM.randrange(1, (1 << 31) - 1) for _ in range(BANDS * ROWS)], dtype=np.uint64)
+_OFFSETS = np.array([_RANDOM.randrange(0, (1 << 31) - 1) for _ in range(BANDS * ROWS)], dtype=np.uint64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,52 +141,59 @@ class BlockKeys:
     probes: tuple[int, ...]
 
 
-def _key(*parts: object) -> int:
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+_MASK = (1 << 64) - 1
 
 
-def _bands(item: DuplicateFeatures) -> list[tuple[int, tuple[int, ...]]]:
-    """The title's MinHash signature cut into (band number, its rows)."""
-    hashed = [zlib.crc32(gram.encode("utf-8")) for gram in item.title_grams]
-    signature = [min((a * value + b) % _PRIME for value in hashed) for a, b in _PERMUTATIONS]
-    return [(band, tuple(signature[band * ROWS : (band + 1) * ROWS])) for band in range(BANDS)]
+def _code(*parts: object) -> int:
+    """A stable 64-bit code of a band or of a key kind and its pins."""
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "big")
+
+
+def _key(band: int, kind: int) -> int:
+    """The block key of a band and a kind code, signed for a PostgreSQL bigint: splitmix64's finaliser over their
+    XOR (a few integer operations where a hash of the pair would cost microseconds, ~140 times per record)."""
+    value = band ^ kind
+    value = (value ^ (value >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
+    value = (value ^ (value >> 27)) * 0x94D049BB133111EB & _MASK
+    value ^= value >> 31
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _bands(item: DuplicateFeatures) -> list[int]:
+    """The title's MinHash signature cut into `BANDS` bands of `ROWS` rows, each band as one code (vectorised:
+    the signature is 60 minima over every bigram)."""
+    hashed = np.fromiter((zlib.crc32(gram.encode("utf-8")) for gram in item.title_grams), dtype=np.uint64,
+                         count=len(item.title_grams))
+    signature = ((_MULTIPLIERS[:, None] * hashed[None, :] + _OFFSETS[:, None]) % _PRIME).min(axis=1).tolist()
+    return [_code(band, signature[band * ROWS : (band + 1) * ROWS]) for band in range(BANDS)]
 
 
 def block_keys(item: DuplicateFeatures) -> BlockKeys:
     """The record's block keys (see the module docstring); none for a title with nothing that names a program."""
     if not item.title_grams:
         return BlockKeys((), ())
-    rounds = tuple(sorted(item.rounds))
     years, provinces = sorted(item.years), sorted(item.provinces)
-    stored: list[int] = []
-    probes: list[int] = []
-    for band, rows in _bands(item):
-        def key(kind: str, *pins: object, band: int = band, rows: tuple[int, ...] = rows) -> int:
-            return _key(kind, band, rows, rounds, *pins)
-
-        stored.append(key("all"))
-        stored.extend([key("year", year) for year in years] or [key("no year")])
-        stored.extend([key("region", province) for province in provinces] or [key("no region")])
-        if years and provinces:
-            pinned = [key("year+region", year, province) for year in years for province in provinces]
-            stored.extend(pinned)
-            probes.extend(pinned)
-            probes.extend(key("year, no region", year) for year in years)
-            probes.extend(key("region, no year", province) for province in provinces)
-            probes.append(key("neither"))
-        elif years:
-            stored.extend(key("year, no region", year) for year in years)
-            probes.extend(key("year", year) for year in years)
-            probes.append(key("no year"))
-        elif provinces:
-            stored.extend(key("region, no year", province) for province in provinces)
-            probes.extend(key("region", province) for province in provinces)
-            probes.append(key("no region"))
-        else:
-            stored.append(key("neither"))
-            probes.append(key("all"))
-    return BlockKeys(tuple(stored), tuple(probes))
+    if years and provinces:
+        pairs = [("pair", year, province) for year in years for province in provinces]
+        files = pairs + [("region", province) for province in provinces]
+        looks = [*pairs, ("wildcard",)]
+    elif years:
+        files = [*(("year only", year) for year in years), ("year only",), ("wildcard",)]
+        looks = [*(("pair", year, province) for year in years for province in PROVINCE_SCOPES),
+                 *(("year only", year) for year in years),
+                 *(("region only", province) for province in PROVINCE_SCOPES), ("neither",)]
+    elif provinces:
+        files = [*(("region", p) for p in provinces), *(("region only", p) for p in provinces), ("wildcard",)]
+        looks = [*(("region", province) for province in provinces), ("year only",), ("neither",)]
+    else:
+        files = [("neither",), ("wildcard",)]
+        looks = [*(("region", province) for province in PROVINCE_SCOPES), ("year only",), ("neither",)]
+    rounds = tuple(sorted(item.rounds))
+    file_codes = [_code(rounds, *kind) for kind in files]
+    look_codes = [_code(rounds, *kind) for kind in looks]
+    bands = _bands(item)
+    return BlockKeys(stored=tuple(_key(band, kind) for band in bands for kind in file_codes),
+                     probes=tuple(_key(band, kind) for band in bands for kind in look_codes))
 
 
 def _far_apart(first: date | None, second: date | None) -> bool:

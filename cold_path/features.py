@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from hot_path.cleaning import NATIONWIDE, canonical_region
+from hot_path.cleaning import NATIONWIDE, PROVINCES, canonical_region
 
 _YEAR = re.compile(r"(?<![0-9])(20[0-9]{2}|19[0-9]{2})(?![0-9])")
 _SHORT_YEAR = re.compile(r"['’‘](\d{2})(?:년|\b)")  # '26년 = 2026
@@ -66,6 +66,10 @@ _GENERIC_TITLE_WORDS = (
     "참여", "참가", "선정", "대상자", "및", "관련", "변경", "정정", "예고", "통합",
 )
 _GENERIC_IN_TITLE = re.compile("|".join(sorted(map(re.escape, _GENERIC_TITLE_WORDS), key=len, reverse=True)))
+
+
+# Every value `provinces_in` and `province_scope` can give: a closed set, which duplicate blocking enumerates.
+PROVINCE_SCOPES = (*PROVINCES, NATIONWIDE)
 
 
 def nfc(text: str) -> str:

@@ -261,6 +261,7 @@ async def _run_batches(store: ColdPathStore, settings: Settings, run_id: str, *,
                     if requeued_now:
                         continue
                     break
+                phases = {"claim": time.monotonic() - batch_started}
                 assessments: list[Assessment] = []
                 for record in batch.records:
                     try:
@@ -268,13 +269,16 @@ async def _run_batches(store: ColdPathStore, settings: Settings, run_id: str, *,
                     except Exception as error:  # a bug on one record must not stop the others
                         failures.append((record, error))
                 probes = sorted({key for assessment in assessments for key in assessment.block_keys.probes})
+                phases["assess"] = time.monotonic() - batch_started
                 canonical = await batch.canonical_candidates(probes)
+                phases["candidates"] = time.monotonic() - batch_started
                 decisions = decide(assessments, canonical, quality_threshold=settings.quality_score_threshold,
                                    duplicate_threshold=settings.duplicate_similarity_threshold)
                 updated_at = datetime.now(UTC)
                 await batch.write(decisions, run_id=run_id, method=weights.method,
                                   events=_events(decisions, settings, updated_at),
                                   elapsed_ms=int((time.monotonic() - batch_started) * 1000))
+                phases["write"] = time.monotonic() - batch_started
             batch_seconds.append(time.monotonic() - batch_started)
             _observe(decisions, datetime.now(UTC))
             if failures:
@@ -285,6 +289,7 @@ async def _run_batches(store: ColdPathStore, settings: Settings, run_id: str, *,
             shown.advance(len(batch.records))
             log.debug("cold_path_batch", run_id=run_id, records=len(batch.records), failed=len(failures),
                       candidates=len(canonical), seconds=round(batch_seconds[-1], 3),
+                      seconds_until={phase: round(seconds, 4) for phase, seconds in phases.items()},
                       **Counter(decision.outcome for decision in decisions))
     return WorkerReport(failed=len(failed_ids), requeued=requeued, batches=len(batch_seconds),
                         batch_seconds=tuple(batch_seconds))

@@ -332,6 +332,7 @@ _PROVINCES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("제주특별자치도", ("50",), ("제주", "제주도")),
 )
 NATIONWIDE = "전국"
+PROVINCES = tuple(canonical for canonical, _, _ in _PROVINCES)  # the 17 시·도 by their canonical names
 
 
 def _region_lookup() -> dict[str, str]:

@@ -310,17 +310,64 @@ def test_near_misses_are_different_programs(name: str) -> None:
     assert verdict(first, second) < THRESHOLD
 
 
-def test_every_duplicate_pair_shares_a_band_key_so_blocking_finds_it() -> None:
+def keys_of(record: PolicyRecord) -> duplicates.BlockKeys:
+    return duplicates.block_keys(duplicates.features(record))
+
+
+def test_every_duplicate_pair_is_found_by_blocking_whichever_comes_first() -> None:
     for name, (first, second) in DUPLICATE_PAIRS.items():
-        keys = [set(duplicates.fingerprint(duplicates.features(record))) for record in (first, second)]
-        assert keys[0] & keys[1], name
+        assert set(keys_of(first).probes) & set(keys_of(second).stored), name
+        assert set(keys_of(second).probes) & set(keys_of(first).stored), name
+
+
+# Records that have or lack a year and a 시·도: blocking must find every pair the guards let through.
+YEAR_REGION_VARIANTS = {
+    "both": policy(title="2026년 서울 청년 창업 지원사업 공고", target_region=("서울특별시",)),
+    "year only": policy(title="2026년 청년 창업 지원사업 공고", target_region=()),
+    "region only": policy(title="서울 청년 창업 지원사업 공고", target_region=("서울특별시",)),
+    "neither": policy(title="청년 창업 지원사업 공고", target_region=()),
+    "other year": policy(title="2025년 서울 청년 창업 지원사업 공고", target_region=("서울특별시",)),
+    "other region": policy(title="2026년 부산 청년 창업 지원사업 공고", target_region=("부산광역시",)),
+    "two regions": policy(title="2026년 청년 창업 지원사업 공고", target_region=("서울특별시", "부산광역시")),
+    "other round": policy(title="2026년 서울 청년 창업 지원사업 2차 공고", target_region=("서울특별시",)),
+}
+
+
+@pytest.mark.parametrize("first", YEAR_REGION_VARIANTS)
+@pytest.mark.parametrize("second", YEAR_REGION_VARIANTS)
+def test_blocking_finds_every_pair_no_year_region_or_round_guard_tells_apart(first: str, second: str) -> None:
+    a, b = (duplicates.features(YEAR_REGION_VARIANTS[name]) for name in (first, second))
+    guarded = duplicates.different_programs(a, b) in ("years differ", "regions differ", "rounds differ")
+    shares = bool(set(duplicates.block_keys(a).probes) & set(duplicates.block_keys(b).stored))
+    assert shares or guarded, (first, second)
+    # Two records that both have a year and a 시·도 share a key only when no guard tells them apart: that is what
+    # keeps their blocks small. (A wildcard is compared with more than it could match; the guards sort it out.)
+    pinned = {"both", "other year", "other region", "other round"}
+    if {first, second} <= pinned:
+        assert shares is not guarded, (first, second)
+
+
+def test_a_record_with_year_and_region_files_and_probes_two_keys_a_band() -> None:
+    pinned = keys_of(YEAR_REGION_VARIANTS["both"])
+    assert len(pinned.stored) == len(pinned.probes) == duplicates.BANDS * 2
+    # A record with neither is compared with every record of its round in the band, whatever it has.
+    bare = set(keys_of(YEAR_REGION_VARIANTS["neither"]).probes)
+    for name, record in YEAR_REGION_VARIANTS.items():
+        assert bool(bare & set(keys_of(record).stored)) is (name != "other round"), name
+
+
+def test_every_region_a_record_can_name_is_one_that_blocking_enumerates() -> None:
+    from cold_path.features import _PROVINCE_NAMES, PROVINCE_SCOPES, province_scope, provinces_in
+
+    assert {region for name in _PROVINCE_NAMES for region in provinces_in(name)} <= set(PROVINCE_SCOPES)
+    assert province_scope([*_PROVINCE_NAMES, "전국", "성동구"]) <= set(PROVINCE_SCOPES)
 
 
 def test_exact_copies_are_named_exact_and_keys_are_stable() -> None:
     first, second = DUPLICATE_PAIRS["exact-copy-on-two-portals"]
     assert duplicates.similarity(duplicates.features(first), duplicates.features(second)) == (1.0, "exact")
     # Stored keys must not depend on the process (no salted hash()): recomputing gives the same list.
-    assert duplicates.fingerprint(duplicates.features(first)) == duplicates.fingerprint(duplicates.features(second))
+    assert keys_of(first) == keys_of(second)
 
 
 def test_the_index_returns_the_most_similar_canonical_record() -> None:
@@ -329,9 +376,9 @@ def test_the_index_returns_the_most_similar_canonical_record() -> None:
     index = duplicates.CanonicalIndex()
     for record in (canonical, other_year):
         item = duplicates.features(record)
-        index.add(item, duplicates.fingerprint(item))
+        index.add(item, duplicates.block_keys(item).stored)
     item = duplicates.features(reworded)
-    match = index.best_match(item, duplicates.fingerprint(item), THRESHOLD)
+    match = index.best_match(item, duplicates.block_keys(item).probes, THRESHOLD)
     assert match is not None and match.canonical_id == canonical.id
     assert index.best_match(item, [], THRESHOLD) is None  # no shared band key: never compared
 
