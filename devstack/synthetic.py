@@ -174,8 +174,9 @@ def make_catalogue(count: int, *, seed: int = 11, copy_share: float = 0.05) -> l
     cells = len(names) * len(CATALOGUE_YEARS) * len(provinces) * len(ROUND_WORDS)
     copies = int(count * copy_share)
     originals = count - copies
-    if originals > cells:
-        raise ValueError(f"at most {cells} distinct programmes can be generated, {originals} asked")
+    if originals > cells or copies > originals - COPY_DELAY:
+        raise ValueError(f"{originals} programmes with {copies} copies asked: at most {cells} distinct programmes, "
+                         f"and copies of programmes {COPY_DELAY} records before the end")
     catalogue: list[CatalogueRecord] = []
     for programme, cell in enumerate(rng.sample(range(cells), originals)):
         cell, round_index = divmod(cell, len(ROUND_WORDS))
@@ -187,9 +188,9 @@ def make_catalogue(count: int, *, seed: int = 11, copy_share: float = 0.05) -> l
             copy=False))
     # Each copy comes in a later collection than its original (another source picks the programme up later): at
     # least COPY_DELAY records after it, so never in the same hot-path batch.
-    for number, position in enumerate(sorted(rng.sample(range(originals), copies), reverse=True)):
+    for number, position in enumerate(sorted(rng.sample(range(originals - COPY_DELAY), copies), reverse=True)):
         original = catalogue[position]
-        later = rng.randint(min(position + COPY_DELAY, len(catalogue)), len(catalogue))
+        later = rng.randint(position + COPY_DELAY, len(catalogue))
         catalogue.insert(later, CatalogueRecord(_copy(original.record, number, rng), original.programme,
                                                 original.name, copy=True))
     return catalogue
