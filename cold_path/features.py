@@ -34,6 +34,9 @@ _PROVINCE_IN_TEXT = re.compile(
     "(?<![가-힣])(" + "|".join(sorted(map(re.escape, _PROVINCE_NAMES), key=len, reverse=True)) + ")(?![가-힣])"
 )
 
+# 전국 as a word of its own ("(전국)", "[전국]"): the programme's scope, like a 시·도, not part of its name.
+_NATIONWIDE_IN_TEXT = re.compile(f"(?<![가-힣]){NATIONWIDE}(?![가-힣])")
+
 # Ministries as the press writes them (정책브리핑: "중기부, ..."), and agencies with the ministry they belong to:
 # a program announced by 창업진흥원 on one site and by 중소벤처기업부 on another is one program.
 _ORG_ALIASES = {
@@ -154,11 +157,13 @@ def industries_overlap(first: frozenset[str], second: frozenset[str]) -> bool:
 
 def title_identity(title: str) -> str:
     """The title reduced to what names the program: lower case, no markup, no punctuation or spaces, without
-    years, round markers, province names, ministry abbreviations and the words every title has (공고, 모집 ...)."""
+    years, round markers, province names and 전국, ministry abbreviations and the words every title has (공고,
+    모집 ...)."""
     text = _HTML_TAG.sub(" ", nfc(title)).lower()
     text = _YEAR_WORD.sub(" ", text)
     text = _ROUND.sub(" ", text)
     text = _PROVINCE_IN_TEXT.sub(" ", text)
+    text = _NATIONWIDE_IN_TEXT.sub(" ", text)
     for alias in _ORG_ALIASES:
         text = text.replace(alias, " ")
     text = _NOT_WORD.sub(" ", text)

@@ -176,8 +176,9 @@ async def test_the_hourly_dag_scores_at_most_limit_then_rescore_all_scores_every
     assert {push.job for push in pushgateway.pushes} == {"aegis-cold-path", "aegis-sync", "aegis-consistency",
                                                          "aegis-events"}
     assert {push.method for push in pushgateway.pushes} == {"PUT"}
-    first_score = pushgateway.bodies("aegis-cold-path")[0]
-    assert {"source": source} in pushed_samples(first_score, "data_quality_score")
+    # plan_scoring, each mapped score task and summarise_scoring push as the cold path; the summary has the scores
+    assert any({"source": source} in pushed_samples(body, "data_quality_score")
+               for body in pushgateway.bodies("aegis-cold-path"))
     first_sync = pushgateway.bodies("aegis-sync")[0]
     assert {(labels["target_db"], labels["status"]) for labels in pushed_samples(first_sync, "db_sync_total")} == {
         ("milvus", "success"), ("neo4j", "success"), ("elasticsearch", "success")}
@@ -211,7 +212,8 @@ async def test_a_target_that_is_down_fails_sync_and_repair_with_its_dp_code(
     ])
     try:
         hourly, repair = output.runs
-        assert hourly["tasks"] == {"score": "success", "sync": "failed", "check_consistency": "upstream_failed",
+        assert hourly["tasks"] == {"plan_scoring": "success", "score": "success", "summarise_scoring": "success",
+                                   "sync": "failed", "check_consistency": "upstream_failed",
                                    "send_events": "upstream_failed"}, output.stdout[-3000:]
         assert repair["tasks"] == {"check_and_repair": "failed", "send_events": "upstream_failed"}
         raised = output.raised()
@@ -431,8 +433,12 @@ async def test_two_mapped_workers_score_a_backlog_once_each_and_the_run_counts_i
         mapped = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/score/listMapped"))
         summary = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/summarise_scoring/"
                                     "xcomEntries/return_value")).json()["value"]
+        batches = [(await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/score/xcomEntries/"
+                                     f"return_value", params={"map_index": index})).json()["value"]["batches"]
+                   for index in (0, 1)]
 
     assert run["state"] == "success", run
+    assert all(count > 0 for count in batches), batches  # both ran at once: each claimed some of the backlog
     workers = mapped.json()["task_instances"]
     assert [(worker["map_index"], worker["state"]) for worker in workers] == [(0, "success"), (1, "success")]
     decided = await fetch(stack, "SELECT h.policy_id, count(*) AS n FROM processing_history h "
@@ -443,7 +449,8 @@ async def test_two_mapped_workers_score_a_backlog_once_each_and_the_run_counts_i
     after = await statuses(stack, source)
     assert "pending_validation" not in after and sum(after.values()) == 400
     metadata = await fetch(stack, "SELECT status, records_processed, metadata->>'workers' AS workers "
-                                  "FROM pipeline_metadata WHERE pipeline_run_id = $1", f"airflow:{run_id}")
+                                  "FROM pipeline_metadata WHERE pipeline_run_id = $1 AND processing_path = 'cold'",
+                              f"airflow:{run_id}")
     assert metadata == [{"status": "succeeded", "records_processed": 400, "workers": "2"}]
 
 

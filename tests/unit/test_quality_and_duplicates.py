@@ -214,6 +214,13 @@ DUPLICATE_PAIRS = {
         policy(title="중소기업 R&D바우처 지원사업(2026년) 공고", issuing_organization="정보통신산업진흥원",
                content="연구개발 서비스 구매 바우처, 기업당 최대 1억원 지원. 중소기업 대상."),
     ),
+    "nationwide-scope-in-the-title": (
+        policy(title="2026년 혁신 바우처 지원사업 모집 (전국)", issuing_organization="중소벤처기업부",
+               target_region=("전국",)),
+        policy(source_system="korea_kr_rss", title="중기부, 2026년 혁신 바우처 지원사업 모집",
+               issuing_organization="정책브리핑", target_region=(), application_start_date=None,
+               application_end_date=None),
+    ),
     "notice-number-on-one-side-only": (
         policy(title="중소벤처기업부 공고 제2026-112호 2026년 예비창업패키지 예비창업자 모집 공고"),
         policy(source_system="kstartup", title="2026년 예비창업패키지 예비창업자 모집", content=RSS_BODY,
