@@ -390,6 +390,19 @@ def test_the_index_returns_the_most_similar_canonical_record() -> None:
     assert index.best_match(item, [], THRESHOLD) is None  # no shared band key: never compared
 
 
+def test_a_press_copy_is_linked_to_its_nationwide_original_not_to_a_regional_look_alike() -> None:
+    original, press_copy = DUPLICATE_PAIRS["nationwide-scope-in-the-title"]
+    look_alike = policy(title="2026년 혁신 바우처 바우처 모집 (대구)", issuing_organization="중소벤처기업부",
+                        target_region=("대구광역시",))
+    index = duplicates.CanonicalIndex()
+    for record in (look_alike, original):
+        item = duplicates.features(record)
+        index.add(item, duplicates.block_keys(item).stored)
+    item = duplicates.features(press_copy)
+    match = index.best_match(item, duplicates.block_keys(item).probes, THRESHOLD)
+    assert match is not None and match.canonical_id == original.id
+
+
 def test_quality_weights_must_add_up_to_one() -> None:
     from settings import SettingsError, load_core_settings
 
