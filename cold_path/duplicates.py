@@ -13,7 +13,8 @@ How it decides, for two records A and B (`compare`):
 2. Similarity from 0 to 1: the titles reduced to what names the program (`features.title_identity`: no years,
    regions, ministry abbreviations, 공고/모집/사업 ...), compared as character bigrams by the mean of Jaccard and
    containment (a shorter title inside a longer one counts), weighted `TITLE_WEIGHT`; the bodies as character
-   trigrams (containment), weighted the rest. Equal title, organisation, dates and body: 1.0 ("exact").
+   trigrams (containment), weighted the rest. Equal title, organisation, dates and body: 1.0 ("exact"). Titles
+   less than `MIN_TITLE_SIMILARITY` alike are two programmes whatever the bodies say (boilerplate).
 3. A duplicate when the similarity reaches the threshold (setting DUPLICATE_SIMILARITY_THRESHOLD).
 
 Blocking (`block_keys`): MinHash of the title's bigrams, `BANDS` bands of `ROWS` rows. Two records are compared
@@ -76,6 +77,10 @@ SCHEME = "minhash-title-bigram/2"  # 2: band keys pinned to rounds, year and 시
 BANDS, ROWS = 20, 3
 DATE_TOLERANCE_DAYS = 14
 TITLE_WEIGHT = 0.7
+# Bodies share boilerplate (신청 방법, 제출 서류, 문의처): two programmes whose names have little in common but a
+# kind ("정책자금 융자", "바우처 멘토링") reached the threshold on their bodies. Every labelled copy's titles are
+# at least 0.69 alike; such look-alikes 0.44-0.49.
+MIN_TITLE_SIMILARITY = 0.5
 
 # MinHash permutations h(x) = (a*x + b) mod p over the bigrams' CRC-32: with p = 2^31 - 1, a*x + b stays under
 # 2^63, so numpy computes them exactly in uint64.
@@ -234,6 +239,8 @@ def similarity(a: DuplicateFeatures, b: DuplicateFeatures) -> tuple[float, str]:
     if a.exact_key == b.exact_key:
         return 1.0, "exact"
     title = (_jaccard(a.title_grams, b.title_grams) + _containment(a.title_grams, b.title_grams)) / 2
+    if title < MIN_TITLE_SIMILARITY:
+        return 0.0, "title"
     body = _containment(a.body_grams, b.body_grams)
     return round(TITLE_WEIGHT * title + (1 - TITLE_WEIGHT) * body, 4), SCHEME
 

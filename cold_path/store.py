@@ -201,7 +201,7 @@ class ColdPathStore:
         with postgres.translate_errors("read run parameters"):
             stored = await self._pool.fetchval(
                 "SELECT metadata->'parameters' FROM pipeline_metadata WHERE pipeline_run_id = $1 "
-                "AND processing_path = 'cold'", run_id)
+                "AND processing_path = 'cold' AND metadata ? 'parameters'", run_id)
         return orjson.loads(stored) if stored else {}
 
     async def run_seconds(self, run_id: str) -> float:
@@ -209,7 +209,7 @@ class ColdPathStore:
         with postgres.translate_errors("read run start"):
             seconds = await self._pool.fetchval(
                 "SELECT extract(epoch FROM now() - started_at) FROM pipeline_metadata WHERE pipeline_run_id = $1 "
-                "AND processing_path = 'cold'", run_id)
+                "AND processing_path = 'cold' AND metadata ? 'parameters'", run_id)
         return float(seconds or 0.0)
 
     async def waiting(self, source: str | None, rescore_since: datetime | None) -> int:

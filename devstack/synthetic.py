@@ -144,7 +144,7 @@ PRESS_NAME_OF = {"중소벤처기업부": "중기부", "산업통상자원부": 
                  "보건복지부": "복지부", "국토교통부": "국토부", "해양수산부": "해수부", "환경부": "환경부",
                  "행정안전부": "행안부", "기획재정부": "기재부"}
 ORIGINAL_SOURCES = ["mss_biz", "bizinfo", "local_boards"]
-COPY_DELAY = 1000
+COPY_DELAY, COPY_WINDOW = 1000, 5000  # a copy comes 1,000 to 6,000 records after its original
 
 
 @dataclass(frozen=True)
@@ -174,9 +174,9 @@ def make_catalogue(count: int, *, seed: int = 11, copy_share: float = 0.05) -> l
     cells = len(names) * len(CATALOGUE_YEARS) * len(provinces) * len(ROUND_WORDS)
     copies = int(count * copy_share)
     originals = count - copies
-    if originals > cells or copies > originals - COPY_DELAY:
+    if originals > cells or copies > originals - COPY_DELAY - COPY_WINDOW // 2:
         raise ValueError(f"{originals} programmes with {copies} copies asked: at most {cells} distinct programmes, "
-                         f"and copies of programmes {COPY_DELAY} records before the end")
+                         f"and copies of programmes {COPY_DELAY + COPY_WINDOW // 2} records before the end")
     catalogue: list[CatalogueRecord] = []
     for programme, cell in enumerate(rng.sample(range(cells), originals)):
         cell, round_index = divmod(cell, len(ROUND_WORDS))
@@ -186,11 +186,12 @@ def make_catalogue(count: int, *, seed: int = 11, copy_share: float = 0.05) -> l
             programme, rng, name=names[name_index], kind=rng.choice(KINDS), year=CATALOGUE_YEARS[year_index],
             province=provinces[province_index], round_word=ROUND_WORDS[round_index]), programme, names[name_index],
             copy=False))
-    # Each copy comes in a later collection than its original (another source picks the programme up later): at
-    # least COPY_DELAY records after it, so never in the same hot-path batch.
-    for number, position in enumerate(sorted(rng.sample(range(originals - COPY_DELAY), copies), reverse=True)):
+    # Each copy comes in a later collection than its original (another source picks the programme up within
+    # days): never in the same hot-path batch, and spread over the run as the originals are.
+    latest = max(copies, originals - COPY_DELAY - COPY_WINDOW // 2)
+    for number, position in enumerate(sorted(rng.sample(range(latest), copies), reverse=True)):
         original = catalogue[position]
-        later = rng.randint(position + COPY_DELAY, len(catalogue))
+        later = min(len(catalogue), position + COPY_DELAY + rng.randint(0, COPY_WINDOW))
         catalogue.insert(later, CatalogueRecord(_copy(original.record, number, rng), original.programme,
                                                 original.name, copy=True))
     return catalogue

@@ -449,7 +449,7 @@ async def test_two_mapped_workers_score_a_backlog_once_each_and_the_run_counts_i
     after = await statuses(stack, source)
     assert "pending_validation" not in after and sum(after.values()) == 400
     metadata = await fetch(stack, "SELECT status, records_processed, metadata->>'workers' AS workers "
-                                  "FROM pipeline_metadata WHERE pipeline_run_id = $1 AND processing_path = 'cold'",
+                                  "FROM pipeline_metadata WHERE pipeline_run_id = $1 AND metadata ? 'parameters'",
                               f"airflow:{run_id}")
     assert metadata == [{"status": "succeeded", "records_processed": 400, "workers": "2"}]
 

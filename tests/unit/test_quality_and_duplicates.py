@@ -289,6 +289,12 @@ DIFFERENT_PAIRS = {
         policy(title="2026년 청년 창업 지원사업 공고 (제12호)"),
         policy(title="2026년 청년 창업 지원사업 공고 (제873호)"),
     ),
+    "same-kind-other-name-boilerplate-body": (  # one body template for both: only the names tell them apart
+        policy(title="2024년 2차 사회적기업 신제품 개발 컨설팅 지원 모집", issuing_organization="제주특별자치도",
+               target_region=("제주특별자치도",)),
+        policy(title="2024년 2차 사회적기업 직업훈련 과정 컨설팅 지원 모집", issuing_organization="제주특별자치도",
+               target_region=("제주특별자치도",)),
+    ),
     "similar-words-other-program": (
         policy(title="2026년 중소기업 기술보호 역량강화 지원사업", issuing_organization="중소벤처기업부",
                content="기술 유출 피해를 막기 위해 중소기업에 보안 컨설팅과 기술임치 비용을 지원합니다."),
