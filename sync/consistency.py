@@ -4,6 +4,9 @@ The check reads PostgreSQL's (id, checksum) of active policies once, sums them p
 for its own bucket sums (an aggregation where the engine has one: Elasticsearch, Cypher; Milvus reads scalars
 only), and reads documents only in the buckets that differ. So an unchanged target costs one aggregation, and
 100 drifted documents cost about 100 buckets' worth of reads. The diffing itself is `sync.digest` (pure).
+The graph's aggregation also compares each policy's outgoing links (DUPLICATE_OF included) with the digest it was
+written with, from PostgreSQL's view (`sync.targets.graph`): a policy whose links differ is stale, so a link lost,
+added or pointing at the wrong node is found and repaired like another checksum.
 
 `repair` fixes exactly what a check found: missing and stale documents are written again from PostgreSQL's
 current state, orphaned ones deleted. Both store their report (`consistency_reports`) and set the
@@ -25,16 +28,20 @@ import orjson
 from common import metrics
 from common.errors import ErrorCode, PipelineError
 from common.logging import get_logger
+from common.progress import progress
 from settings import Settings
 from stores import postgres
 from sync import source
-from sync.digest import Drift, bucket_of, diff, differing_buckets, summarize
+from sync.digest import BUCKETS, Drift, bucket_of, diff, differing_buckets, summarize
 from sync.embeddings import EmbeddingProvider
 from sync.run import OpenTarget, TargetResult, _store_name, _write, check_target_names, new_run_id
 
 log = get_logger(__name__)
 KINDS = ("missing", "stale", "orphaned")
 _STORED_IDS = 1000  # ids kept per kind in the stored report (counts are always complete)
+# Differing buckets read per call: a target far off (emptied, restored from an old copy) is read in steps that the
+# check's progress can show; a few drifted documents still take one call.
+_BUCKETS_PER_READ = 128
 
 
 @dataclass
@@ -123,17 +130,26 @@ async def _check_target(settings: Settings, name: str, expected: dict[str, str],
     check = TargetCheck(target=name, store=_store_name(name))
     started = time.monotonic()
     try:
-        async with OpenTarget(settings, name) as handle:
-            assert handle.target is not None
-            actual_digests = await handle.call(handle.target.bucket_digests)
-            buckets = differing_buckets(expected_digests, actual_digests)
-            check.buckets_differing = len(buckets)
-            if buckets:
-                actual = await handle.call(handle.target.checksums, buckets)
-                check.documents_read = len(actual)
-                wanted = {policy_id: checksum for policy_id, checksum in expected.items()
-                          if bucket_of(policy_id) in buckets}
-                check.drift = diff(wanted, actual)
+        # Progress in buckets compared: those whose digests agree at once, the others as they are read.
+        with progress(f"consistency check {name}", total=BUCKETS, unit="buckets",
+                      log_every_seconds=settings.progress_log_seconds) as shown:
+            async with OpenTarget(settings, name) as handle:
+                assert handle.target is not None
+                actual_digests = await handle.call(handle.target.bucket_digests)
+                buckets = differing_buckets(expected_digests, actual_digests)
+                check.buckets_differing = len(buckets)
+                shown.advance(BUCKETS - len(buckets))
+                actual: dict[str, str] = {}
+                ordered = sorted(buckets)
+                for start in range(0, len(ordered), _BUCKETS_PER_READ):
+                    chunk = ordered[start:start + _BUCKETS_PER_READ]
+                    actual.update(await handle.call(handle.target.checksums, chunk))
+                    shown.advance(len(chunk))
+                if buckets:
+                    check.documents_read = len(actual)
+                    wanted = {policy_id: checksum for policy_id, checksum in expected.items()
+                              if bucket_of(policy_id) in buckets}
+                    check.drift = diff(wanted, actual)
     except Exception as error:
         code = error.code.value if isinstance(error, PipelineError) else ErrorCode.CONSISTENCY_CHECK_FAILED.value
         check.error_code, check.error = code, str(error)
@@ -177,12 +193,15 @@ async def _repair_target(pool: asyncpg.Pool, settings: Settings, check: TargetCh
     ids = [*drift.missing, *drift.stale, *drift.orphaned]
     try:
         async with source.target_lock(pool, check.target), OpenTarget(settings, check.target) as handle:
-            for start in range(0, len(ids), settings.sync_batch_size):
-                chunk = ids[start:start + settings.sync_batch_size]
-                current = {record.document.id: record for record in await source.records_by_ids(pool, chunk)}
-                active = [current[i].document for i in chunk if i in current and current[i].active]
-                gone = [i for i in chunk if i not in current or not current[i].active]
-                await _write(handle, result, run_id, active, gone, embeddings)
+            with progress(f"consistency repair {check.target}", total=len(ids),
+                          log_every_seconds=settings.progress_log_seconds) as shown:
+                for start in range(0, len(ids), settings.sync_batch_size):
+                    chunk = ids[start:start + settings.sync_batch_size]
+                    current = {record.document.id: record for record in await source.records_by_ids(pool, chunk)}
+                    active = [current[i].document for i in chunk if i in current and current[i].active]
+                    gone = [i for i in chunk if i not in current or not current[i].active]
+                    await _write(handle, result, run_id, active, gone, embeddings)
+                    shown.advance(len(chunk))
             await handle.call(handle.target.flush)  # type: ignore[union-attr]
         result.success = True
     except Exception as error:

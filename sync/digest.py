@@ -5,6 +5,12 @@ bucket (a bucket is a fixed hash of the id), and only the buckets whose sums dif
 diffed. A bucket's digest is its document count and the sum of each document's 32-bit digest (the checksum's
 first 8 hex digits): a sum, so engines can compute it with their own aggregations (Elasticsearch `sum`, Cypher
 `sum()`), and exact in a double for up to 2**21 documents per bucket.
+
+A graph document is a node and its outgoing links. Each node a policy can link to carries a 32-bit `link_key`
+(`link_key(label, name)`), and a policy's links digest is the sum of the keys of the nodes it links to: a sum
+again, so Cypher can recompute it from the links actually present (`sum(x.link_key)`) and compare it with the
+digest written from PostgreSQL's view. A link re-pointed to another node changes the sum unless the two keys
+collide (1 in 2**32).
 """
 
 from __future__ import annotations
@@ -16,12 +22,26 @@ from dataclasses import dataclass, field
 BUCKETS = 1024  # stored in every document as `sync_bucket`: changing it means a rebuild of every target
 
 
+def _hash32(text: str) -> int:
+    return int(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:8], 16)
+
+
 def bucket_of(policy_id: str) -> int:
-    return int(hashlib.md5(policy_id.encode("utf-8"), usedforsecurity=False).hexdigest()[:8], 16) % BUCKETS
+    return _hash32(policy_id) % BUCKETS
 
 
 def digest_of(checksum: str) -> int:
     return int(checksum[:8], 16)
+
+
+def link_key(label: str, name: str) -> int:
+    """The 32-bit key of the node `label` named `name` (a Policy: its id), the same in every process and engine."""
+    return _hash32(f"{label}\x1f{name}")
+
+
+def links_digest(links: Iterable[tuple[str, str]]) -> int:
+    """The digest of a policy's outgoing links: the sum of the keys of the (label, name) nodes they point at."""
+    return sum(link_key(label, name) for label, name in links)
 
 
 @dataclass(frozen=True)

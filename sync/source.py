@@ -1,11 +1,15 @@
 """What the sync reads from and writes to PostgreSQL: changed policies, watermarks, checksums, the run record.
 
 The checksum of a policy covers everything its documents are made of: the stored content (`content_hash`, the
-hot path's SHA-256 of what it stored), the version, the quality score and the duplicate link. It is computed
-here, in SQL, once for the sync and the consistency check alike.
+hot path's SHA-256 of what it stored), the version, the quality score and the duplicate link, including whether
+that link is one the graph can hold (its canonical policy `active`; see `sync.targets.graph`). It is computed
+here, in SQL, once for the sync and the consistency check alike. The not-active marker is NULL for every other
+policy, and `concat_ws` skips NULLs: their checksums are what they were before it existed (nothing to rewrite).
 
 Change tracking (migration 0005): each write stamps the row with its transaction id (`sync_xid`); a target's
-watermark is the snapshot xmin taken before its last successful read, so late commits are never skipped.
+watermark is the snapshot xmin taken before its last successful read, so late commits are never skipped. A
+canonical policy that becomes active or stops being active stamps its active duplicates too (migration 0009):
+their checksums changed with it.
 """
 
 from __future__ import annotations
@@ -20,16 +24,19 @@ from stores import postgres
 from sync.targets.base import SyncDocument
 
 CHECKSUM_SQL = ("md5(concat_ws('|', p.id::text, p.version::text, p.content_hash, "
-                "coalesce(p.quality_score::text, ''), coalesce(d.canonical_id::text, '')))")
+                "coalesce(p.quality_score::text, ''), coalesce(d.canonical_id::text, ''), "
+                "CASE WHEN d.canonical_id IS NOT NULL AND c.id IS NULL THEN 'canonical-not-active' END))")
 
 _DOCUMENT_COLUMNS = f"""
     p.id::text AS id, p.sync_xid, p.status, p.version, p.source_system, p.title, p.content, p.issuing_organization,
     p.target_region, p.target_industry, p.funding_type, p.application_start_date, p.application_end_date,
-    p.original_url, p.quality_score, d.canonical_id::text AS canonical_id,
+    p.original_url, p.quality_score, d.canonical_id::text AS canonical_id, c.id::text AS duplicate_of,
     ARRAY(SELECT x.policy_id::text FROM policy_duplicates x WHERE x.canonical_id = p.id ORDER BY 1) AS duplicate_ids,
     {CHECKSUM_SQL} AS checksum
 """  # noqa: S608 (constants only; values are always bound parameters)
-_FROM = "FROM policies p LEFT JOIN policy_duplicates d ON d.policy_id = p.id"
+# `c`: the canonical policy of a duplicate, when it is active (the graph's DUPLICATE_OF link exists only then).
+_FROM = ("FROM policies p LEFT JOIN policy_duplicates d ON d.policy_id = p.id "
+         "LEFT JOIN policies c ON c.id = d.canonical_id AND c.status = 'active'")
 
 CHANGED_SQL = f"""
 SELECT {_DOCUMENT_COLUMNS} {_FROM}
@@ -66,7 +73,7 @@ def _document(row: asyncpg.Record) -> SyncDocument:
         funding_type=row["funding_type"], application_start_date=row["application_start_date"],
         application_end_date=row["application_end_date"], original_url=row["original_url"],
         quality_score=row["quality_score"], canonical_id=row["canonical_id"],
-        duplicate_ids=tuple(row["duplicate_ids"] or ()),
+        duplicate_ids=tuple(row["duplicate_ids"] or ()), duplicate_of=row["duplicate_of"],
     )
 
 

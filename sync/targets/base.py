@@ -45,6 +45,8 @@ class SyncDocument:
     quality_score: float | None
     canonical_id: str | None          # the policy this one duplicates (cold path), if any
     duplicate_ids: tuple[str, ...]    # policies that duplicate this one
+    # `canonical_id` while that policy is active: the graph's DUPLICATE_OF link (a policy not active is no node)
+    duplicate_of: str | None = None
 
     @property
     def bucket(self) -> int:

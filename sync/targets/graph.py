@@ -6,9 +6,25 @@ Source (COLLECTED_FROM) nodes, and to the canonical policy they repeat (DUPLICAT
 `policy_duplicates`). Upserting a policy replaces its outgoing relationships; incoming DUPLICATE_OF links are
 re-linked from the duplicates' side, so a canonical policy that comes back finds its duplicates again.
 
-Each Policy node also keeps how many of those five links it was written with (`link_count`): the consistency check
-counts them again, and a policy whose links are not all there is stale like one with another checksum, so repair
-writes it again. (DUPLICATE_OF is left out: it depends on whether the other policy is in the graph.)
+Which DUPLICATE_OF links the graph holds. Only active policies are nodes here, and the cold path rejects every
+duplicate it links (one decided again loses its link first), so a duplicate is normally no node at all. The
+graph holds `(d)-[:DUPLICATE_OF]->(c)` exactly when PostgreSQL links d to c and both are active. In the cold
+path's normal course that is never; it happens when someone makes a duplicate active by hand, overruling the
+cold path. No placeholder node stands for a rejected duplicate or an inactive canonical policy: the graph's
+contract is active policies, and which records repeat a program is PostgreSQL's `policy_duplicates` to answer.
+The expectation is PostgreSQL's: `SyncDocument.duplicate_of` is the canonical id while that policy is active,
+the checksum says whether it is (`sync.source`), and a canonical policy becoming active or not re-stamps its
+active duplicates (migration 0009), so the next sync writes them again.
+
+Consistency of the links. Every node a policy can link to carries a `link_key` (`sync.digest.link_key` of its
+label and name; a Policy's of its id), and each Policy node stores, from PostgreSQL's view when it was written,
+how many outgoing links it has (`link_count`) and the sum of the keys of the nodes they point at
+(`links_digest`), DUPLICATE_OF included. The check recomputes both from the links actually present, in the same
+per-bucket aggregation as the checksums (one pass over every outgoing link), so a link missing, added, or
+re-pointed to another node (another organization, region, source, canonical policy) makes its policy stale like
+another checksum would, and repair writes the policy again (its outgoing links deleted, then created). The
+stored expectation is tied to PostgreSQL's current one by the checksum written with it. A node written before
+`links_digest` existed cannot be checked and counts as stale: one repair (or a rebuild) writes it again.
 
 A graph has no alias to swap: a rebuild rewrites every active policy in place, stamped with the rebuild's run id,
 then deletes the Policy nodes the rebuild did not write (mark and sweep), so the graph never goes empty.
@@ -23,7 +39,7 @@ from typing import Any
 from common.errors import ErrorCode
 from settings import Settings
 from stores.graph import GraphStore, open_graph_store
-from sync.digest import BucketDigest
+from sync.digest import BucketDigest, link_key, links_digest
 from sync.targets.base import SyncBatch, SyncDocument, SyncTarget
 
 POLICY_PROPERTIES = {
@@ -31,8 +47,9 @@ POLICY_PROPERTIES = {
     "source_system": "STRING", "application_start_date": "STRING", "application_end_date": "STRING",
     "original_url": "STRING", "quality_score": "DOUBLE", "status": "STRING", "version": "INT64",
     "checksum": "STRING", "sync_bucket": "INT64", "sync_digest": "INT64", "sync_run_id": "STRING",
-    "link_count": "INT64",
+    "link_count": "INT64", "links_digest": "INT64", "link_key": "INT64", "duplicate_of": "STRING",
 }
+LINKED_PROPERTIES = {"name": "STRING", "link_key": "INT64"}  # of every node a policy links to by name
 # label of the linked node, relationship type, how to read the linked names off a document
 LINKS: list[tuple[str, str, Any]] = [
     ("Organization", "ISSUED_BY", lambda document: [document.issuing_organization]),
@@ -50,33 +67,47 @@ SET p.title = r.title, p.issuing_organization = r.issuing_organization, p.fundin
     p.application_end_date = r.application_end_date, p.original_url = r.original_url,
     p.quality_score = r.quality_score, p.status = r.status, p.version = r.version, p.checksum = r.checksum,
     p.sync_bucket = r.sync_bucket, p.sync_digest = r.sync_digest, p.sync_run_id = r.sync_run_id,
-    p.link_count = r.link_count
+    p.link_count = r.link_count, p.links_digest = r.links_digest, p.link_key = r.link_key,
+    p.duplicate_of = r.duplicate_of
 """
 DELETE_OUTGOING = "MATCH (p:Policy)-[e]->() WHERE p.id IN $ids DELETE e"
+# Only where the duplicate expects this canonical policy (`duplicate_of`, from PostgreSQL): a link from either side
+# is then one its node's `links_digest` counts.
 LINK_DUPLICATES = """
-UNWIND $pairs AS r MATCH (d:Policy {id: r.duplicate}), (c:Policy {id: r.canonical}) MERGE (d)-[:DUPLICATE_OF]->(c)
+UNWIND $pairs AS r MATCH (d:Policy {id: r.duplicate}), (c:Policy {id: r.canonical}) WHERE d.duplicate_of = c.id
+MERGE (d)-[:DUPLICATE_OF]->(c)
 """
 DELETE_POLICIES = "UNWIND $ids AS i MATCH (p:Policy {id: i}) DETACH DELETE p"
-# A policy's links as written are all there (`link_count` is null on nodes written before it existed: not checked).
-_LINKS_COUNTED = f"""
-OPTIONAL MATCH (p)-[link:{'|'.join(rel_type for _, rel_type, _ in LINKS)}]->()
-WITH p, count(link) AS links
-WITH p, p.link_count IS NULL OR links = p.link_count AS links_intact
+# A policy's outgoing links are the ones it was written with: as many, to nodes whose keys add up to the same sum.
+# Null `link_count` or `links_digest` (a node written before them) compares as not intact.
+_LINKS_CHECKED = """
+OPTIONAL MATCH (p)-[link]->(x)
+WITH p, count(link) AS links, coalesce(sum(x.link_key), 0) AS digest
+WITH p, links = p.link_count AND digest = p.links_digest AS links_intact
 """
-BUCKET_DIGESTS = ("MATCH (p:Policy)" + _LINKS_COUNTED + "RETURN p.sync_bucket AS bucket, count(*) AS n, "
+BUCKET_DIGESTS = ("MATCH (p:Policy)" + _LINKS_CHECKED + "RETURN p.sync_bucket AS bucket, count(*) AS n, "
                   "sum(p.sync_digest) AS total, sum(CASE WHEN links_intact THEN 0 ELSE 1 END) AS broken")
-CHECKSUMS = ("MATCH (p:Policy) WHERE p.sync_bucket IN $buckets" + _LINKS_COUNTED + "RETURN p.id AS id, "
-             "CASE WHEN links_intact THEN p.checksum ELSE p.checksum + ':links-missing' END AS checksum")
+CHECKSUMS = ("MATCH (p:Policy) WHERE p.sync_bucket IN $buckets" + _LINKS_CHECKED + "RETURN p.id AS id, "
+             "CASE WHEN links_intact THEN p.checksum ELSE p.checksum + ':links-differ' END AS checksum")
 SWEEP = "MATCH (p:Policy) WHERE p.sync_run_id IS NULL OR p.sync_run_id <> $run_id DETACH DELETE p"
 
 
 def _links(document: SyncDocument) -> list[tuple[str, str, str]]:
-    """(label, relationship type, name) of each node the policy links to, each once."""
+    """(label, relationship type, name) of each node the policy links to by name, each once."""
     return [(label, rel_type, name) for label, rel_type, names_of in LINKS
             for name in dict.fromkeys(names_of(document)) if name]
 
 
+def _linked_nodes(document: SyncDocument) -> list[tuple[str, str]]:
+    """(label, name) of every node the policy should link to, its canonical policy included (PostgreSQL's view)."""
+    linked = [(label, name) for label, _, name in _links(document)]
+    if document.duplicate_of:
+        linked.append(("Policy", document.duplicate_of))
+    return linked
+
+
 def _row(document: SyncDocument, run_id: str) -> dict[str, Any]:
+    linked = _linked_nodes(document)
     return {
         "id": document.id, "title": document.title, "issuing_organization": document.issuing_organization,
         "funding_type": document.funding_type, "source_system": document.source_system,
@@ -85,7 +116,9 @@ def _row(document: SyncDocument, run_id: str) -> dict[str, Any]:
         "application_end_date": document.application_end_date.isoformat() if document.application_end_date else None,
         "original_url": document.original_url, "quality_score": document.quality_score, "status": "active",
         "version": document.version, "checksum": document.checksum, "sync_bucket": document.bucket,
-        "sync_digest": document.digest, "sync_run_id": run_id, "link_count": len(_links(document)),
+        "sync_digest": document.digest, "sync_run_id": run_id, "link_count": len(linked),
+        "links_digest": links_digest(linked), "link_key": link_key("Policy", document.id),
+        "duplicate_of": document.duplicate_of,
     }
 
 
@@ -107,7 +140,7 @@ class GraphTarget(SyncTarget):
         with self.guard("setup"):
             self._store.ensure_node_type("Policy", "id", POLICY_PROPERTIES)
             for label, rel_type, _ in LINKS:
-                self._store.ensure_node_type(label, "name", {"name": "STRING"})
+                self._store.ensure_node_type(label, "name", LINKED_PROPERTIES)
                 self._store.ensure_relationship_type(rel_type, "Policy", label)
             self._store.ensure_relationship_type("DUPLICATE_OF", "Policy", "Policy")
 
@@ -125,12 +158,14 @@ class GraphTarget(SyncTarget):
                          if link_label == label]
                 if not pairs:
                     continue
-                self._store.run(f"UNWIND $names AS name MERGE (:{label} {{name: name}})",
-                                {"names": sorted({pair["name"] for pair in pairs})})
+                nodes = [{"name": name, "link_key": link_key(label, name)}
+                         for name in sorted({pair["name"] for pair in pairs})]
+                self._store.run(f"UNWIND $nodes AS n MERGE (x:{label} {{name: n.name}}) SET x.link_key = n.link_key",
+                                {"nodes": nodes})
                 self._store.run(f"UNWIND $pairs AS r MATCH (p:Policy {{id: r.id}}), (x:{label} {{name: r.name}}) "
                                 f"CREATE (p)-[:{rel_type}]->(x)", {"pairs": pairs})
-            duplicate_pairs = [{"duplicate": document.id, "canonical": document.canonical_id}
-                               for document in documents if document.canonical_id]
+            duplicate_pairs = [{"duplicate": document.id, "canonical": document.duplicate_of}
+                               for document in documents if document.duplicate_of]
             duplicate_pairs += [{"duplicate": duplicate_id, "canonical": document.id}
                                 for document in documents for duplicate_id in document.duplicate_ids]
             if duplicate_pairs:
@@ -147,7 +182,7 @@ class GraphTarget(SyncTarget):
     def bucket_digests(self) -> dict[int, BucketDigest]:
         with self.guard("aggregate digests"):
             rows = self._store.run(BUCKET_DIGESTS)
-        # A bucket holding a policy with links missing differs (as its `checksums` show that policy stale).
+        # A bucket holding a policy whose links differ from its digest differs (its `checksums` show it stale).
         return {int(row["bucket"]): BucketDigest(int(row["n"]), int(row["total"]) + int(row["broken"]))
                 for row in rows}
 

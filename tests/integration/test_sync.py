@@ -1,6 +1,7 @@
 """Sync of PostgreSQL to the three targets on the embedded engines: full and incremental runs, deletions, late
 commits, the encode budget, one target down and catching up (with its metrics), drift of each kind in each target
-found and repaired, rebuilds that never leave readers without a complete copy, the consistency report's JSON.
+found and repaired, graph links lost, re-pointed or (DUPLICATE_OF) added found and repaired, rebuilds that never
+leave readers without a complete copy, the consistency report's JSON.
 
 Each test gets its own database, Milvus alias, Elasticsearch alias and graph file (`sync_settings`), so it runs
 alone or in any order and syncs nothing else of the session's stack; `synced_settings` adds the seeded records,
@@ -20,7 +21,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import numpy as np
@@ -37,7 +38,8 @@ from schemas.migrations import upgrade_to_head
 from settings import Settings
 from stores import postgres, search, vectors
 from sync import source
-from sync.consistency import KINDS, check_consistency, repair
+from sync.consistency import KINDS, ConsistencyReport, check_consistency, repair
+from sync.digest import link_key
 from sync.embeddings import EmbeddingStore, text_hash
 from sync.run import rebuild, run_sync
 from sync.targets import TARGET_NAMES, open_target
@@ -531,6 +533,132 @@ async def test_a_graph_policy_that_lost_links_is_stale_and_repaired(synced_setti
     repaired = await repair(settings, report)
     assert repaired.success and repaired.fixed["graph"] == {"missing": 0, "stale": 1, "orphaned": 0}
     assert links_of(damaged) == written
+    assert (await check_consistency(settings)).consistent
+
+
+def graph_run(settings: Settings, cypher: str, parameters: dict[str, object] | None = None) -> list[dict[str, Any]]:
+    """One Cypher statement on the test's graph, as a hand (or a bug) outside the sync would run it."""
+    with open_target("graph", settings) as graph:
+        return graph._store.run(cypher, parameters or {})
+
+
+def outgoing_links(settings: Settings, policy_id: str) -> list[tuple[str, str]]:
+    """(relationship type, name or policy id of the node it points at) of each link out of the policy, sorted."""
+    rows = graph_run(settings, "MATCH (p:Policy {id: $id})-[link]->(x) RETURN label(link) AS kind, "
+                     "coalesce(x.id, x.name) AS name", {"id": policy_id})
+    return sorted((row["kind"], row["name"]) for row in rows)
+
+
+def duplicate_links(settings: Settings) -> set[tuple[str, str]]:
+    rows = graph_run(settings, "MATCH (d:Policy)-[:DUPLICATE_OF]->(c:Policy) RETURN d.id AS d, c.id AS c")
+    return {(row["d"], row["c"]) for row in rows}
+
+
+def drift_counts(report: ConsistencyReport) -> dict[str, dict[str, int]]:
+    return {name: check.drift.counts() for name, check in report.targets.items()}
+
+
+async def link_duplicates(settings: Settings, pairs: list[tuple[int, int]]) -> None:
+    """Link records (duplicate index, canonical index) in `policy_duplicates`, as the cold path does."""
+    for duplicate_index, canonical_index in pairs:
+        [duplicate], [canonical] = await ids_of(settings, [duplicate_index]), await ids_of(settings, [canonical_index])
+        await execute(settings, "INSERT INTO policy_duplicates (policy_id, canonical_id, similarity, method, run_id) "
+                      "VALUES ($1, $2, 0.93, 'test', 'test-run')", duplicate, canonical)
+
+
+async def test_a_graph_link_pointing_at_the_wrong_node_is_stale_and_repaired(synced_settings: Settings) -> None:
+    """A link re-pointed to another node keeps the policy's link count (the count alone saw nothing), but not the
+    sum of the keys of the nodes it points at: the policy is stale, and repair points the link back."""
+    settings = synced_settings
+    policies = await ids_of(settings, [3, 4, 5])
+    kinds = [("ISSUED_BY", "Organization"), ("TARGETS_REGION", "Region"), ("COLLECTED_FROM", "Source")]
+    written = {policy_id: outgoing_links(settings, policy_id) for policy_id in policies}
+    for policy_id, (rel_type, label) in zip(policies, kinds, strict=True):
+        current = sorted(name for kind, name in written[policy_id] if kind == rel_type)
+        others = sorted(row["name"] for row in graph_run(settings, f"MATCH (x:{label}) RETURN x.name AS name")
+                        if row["name"] not in current)
+        # Another node of the graph where there is one (organizations, regions); a new one, written as the sync
+        # writes nodes (with its key), where there is not (every record here has the same source).
+        other = others[0] if others else f"다른 {label}"
+        graph_run(settings, f"MERGE (x:{label} {{name: $name}}) SET x.link_key = $key",
+                  {"name": other, "key": link_key(label, other)})
+        graph_run(settings, f"MATCH (:Policy {{id: $id}})-[link:{rel_type}]->(x:{label} {{name: $name}}) DELETE link",
+                  {"id": policy_id, "name": current[0]})
+        graph_run(settings, f"MATCH (p:Policy {{id: $id}}), (x:{label} {{name: $name}}) CREATE (p)-[:{rel_type}]->(x)",
+                  {"id": policy_id, "name": other})
+        damaged = outgoing_links(settings, policy_id)
+        assert damaged != written[policy_id] and len(damaged) == len(written[policy_id])
+
+    report = await check_consistency(settings)
+    assert drift_counts(report) == {"vectors": NO_DRIFT, "graph": {"missing": 0, "stale": 3, "orphaned": 0},
+                                    "search": NO_DRIFT}
+    assert report.targets["graph"].drift.stale == sorted(policies)
+    repaired = await repair(settings, report)
+    assert repaired.success and repaired.fixed["graph"] == {"missing": 0, "stale": 3, "orphaned": 0}
+    assert {policy_id: outgoing_links(settings, policy_id) for policy_id in policies} == written
+    assert (await check_consistency(settings)).consistent
+
+
+async def test_a_missing_added_or_repointed_duplicate_of_link_is_stale_and_repaired(
+        synced_settings: Settings) -> None:
+    """Two active duplicates of one active canonical policy: the graph holds both DUPLICATE_OF links and the check
+    finds it consistent. Each damage to them (a link deleted, one added where PostgreSQL has none, one pointing
+    at another policy) makes the policy the link leaves stale, and repair restores exactly PostgreSQL's links."""
+    settings = synced_settings
+    await link_duplicates(settings, [(10, 12), (11, 12)])
+    assert (await run_sync(settings)).success
+    [first, second, canonical, unlinked, other] = await ids_of(settings, [10, 11, 12, 13, 14])
+    linked = {(first, canonical), (second, canonical)}
+    assert duplicate_links(settings) == linked
+    assert (await check_consistency(settings)).consistent  # untouched, DUPLICATE_OF links included
+
+    graph_run(settings, "MATCH (:Policy {id: $id})-[link:DUPLICATE_OF]->() DELETE link", {"id": first})
+    graph_run(settings, "MATCH (d:Policy {id: $d}), (c:Policy {id: $c}) CREATE (d)-[:DUPLICATE_OF]->(c)",
+              {"d": unlinked, "c": canonical})
+    graph_run(settings, "MATCH (:Policy {id: $id})-[link:DUPLICATE_OF]->() DELETE link", {"id": second})
+    graph_run(settings, "MATCH (d:Policy {id: $d}), (c:Policy {id: $c}) CREATE (d)-[:DUPLICATE_OF]->(c)",
+              {"d": second, "c": other})
+    assert duplicate_links(settings) == {(unlinked, canonical), (second, other)}
+
+    report = await check_consistency(settings)
+    assert drift_counts(report) == {"vectors": NO_DRIFT, "graph": {"missing": 0, "stale": 3, "orphaned": 0},
+                                    "search": NO_DRIFT}
+    assert report.targets["graph"].drift.stale == sorted([first, second, unlinked])
+    repaired = await repair(settings, report)
+    assert repaired.success and repaired.fixed["graph"] == {"missing": 0, "stale": 3, "orphaned": 0}
+    assert duplicate_links(settings) == linked
+    assert (await check_consistency(settings)).consistent
+
+
+async def test_duplicate_of_links_follow_the_canonical_policys_status(synced_settings: Settings) -> None:
+    """The graph holds a DUPLICATE_OF link only while both policies are active. A rejected duplicate (the cold
+    path's normal case) is no node and has no link; a canonical policy that stops being active takes its
+    duplicates' links with it, and the next sync writes those duplicates again (their checksums changed: migration
+    0009 stamps them), so no target drifts; when it is active again, the links come back."""
+    settings = synced_settings
+    await set_status(settings, [16], "rejected")
+    await link_duplicates(settings, [(15, 17), (16, 17)])
+    [duplicate, rejected_duplicate, canonical] = await ids_of(settings, [15, 16, 17])
+    assert (await run_sync(settings)).success
+    assert duplicate_links(settings) == {(duplicate, canonical)}
+    assert rejected_duplicate not in target_checksums(settings, "graph")
+    assert (await check_consistency(settings)).consistent
+
+    before = await expected_checksums(settings)
+    await set_status(settings, [17], "rejected")
+    assert (await expected_checksums(settings))[duplicate] != before[duplicate]  # the canonical is not active
+    report = await run_sync(settings)
+    assert report.success
+    for name in TARGET_NAMES:  # the duplicate is written again by every target; the canonical policy is removed
+        assert (report.result(name).upserted, report.result(name).deleted) == (1, 1), name
+    assert duplicate_links(settings) == set()
+    assert ("DUPLICATE_OF", canonical) not in outgoing_links(settings, duplicate)
+    assert (await check_consistency(settings)).consistent
+
+    await set_status(settings, [17], "active")
+    assert (await run_sync(settings)).success
+    assert duplicate_links(settings) == {(duplicate, canonical)}
+    assert (await expected_checksums(settings))[duplicate] == before[duplicate]
     assert (await check_consistency(settings)).consistent
 
 

@@ -1,4 +1,4 @@
-"""The consistency check's pure logic: bucket digests and the diff of id -> checksum maps."""
+"""The consistency check's pure logic: bucket digests, the diff of id -> checksum maps, graph link digests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,18 @@ import hashlib
 
 import pytest
 
-from sync.digest import BUCKETS, BucketDigest, Drift, bucket_of, diff, differing_buckets, digest_of, summarize
+from sync.digest import (
+    BUCKETS,
+    BucketDigest,
+    Drift,
+    bucket_of,
+    diff,
+    differing_buckets,
+    digest_of,
+    link_key,
+    links_digest,
+    summarize,
+)
 
 
 def checksum(text: str) -> str:
@@ -50,3 +61,21 @@ def test_an_empty_bucket_on_one_side_differs_and_an_absent_empty_one_does_not() 
 def test_drift_counts() -> None:
     assert Drift(missing=["a"], stale=["b", "c"]).counts() == {"missing": 1, "stale": 2, "orphaned": 0}
     assert Drift(missing=["a"], stale=["b", "c"]).total == 3
+
+
+def test_link_keys_are_32_bit_and_tell_labels_and_names_apart() -> None:
+    keys = {link_key("Region", "서울"), link_key("Organization", "서울"), link_key("Region", "부산"),
+            link_key("Policy", "id-1")}
+    assert len(keys) == 4 and all(0 <= key < 2**32 for key in keys)
+    assert link_key("Region", "서울") == link_key("Region", "서울")
+
+
+def test_a_links_digest_ignores_order_and_changes_when_a_link_points_elsewhere() -> None:
+    links = [("Organization", "중소벤처기업부"), ("Region", "서울"), ("Source", "bizinfo"), ("Policy", "id-1")]
+    assert links_digest(links) == links_digest(reversed(links))
+    assert links_digest([]) == 0
+    for position, elsewhere in enumerate([("Organization", "환경부"), ("Region", "부산"), ("Source", "kstartup"),
+                                          ("Policy", "id-2")]):
+        repointed = [*links[:position], elsewhere, *links[position + 1:]]
+        assert links_digest(repointed) != links_digest(links), elsewhere
+    assert links_digest(links[:-1]) != links_digest(links)  # the DUPLICATE_OF link counts like any other
