@@ -28,10 +28,14 @@ depends_on = None
 UPGRADE = [
     """
     CREATE FUNCTION policies_stamp_active_duplicates() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        duplicates uuid[] := ARRAY(SELECT policy_id FROM policy_duplicates WHERE canonical_id = NEW.id);
     BEGIN
-        UPDATE policies SET sync_xid = 0
-        WHERE status = 'active'
-          AND id IN (SELECT policy_id FROM policy_duplicates WHERE canonical_id = NEW.id);
+        -- By primary key only: written as a join or IN, the plan cached for this function once walked every
+        -- active policy (statistics taken while none was active said there were none), per status change.
+        IF cardinality(duplicates) > 0 THEN
+            UPDATE policies SET sync_xid = 0 WHERE id = ANY(duplicates) AND status = 'active';
+        END IF;
         RETURN NULL;
     END $$
     """,
