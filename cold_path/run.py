@@ -1,8 +1,11 @@
 """One cold-path run: `run_cold_path(settings)` scores what waits for a score, batch after batch, and reports.
 
-Called by `aegis-pipeline cold-path run`, the demo and the `policy_cold_path` DAG. Safe to run twice at once
-(batches are claimed with SKIP LOCKED) and to retry with the same `run_id` (what a failed attempt committed
-stays; the retry goes on from there, and the report counts the whole run).
+A run is three steps, which the `policy_cold_path` DAG runs as tasks: `start_run` (open the run), `score_batches`
+(one worker: claim and score batches until none is left; any number of workers at once, in any processes) and
+`finish_run` (count what every worker decided). `run_cold_path` does all three in one process, for
+`aegis-pipeline cold-path run` and the demo. Safe to run twice at once (batches are claimed with SKIP LOCKED) and
+to retry with the same `run_id` (what a failed attempt committed stays; the retry goes on from there, and the
+report counts the whole run).
 
 A record whose assessment raises (a bug, not bad data: bad data is rejected with a reason) is dead-lettered
 (stage `cold`, DP_4002) once, left `pending_validation` and skipped for the rest of the run; the next run tries

@@ -383,29 +383,33 @@ def test_exact_copies_are_named_exact_and_keys_are_stable() -> None:
     assert keys_of(first) == keys_of(second)
 
 
-def test_the_index_returns_the_most_similar_canonical_record() -> None:
-    canonical, reworded = DUPLICATE_PAIRS["bizinfo-vs-kstartup-agency"]
-    other_year = DIFFERENT_PAIRS["another-year"][1]
+def index_of(*canonical: PolicyRecord) -> duplicates.CanonicalIndex:
     index = duplicates.CanonicalIndex()
-    for record in (canonical, other_year):
+    for record in canonical:
         item = duplicates.features(record)
         index.add(item, duplicates.block_keys(item).stored)
-    item = duplicates.features(reworded)
-    match = index.best_match(item, duplicates.block_keys(item).probes, THRESHOLD)
+    return index
+
+
+def best_match(index: duplicates.CanonicalIndex, record: PolicyRecord) -> duplicates.Match | None:
+    item = duplicates.features(record)
+    return index.best_match(item, duplicates.block_keys(item).probes, THRESHOLD)
+
+
+def test_the_index_returns_the_most_similar_canonical_record() -> None:
+    canonical, reworded = DUPLICATE_PAIRS["bizinfo-vs-kstartup-agency"]
+    index = index_of(canonical, DIFFERENT_PAIRS["another-year"][1])
+    match = best_match(index, reworded)
     assert match is not None and match.canonical_id == canonical.id
-    assert index.best_match(item, [], THRESHOLD) is None  # no shared band key: never compared
+    # no shared key: never compared
+    assert index.best_match(duplicates.features(reworded), [], THRESHOLD) is None
 
 
 def test_a_press_copy_is_linked_to_its_nationwide_original_not_to_a_regional_look_alike() -> None:
     original, press_copy = DUPLICATE_PAIRS["nationwide-scope-in-the-title"]
     look_alike = policy(title="2026년 혁신 바우처 바우처 모집 (대구)", issuing_organization="중소벤처기업부",
                         target_region=("대구광역시",))
-    index = duplicates.CanonicalIndex()
-    for record in (look_alike, original):
-        item = duplicates.features(record)
-        index.add(item, duplicates.block_keys(item).stored)
-    item = duplicates.features(press_copy)
-    match = index.best_match(item, duplicates.block_keys(item).probes, THRESHOLD)
+    match = best_match(index_of(look_alike, original), press_copy)
     assert match is not None and match.canonical_id == original.id
 
 
