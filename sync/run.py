@@ -167,7 +167,7 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
         async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             watermark = await source.read_watermark(pool, name)
             next_watermark = await source.snapshot_xmin(pool)
-            changed = await _count_policies(pool, _CHANGED_COUNT_SQL, watermark)
+            changed = await _count_changed(pool, watermark)
             with progress(f"sync {name}", total=changed, log_every_seconds=settings.progress_log_seconds) as shown:
                 async for records in source.changed_batches(pool, watermark, settings.sync_batch_size):
                     active = [record.document for record in records if record.active]
@@ -192,10 +192,16 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
     return result
 
 
-async def _count_policies(pool: asyncpg.Pool, sql: str, *args: object) -> int:
-    """A progress total (`_CHANGED_COUNT_SQL`, `_ACTIVE_COUNT_SQL`)."""
-    with postgres.translate_errors("count policies"):
-        return int(await pool.fetchval(sql, *args))
+async def _count_changed(pool: asyncpg.Pool, watermark: object) -> int:
+    """Policies changed since `watermark`: a sync's progress total."""
+    with postgres.translate_errors("count changed policies"):
+        return int(await pool.fetchval(_CHANGED_COUNT_SQL, watermark))
+
+
+async def _count_active(pool: asyncpg.Pool) -> int:
+    """Active policies: a rebuild's progress total."""
+    with postgres.translate_errors("count active policies"):
+        return int(await pool.fetchval(_ACTIVE_COUNT_SQL))
 
 
 def _store_name(target: str) -> str:
@@ -271,7 +277,7 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
         async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             assert handle.target is not None
             next_watermark = await source.snapshot_xmin(pool)
-            active = await _count_policies(pool, _ACTIVE_COUNT_SQL)
+            active = await _count_active(pool)
             await handle.call(handle.target.begin_rebuild, run_id)
             try:
                 with progress(f"sync rebuild {name}", total=active,
