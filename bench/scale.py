@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import itertools
 import json
 import os
 import resource
@@ -165,10 +166,9 @@ async def score_in_workers(settings: Settings, workers: int) -> tuple[str, list[
 def batch_curve(reports: Sequence[WorkerReport], records_per_batch: int) -> tuple[list[float], float]:
     """Mean ms per record of each tenth of the run's batches (all workers' batches in time order), and the
     slowdown: last tenth over first tenth."""
-    batches = [seconds for report in reports for seconds in report.batch_seconds]
-    if len(reports) > 1:  # workers interleave: order each worker's batches by their place in its own run
-        batches = [seconds for position in range(max(len(r.batch_seconds) for r in reports))
-                   for r in reports if position < len(r.batch_seconds) for seconds in [r.batch_seconds[position]]]
+    # Workers run side by side: their batches in turn, each worker's by its place in its own run.
+    batches = [seconds for turn in itertools.zip_longest(*(report.batch_seconds for report in reports))
+               for seconds in turn if seconds is not None]
     tenth = max(1, len(batches) // 10)
     deciles = [sum(batches[i:i + tenth]) / len(batches[i:i + tenth]) * 1000 / records_per_batch
                for i in range(0, tenth * 10, tenth) if batches[i:i + tenth]]
@@ -208,7 +208,7 @@ async def change_one_percent(settings: Settings, catalogue: Sequence[CatalogueRe
                for record in changed]
     await store_catalogue(settings, [CatalogueRecord(record, -1, "", copy=False) for record in amended])
     run_id, workers = await score_in_workers(settings, 1)
-    await finish_run(settings, run_id, workers, elapsed_seconds=0.0)
+    await finish_run(settings, run_id, workers)
     return len(amended)
 
 
@@ -237,7 +237,7 @@ async def measure_size(base: Settings, size: int, *, workers: int, stages: set[s
 
         with Meter(settings) as cold:
             run_id, reports = await score_in_workers(settings, workers)
-            report = await finish_run(settings, run_id, reports, elapsed_seconds=0.0)
+            report = await finish_run(settings, run_id, reports)
         curve, slowdown = batch_curve(reports, settings.cold_path_batch_size)
         quality = await duplicate_quality(settings, catalogue)
         figures["cold_path"] = {

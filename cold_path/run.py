@@ -154,10 +154,10 @@ async def run_cold_path(settings: Settings, *, limit: int | None = None, source:
     One process does the whole run here; the `policy_cold_path` DAG runs the same three steps as tasks, with
     `score_batches` mapped over several workers."""
     run_id = run_id or f"cold-{uuid.uuid4()}"
-    started = time.monotonic()
-    rescore_since = await start_run(settings, run_id, limit=limit, source=source, rescore_all=rescore_all)
-    worker = await score_batches(settings, run_id, limit=limit, source=source, rescore_since=rescore_since)
-    return await finish_run(settings, run_id, [worker], elapsed_seconds=time.monotonic() - started)
+    async with _store(settings) as store:
+        rescore_since = await _start(store, run_id, limit=limit, source=source, rescore_all=rescore_all)
+        worker = await _score(store, settings, run_id, limit=limit, source=source, rescore_since=rescore_since)
+        return await _finish(store, run_id, [worker])
 
 
 async def start_run(settings: Settings, run_id: str, *, limit: int | None, source: str | None,
@@ -166,14 +166,7 @@ async def start_run(settings: Settings, run_id: str, *, limit: int | None, sourc
     record whose duplicate-detection keys are of an older scheme. Returns the `rescore_since` every worker of the
     run passes to `score_batches` (the database's clock now, for --rescore-all; else None)."""
     async with _store(settings) as store:
-        await store.start_run(run_id, {"limit": limit, "source": source, "rescore_all": rescore_all})
-        try:
-            refreshed = await store.refresh_fingerprints()
-        except Exception as error:
-            raise await _failed(store, run_id, error) from error
-        if refreshed:
-            log.info("cold_path_fingerprints_refreshed", run_id=run_id, records=refreshed)
-        return await store.database_now() if rescore_all else None
+        return await _start(store, run_id, limit=limit, source=source, rescore_all=rescore_all)
 
 
 async def score_batches(settings: Settings, run_id: str, *, limit: int | None = None, source: str | None = None,
@@ -181,36 +174,51 @@ async def score_batches(settings: Settings, run_id: str, *, limit: int | None = 
     """One worker of run `run_id`: claim and score batches until nothing is left (or `limit` records are done).
     Any number of workers may run this at once, in any processes: each batch is claimed with SKIP LOCKED."""
     async with _store(settings) as store:
-        try:
-            return await _run_batches(store, settings, run_id, limit=limit, source=source,
-                                      rescore_since=rescore_since)
-        except Exception as error:
-            raise await _failed(store, run_id, error) from error
+        return await _score(store, settings, run_id, limit=limit, source=source, rescore_since=rescore_since)
 
 
-async def finish_run(settings: Settings, run_id: str, workers: Sequence[WorkerReport], *,
-                     elapsed_seconds: float | None = None) -> ColdPathReport:
+async def finish_run(settings: Settings, run_id: str, workers: Sequence[WorkerReport]) -> ColdPathReport:
     """Close the run: its figures, counted from what every worker wrote under `run_id` (`processing_history`), so
-    they are right whichever worker or retry decided a record. `elapsed_seconds`: default, since the run
-    started (`pipeline_metadata.started_at`)."""
+    they are right whichever worker or retry decided a record; its time, since it started."""
+    async with _store(settings) as store:
+        return await _finish(store, run_id, workers)
+
+
+async def _start(store: ColdPathStore, run_id: str, *, limit: int | None, source: str | None,
+                 rescore_all: bool) -> datetime | None:
+    await store.start_run(run_id, {"limit": limit, "source": source, "rescore_all": rescore_all})
+    try:
+        refreshed = await store.refresh_fingerprints()
+    except Exception as error:
+        raise await _failed(store, run_id, error) from error
+    if refreshed:
+        log.info("cold_path_fingerprints_refreshed", run_id=run_id, records=refreshed)
+    return await store.database_now() if rescore_all else None
+
+
+async def _score(store: ColdPathStore, settings: Settings, run_id: str, *, limit: int | None, source: str | None,
+                 rescore_since: datetime | None) -> WorkerReport:
+    try:
+        return await _run_batches(store, settings, run_id, limit=limit, source=source, rescore_since=rescore_since)
+    except Exception as error:
+        raise await _failed(store, run_id, error) from error
+
+
+async def _finish(store: ColdPathStore, run_id: str, workers: Sequence[WorkerReport]) -> ColdPathReport:
     failed = sum(worker.failed for worker in workers)
     requeued = sum(worker.requeued for worker in workers)
     batches = sum(worker.batches for worker in workers)
-    async with _store(settings) as store:
-        counts, codes, distribution, means = summarise(run_id, await store.run_rows(run_id))
-        for source_name, mean in means.items():
-            metrics.data_quality_score.labels(source=source_name).set(mean)
-        parameters = await store.run_parameters(run_id)
-        if elapsed_seconds is None:
-            elapsed_seconds = await store.run_seconds(run_id)
-        report = ColdPathReport(run_id=run_id, counts=counts, rejected_by_code=codes,
-                                score_distribution=distribution, mean_score_by_source=means, failed=failed,
-                                requeued=requeued, batches=batches, elapsed_seconds=round(elapsed_seconds, 3),
-                                parameters=parameters)
-        await store.finish_run(run_id, status="succeeded", processed=report.processed, failed=failed, summary={
-            "counts": counts, "rejected_by_code": codes, "score_distribution": distribution,
-            "mean_score_by_source": means, "requeued": requeued, "batches": batches, "workers": len(workers),
-            "elapsed_seconds": report.elapsed_seconds})
+    counts, codes, distribution, means = summarise(run_id, await store.run_rows(run_id))
+    for source_name, mean in means.items():
+        metrics.data_quality_score.labels(source=source_name).set(mean)
+    report = ColdPathReport(run_id=run_id, counts=counts, rejected_by_code=codes, score_distribution=distribution,
+                            mean_score_by_source=means, failed=failed, requeued=requeued, batches=batches,
+                            elapsed_seconds=round(await store.run_seconds(run_id), 3),
+                            parameters=await store.run_parameters(run_id))
+    await store.finish_run(run_id, status="succeeded", processed=report.processed, failed=failed, summary={
+        "counts": counts, "rejected_by_code": codes, "score_distribution": distribution,
+        "mean_score_by_source": means, "requeued": requeued, "batches": batches, "workers": len(workers),
+        "elapsed_seconds": report.elapsed_seconds})
     log.info("cold_path_completed", run_id=run_id, **counts, failed=failed, requeued=requeued,
              workers=len(workers), elapsed_seconds=report.elapsed_seconds)
     return report

@@ -35,11 +35,12 @@ _POLICY_COLUMNS = """
 """
 
 # Records waiting for a score, or changed since their last one (a writer other than the hot path may change a
-# record without resetting its status: the version says it).
+# record without resetting its status: the version says it). The first part is idx_policies_needs_scoring's.
+_NEEDS_SCORE = """(p.status = 'pending_validation' OR p.scored_version IS DISTINCT FROM p.version)
+  AND p.status <> 'archived'"""
 CLAIM_CHANGED_SQL = f"""
 SELECT {_POLICY_COLUMNS} FROM policies p
-WHERE (p.status = 'pending_validation' OR p.scored_version IS DISTINCT FROM p.version)
-  AND p.status <> 'archived'
+WHERE {_NEEDS_SCORE}
   AND ($1::text IS NULL OR p.source_system = $1) AND NOT (p.id = ANY($2::uuid[]))
 ORDER BY p.updated_at, p.id LIMIT $3
 FOR UPDATE OF p SKIP LOCKED
@@ -52,11 +53,9 @@ WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $4)
 ORDER BY p.updated_at, p.id LIMIT $3
 FOR UPDATE OF p SKIP LOCKED
 """  # noqa: S608 (a constant column list, no input)
-WAITING_CHANGED_SQL = """
-SELECT count(*) FROM policies p
-WHERE (p.status = 'pending_validation' OR p.scored_version IS DISTINCT FROM p.version) AND p.status <> 'archived'
-  AND ($1::text IS NULL OR p.source_system = $1)
-"""
+WAITING_CHANGED_SQL = f"""
+SELECT count(*) FROM policies p WHERE {_NEEDS_SCORE} AND ($1::text IS NULL OR p.source_system = $1)
+"""  # noqa: S608 (a constant predicate, no input)
 WAITING_ALL_SQL = """
 SELECT count(*) FROM policies p
 WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $2)

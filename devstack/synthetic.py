@@ -234,7 +234,7 @@ def _copy(original: RawPolicyData, number: int, rng: random.Random) -> RawPolicy
     """`original` as another source publishes it (module docstring of `make_catalogue`)."""
     title = original.title
     year = title[:4] if title[:4].isdigit() else title.split("년 ")[0][-4:]
-    ministry = next((m for m in FIELDS.values() if m == original.issuing_organization), None)
+    ministry = original.issuing_organization if original.issuing_organization in FIELDS.values() else None
     sentences = [part for part in original.content.split(". ") if part]
     body = ". ".join(rng.sample(sentences, k=max(3, len(sentences) * 2 // 3)))
     shift = timedelta(days=rng.randint(0, 5))
