@@ -37,11 +37,6 @@ from sync.targets.base import SyncBatch, SyncDocument
 log = get_logger(__name__)
 T = TypeVar("T")
 
-# The totals of a run's progress: counts over indexes (idx_policies_sync_xid, idx_policies_status), a few ms for
-# 100,000 policies. They size the bar only: what commits after the count is synced too (done may pass total).
-_CHANGED_COUNT_SQL = "SELECT count(*) FROM policies WHERE sync_xid >= $1::bigint"
-_ACTIVE_COUNT_SQL = "SELECT count(*) FROM policies WHERE status = 'active'"
-
 
 @dataclass
 class TargetResult:
@@ -167,7 +162,7 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
         async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             watermark = await source.read_watermark(pool, name)
             next_watermark = await source.snapshot_xmin(pool)
-            changed = await _count_changed(pool, watermark)
+            changed = await source.count_changed(pool, watermark)
             with progress(f"sync {name}", total=changed, log_every_seconds=settings.progress_log_seconds) as shown:
                 async for records in source.changed_batches(pool, watermark, settings.sync_batch_size):
                     active = [record.document for record in records if record.active]
@@ -190,18 +185,6 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
     metrics.db_sync_latency_seconds.labels(target_db=result.store).observe(result.duration_seconds)
     log.info("sync_target_finished", **result.as_dict())
     return result
-
-
-async def _count_changed(pool: asyncpg.Pool, watermark: object) -> int:
-    """Policies changed since `watermark`: a sync's progress total."""
-    with postgres.translate_errors("count changed policies"):
-        return int(await pool.fetchval(_CHANGED_COUNT_SQL, watermark))
-
-
-async def _count_active(pool: asyncpg.Pool) -> int:
-    """Active policies: a rebuild's progress total."""
-    with postgres.translate_errors("count active policies"):
-        return int(await pool.fetchval(_ACTIVE_COUNT_SQL))
 
 
 def _store_name(target: str) -> str:
@@ -277,7 +260,7 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
         async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             assert handle.target is not None
             next_watermark = await source.snapshot_xmin(pool)
-            active = await _count_active(pool)
+            active = await source.count_active(pool)
             await handle.call(handle.target.begin_rebuild, run_id)
             try:
                 with progress(f"sync rebuild {name}", total=active,
