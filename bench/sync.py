@@ -5,7 +5,7 @@ speed, the model's encode rate, and the consistency check with and without drift
 
 1. N generated policies (devstack/synthetic.py: realistic Korean text) are stored as the hot path stores them
    and set `active`, in a database, Milvus alias, Elasticsearch alias and graph file of the benchmark's own.
-2. Encode rate: the real model (all-MiniLM-L6-v2, loaded offline) encodes a sample of the texts; reported on
+2. Encode rate: the real model (EMBEDDING_MODEL, loaded offline) encodes a sample of the texts; reported on
    its own. Encoding all N texts here would take N / rate seconds, so the embedding store is prefilled with
    deterministic synthetic vectors for every text: the sync runs "with stored embeddings" and encodes nothing.
 3. Raw bulk writes: the same kind of documents written straight through each engine's client (Milvus upsert,
@@ -48,7 +48,7 @@ from stores import postgres
 from stores.graph import LadybugGraphStore
 from sync import source
 from sync.consistency import check_consistency, repair
-from sync.embeddings import EmbeddingStore, load_encoder, text_hash
+from sync.embeddings import EmbeddingStore, encode_in_batches, load_encoder, packaged_model, text_hash
 from sync.run import run_sync
 from sync.targets import open_target
 from sync.targets.base import SyncBatch, SyncDocument
@@ -86,13 +86,13 @@ async def prefill_embeddings(settings: Settings, seed: int) -> int:
     pool = await postgres.create_pool(settings)
     try:
         rows = await pool.fetch("SELECT title, content FROM policies")
-        store = EmbeddingStore(pool, settings.embedding_model, settings.embedding_dimension)
+        store = EmbeddingStore(pool, settings.embedding_model)
         hashes = sorted({text_hash(f"{row['title']}\n{row['content']}") for row in rows})
         known = set()
         for start in range(0, len(hashes), 5000):
             known.update(await store.get(hashes[start:start + 5000]))
         todo = [key for key in hashes if key not in known]
-        vectors = np.random.default_rng(seed).standard_normal((len(todo), settings.embedding_dimension),
+        vectors = np.random.default_rng(seed).standard_normal((len(todo), store.dimension),
                                                               dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         with progress("prefill embeddings", total=len(todo), unit="vectors",
@@ -108,12 +108,12 @@ async def prefill_embeddings(settings: Settings, seed: int) -> int:
 
 def measure_encode_rate(settings: Settings, sample: int) -> dict[str, float]:
     started = time.perf_counter()
-    encoder = load_encoder(settings.embedding_model, settings.embedding_dimension)
+    encoder = load_encoder(settings.embedding_model)
     load_seconds = time.perf_counter() - started
     texts = [(lambda r: f"{r.title}\n{r.content}")(make_record(i, source="encode-sample")) for i in range(sample)]
-    encoder.encode(texts[:8], batch_size=settings.embedding_batch_size)  # warm-up
+    encode_in_batches(encoder, texts[:8], settings.embedding_batch_size)  # warm-up
     started = time.perf_counter()
-    encoder.encode(texts, batch_size=settings.embedding_batch_size)
+    encode_in_batches(encoder, texts, settings.embedding_batch_size)
     seconds = time.perf_counter() - started
     return {"texts": sample, "seconds": round(seconds, 2), "texts_per_second": round(sample / seconds, 1),
             "model_load_seconds": round(load_seconds, 2)}
@@ -136,7 +136,8 @@ def raw_write_speeds(settings: Settings, documents: list[SyncDocument], scratch:
     """Records/s of each engine's own bulk write, no pipeline around it."""
     speeds: dict[str, float] = {}
     rng = np.random.default_rng(1)
-    vectors = {d.id: v for d, v in zip(documents, rng.standard_normal((len(documents), 384), dtype=np.float32),
+    dimension = packaged_model(settings.embedding_model).dimension
+    vectors = {d.id: v for d, v in zip(documents, rng.standard_normal((len(documents), dimension), dtype=np.float32),
                                        strict=True)}
     milvus = VectorsTarget.open(settings.model_copy(update={"milvus_collection": f"raw_{uuid.uuid4().hex[:8]}"}))
     collection = milvus._create_collection()
@@ -190,7 +191,8 @@ async def inject_drifts(settings: Settings, count: int) -> dict[str, dict[str, l
                     continue
                 changed = (dataclasses.replace(document, checksum=uuid.uuid4().hex) if kind == "stale"
                            else dataclasses.replace(document, id=str(uuid.uuid4())))
-                vector = np.random.default_rng(7).standard_normal(settings.embedding_dimension).tolist()
+                dimension = packaged_model(settings.embedding_model).dimension
+                vector = np.random.default_rng(7).standard_normal(dimension).tolist()
                 target.upsert(SyncBatch("drift", [changed], {changed.id: vector}))
                 injected[name][kind].append(changed.id if kind == "orphaned" else document.id)
             target.flush()

@@ -327,6 +327,34 @@ def sync_rebuild(target: str) -> None:
     sys.exit(0 if result.success else 1)
 
 
+@main.command("search")
+@click.argument("query")
+@click.option("--target", type=click.Choice(["vectors", "search"]), default="vectors", show_default=True,
+              help="vectors: Milvus, by meaning; search: Elasticsearch, by words.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1, max=1000))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, best first.")
+def search_command(query: str, target: str, limit: int, as_json: bool) -> None:
+    """What users will find for QUERY: the best policies in the live vectors or search alias."""
+    from common.errors import PipelineError
+    from sync.lookup import search
+
+    if not query.strip():
+        raise click.BadParameter("the query is empty", param_hint="QUERY")
+    try:
+        hits = asyncio.run(search(load_settings(), query, target=target, limit=limit))
+    except PipelineError as error:
+        click.echo(f"search failed: {error}", err=True)
+        sys.exit(1)
+    if as_json:
+        keys = ("source_system", "external_id", "title", "score")
+        click.echo(json.dumps([{key: hit.as_dict()[key] for key in keys} for hit in hits], ensure_ascii=False))
+        return
+    if not hits:
+        click.echo(f"no {target} results for {query!r}")
+    for rank, hit in enumerate(hits, start=1):
+        click.echo(f"{rank:>3}. {hit.score:8.4f}  {hit.source_system}/{hit.external_id}  {hit.title}")
+
+
 def _print_target_result(result: Any) -> None:
     state = "ok  " if result.success else "FAIL"
     line = (f"  {state} {result.target:<8} ({result.store}) upserted {result.upserted}, deleted {result.deleted}, "

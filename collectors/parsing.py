@@ -4,11 +4,13 @@ character encodings. No I/O; imports only the standard library, bs4, charset han
 Sources name these parsers in the YAML sources file through ``VALUE_PARSERS``:
 
 ``date``
-    ``parse_date``: a ``date``; ``None`` when the value is missing or blank, or is free text with no digits
-    ("예산 소진 시까지": no fixed date), as for one side of a range.
+    ``parse_date``: a ``date``; ``None`` when the value is missing or blank, is free text with no digits
+    ("예산 소진 시까지": no fixed date), as for one side of a range, or is a sentinel that means "no date"
+    (``99991231``, ``29991231``, ``00000000``: see ``is_no_date_sentinel``).
 ``date_range_start`` / ``date_range_end``
     ``parse_date_range(value).start`` / ``.end``: one side of a ``start ~ end`` period;
-    ``None`` when the source gives no fixed date (``"상시 접수"``).
+    ``None`` when the source gives no fixed date (``"상시 접수"``, ``"상시신청"``, a sentinel);
+    ``"2026.12.31까지"`` ("until") is an end date.
 ``list``
     ``split_list(value, "@")``: ``"서울@부산"`` -> ``["서울", "부산"]``; ``[]`` when missing.
 ``comma_list``
@@ -97,6 +99,25 @@ _DATE_FORMS = [
 ]
 # Only text shaped like "[Mon,] 02 Mar 2026 ..." is handed to the RFC 822 parser.
 _RFC822_SHAPE = re.compile(r"(?:[A-Za-z]+,?\s*)?[0-9]{1,2}\s+[A-Za-z]{3}")
+# "2026.12.31까지" (정부24 신청기한): "until" that date.
+_UNTIL_SUFFIX = re.compile(r"\s*까지\s*$")
+
+# Source systems fill a date field they have no date for with a sentinel instead of leaving it empty: the far
+# future for "no deadline" (K-Startup pbanc_rcpt_end_dt 99991231 / 29991231, 2099-12-31 in many Korean systems)
+# and zeros or a far-past default for "not announced" (00000000, 0000-00-00, 1900-01-01, 0001-01-01). Read as
+# dates they would be a wrong deadline or an invalid record; they mean "no date". Thresholds: no application
+# period starts or ends in 2099 or later (real ones are at most a few years ahead: 2027-12-31 stays a date), nor
+# in 1900 or earlier. A year in between that no programme can have (2062 for 2026) is a typo, not a sentinel:
+# it stays a date and the cold path rejects it as implausible (DP_2001) rather than calling it "no deadline".
+SENTINEL_YEAR_FROM = 2099
+SENTINEL_YEAR_UNTIL = 1900
+
+
+def is_no_date_sentinel(year: int, month: int, day: int) -> bool:
+    """True when a written year, month and day are a source's way of saying "no date": a year from
+    ``SENTINEL_YEAR_FROM`` on or up to ``SENTINEL_YEAR_UNTIL`` (``9999-12-31``, ``2999-12-31``, ``2099-12-31``,
+    ``1900-01-01``, ``0000-00-00``), or a month or day of ``00`` ("not announced": ``2026-00-00``)."""
+    return year >= SENTINEL_YEAR_FROM or year <= SENTINEL_YEAR_UNTIL or month == 0 or day == 0
 
 
 def parse_date(text: str | None) -> date | None:
@@ -108,23 +129,29 @@ def parse_date(text: str | None) -> date | None:
     ``20260301 09:00:00.0``, with or without an offset); and RFC 822 (RSS ``pubDate``,
     ``Mon, 02 Mar 2026 09:00:00 +0900``). Full-width digits and punctuation are accepted.
 
+    A trailing ``까지`` ("until": ``2026.12.31까지``) is accepted.
+
     The date is the one written in the text: a time or offset is checked but never moves the
     date to another day, and ``24:00`` (a common deadline) keeps its own day.
 
-    Returns ``None`` for ``None``, ``""`` and whitespace. Raises ``ValueParseError`` for
-    anything else that is not one of these forms or names an impossible date
-    (``2026-13-45``, ``20260230``).
+    Returns ``None`` for ``None``, ``""`` and whitespace, and for a sentinel that means "no date"
+    (``99991231``, ``2999-12-31``, ``00000000``, ``1900-01-01``: ``is_no_date_sentinel``).
+    Raises ``ValueParseError`` for anything else that is not one of these forms or names an
+    impossible date (``2026-13-45``, ``20260230``).
     """
     if text is None or not text.strip():
         return None
-    normalised = unicodedata.normalize("NFKC", text).strip()
+    normalised = _UNTIL_SUFFIX.sub("", unicodedata.normalize("NFKC", text).strip())
     for form in _DATE_FORMS:
         match = form.fullmatch(normalised)
         if match:
             _check_time(match, text)
+            if is_no_date_sentinel(int(match["year"]), int(match["month"]), int(match["day"])):
+                return None
             return _build_date(match["year"], match["month"], match["day"], text)
     if _RFC822_SHAPE.match(normalised):
-        return parse_rfc822_datetime(normalised).date()
+        day = parse_rfc822_datetime(normalised).date()
+        return None if is_no_date_sentinel(day.year, day.month, day.day) else day
     raise ValueParseError("unrecognised date", text)
 
 
@@ -157,10 +184,13 @@ def parse_date_range(text: str | None) -> DateRange:
 
     - ``"2021-12-06 ~ 2021-12-17"``, ``"2026.03.01~2026.03.31"``, ``"20260301 ~ 20260331"``:
       both dates; each side takes every form ``parse_date`` accepts.
-    - one date alone, or ``"2026-03-01 ~"``: start only; ``"~ 2026-03-31"``: end only.
+    - one date alone, or ``"2026-03-01 ~"``: start only; ``"~ 2026-03-31"``: end only; one date
+      "until" (``"2026.12.31까지"``, 정부24 신청기한): end only.
     - a side without any digit is words, not a broken date: ``"추후 공지"``, ``"상시 접수"``,
       ``"예산 소진시까지"``, ``"별도 공지"``, ``"수시"`` give ``DateRange(None, None, note=text)``;
       ``"2026-03-01 ~ 예산 소진시까지"`` gives the start and the note.
+    - a side that is a "no date" sentinel (``99991231``, ``00000000``: see ``parse_date``) is no
+      date too, with the note: ``"20260301 ~ 99991231"`` gives the start only.
     - ``None``, blank or a lone ``"~"``: ``DateRange(None, None)``.
 
     Raises ``ValueParseError`` when a side has digits but is not a valid date (this keeps
@@ -183,8 +213,15 @@ def parse_date_range(text: str | None) -> DateRange:
             has_words = True
             parsed.append(None)
         else:
-            parsed.append(_parse_range_side(side, text))
-    start, end = parsed if len(parsed) == 2 else (parsed[0], None)
+            day = _parse_range_side(side, text)
+            has_words = has_words or day is None  # a sentinel: the source gives no fixed date
+            parsed.append(day)
+    if len(parsed) == 2:
+        start, end = parsed
+    elif _UNTIL_SUFFIX.search(sides[0]):
+        start, end = None, parsed[0]
+    else:
+        start, end = parsed[0], None
     if start and end and end < start:
         raise ValueParseError("range ends before it starts", text)
     return DateRange(start, end, note=text.strip() if has_words else None)

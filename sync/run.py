@@ -235,7 +235,7 @@ async def run_sync(settings: Settings, *, targets: Sequence[str] | None = None,
     started_at = datetime.now(UTC)
     pool = await postgres.create_pool(settings)
     try:
-        embeddings = EmbeddingProvider(pool, settings)
+        embeddings = EmbeddingProvider(pool, settings, budget=settings.sync_max_encode_per_run)
         results = [await _sync_target(pool, settings, name, run_id, embeddings) for name in names]
         report = SyncReport(run_id, started_at, datetime.now(UTC), results)
         await _record_run(pool, settings, report)
@@ -248,7 +248,8 @@ async def run_sync(settings: Settings, *, targets: Sequence[str] | None = None,
 async def rebuild(settings: Settings, target: str, *, run_id: str | None = None) -> TargetResult:
     """Write every active policy into a new copy of `target`, then swap it in; set the watermark.
 
-    An encode budget too small for the rebuild fails it (the live copy stays): prefill embeddings with sync runs.
+    The rebuild encodes every text that has no stored embedding of the configured model, whatever the sync's
+    per-run budget (it is how a new `EMBEDDING_MODEL` is brought in); the live copy serves until the swap.
     """
     (name,) = check_target_names([target])
     run_id = run_id or new_run_id("rebuild")
@@ -256,7 +257,7 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
     started = time.monotonic()
     pool = await postgres.create_pool(settings)
     try:
-        embeddings = EmbeddingProvider(pool, settings)
+        embeddings = EmbeddingProvider(pool, settings, budget=None)
         async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             assert handle.target is not None
             next_watermark = await source.snapshot_xmin(pool)
@@ -266,10 +267,7 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
                 with progress(f"sync rebuild {name}", total=active,
                               log_every_seconds=settings.progress_log_seconds) as shown:
                     async for documents in source.active_batches(pool, settings.sync_batch_size):
-                        if await _write(handle, result, run_id, documents, [], embeddings):
-                            raise PipelineError(f"rebuild of {name} needs more embeddings than "
-                                                f"SYNC_MAX_ENCODE_PER_RUN allows; run `sync run --target vectors` "
-                                                f"until caught up first", code=handle.target.error_code)
+                        await _write(handle, result, run_id, documents, [], embeddings)
                         shown.advance(len(documents))
                 await handle.call(handle.target.finish_rebuild)
             except BaseException:

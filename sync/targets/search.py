@@ -2,7 +2,13 @@
 
 Readers and the sync use the alias (`ELASTICSEARCH_INDEX`); the index behind it is `<alias>-v<stamp>`. A rebuild
 fills a new index, then moves the alias in one `update_aliases` call (remove + add are atomic), so search never
-goes empty. The text fields' analyzer is a setting (`nori` on real clusters). Standard API only.
+goes empty. Standard API only.
+
+Korean text: the analyzer of the text fields is a setting. Real clusters use `nori` (the analysis-nori plugin: a
+morphological analyzer that drops particles, so "스마트공장을" is searched as "스마트공장"). Where there is no nori,
+`korean_bigram` (the default) is defined by the index itself with standard parts: overlapping two-character
+pieces, so a word with a particle attached still shares every piece of the bare word ("스마트공장을" → 스마, 마트,
+트공, 공장, 장을). `search` is what users' queries run: the words against title (weighted) and body.
 """
 
 from __future__ import annotations
@@ -21,6 +27,21 @@ from sync.digest import BUCKETS, BucketDigest
 from sync.targets.base import SyncBatch, SyncDocument, SyncTarget
 
 _TERMS_CHUNK = 512  # buckets per terms query when reading checksums
+KOREAN_BIGRAM = "korean_bigram"
+_KOREAN_BIGRAM_ANALYSIS = {
+    "tokenizer": {"korean_bigram": {"type": "ngram", "min_gram": 2, "max_gram": 2,
+                                    "token_chars": ["letter", "digit"]}},
+    "analyzer": {KOREAN_BIGRAM: {"type": "custom", "tokenizer": "korean_bigram", "filter": ["lowercase"]}},
+}
+SEARCH_FIELDS = ["title^3", "content", "issuing_organization"]
+
+
+def index_settings(analyzer: str) -> dict[str, Any]:
+    """The index's settings: one shard, and the definition of `korean_bigram` when the text fields use it."""
+    settings: dict[str, Any] = {"index": {"number_of_shards": 1, "refresh_interval": "1s"}}
+    if analyzer == KOREAN_BIGRAM:
+        settings["analysis"] = _KOREAN_BIGRAM_ANALYSIS
+    return settings
 
 
 def mapping(analyzer: str) -> dict[str, Any]:
@@ -99,7 +120,7 @@ class SearchTarget(SyncTarget):
     def _create_index(self) -> str:
         name = self._new_index_name()
         self._client.indices.create(index=name, mappings=mapping(self._analyzer),
-                                    settings={"index": {"number_of_shards": 1, "refresh_interval": "1s"}})
+                                    settings=index_settings(self._analyzer))
         return name
 
     def setup(self) -> None:
@@ -157,6 +178,14 @@ class SearchTarget(SyncTarget):
                 for hit in helpers.scan(self._client, index=self.alias, query=query, size=5000):
                     found[hit["_id"]] = hit["_source"]["checksum"]
         return found
+
+    def search(self, query: str, limit: int) -> list[tuple[str, float]]:
+        """(policy id, relevance score) of the `limit` best matches for `query` in the live index, best first."""
+        with self.guard("search"):
+            response = self._client.search(
+                index=self.alias, size=limit, _source=False,
+                query={"multi_match": {"query": query, "fields": SEARCH_FIELDS, "type": "most_fields"}})
+        return [(hit["_id"], float(hit["_score"])) for hit in response["hits"]["hits"]]
 
     def begin_rebuild(self, run_id: str) -> None:
         with self.guard("create rebuild index"):

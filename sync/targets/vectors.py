@@ -5,6 +5,11 @@ the embedding (COSINE index) sit the checksum, version, status, the consistency 
 fields to filter searches by (organisation, funding type, source, regions, industries, end of the application
 period). A rebuild fills a new collection and moves the alias (`alter_alias`), so searches never go empty.
 
+Each collection records the embedding model that filled it (the collection property `aegis.embedding_model`;
+its dimension is the vector field's). Vectors of one model are only ever compared with vectors of the same
+model: once `EMBEDDING_MODEL` names another model, upserts into the live collection fail (DP_3001) until
+`sync rebuild --target vectors` has filled a collection with the new model and swapped it in.
+
 Milvus cannot aggregate, so the consistency check reads each document's stored bucket and digest (two integers,
 never vectors) in ranges of buckets that each fit one query, and (id, checksum) only in buckets that differ.
 Counting instead (`count(*)` per range with the expected digests as an `in` filter) was slower on Milvus Lite.
@@ -19,15 +24,17 @@ from typing import Any
 
 from pymilvus import DataType, MilvusClient
 
-from common.errors import ErrorCode
+from common.errors import ErrorCode, SyncFailedError
 from settings import Settings
 from stores import vectors
 from sync.digest import BUCKETS, BucketDigest, summarize_digests
+from sync.embeddings import packaged_model
 from sync.targets.base import SyncBatch, SyncDocument, SyncTarget
 
 _QUERY_LIMIT = 16_384  # Milvus' largest offset + limit of one query
 _ROWS_PER_QUERY = 12_000  # bucket ranges are sized for this many rows, well below the limit
 _MAX_LIST = 32  # regions and industries kept per document
+MODEL_PROPERTY = "aegis.embedding_model"
 
 
 def _truncate(value: str | None, length: int) -> str:
@@ -40,18 +47,21 @@ class VectorsTarget(SyncTarget):
     error_code = ErrorCode.MILVUS_SYNC_FAILED
     needs_embeddings = True
 
-    def __init__(self, client: MilvusClient, alias: str, dimension: int) -> None:
+    def __init__(self, client: MilvusClient, alias: str, model: str, dimension: int) -> None:
         self._client = client
         self.alias = alias
+        self.model = model
         self._dimension = dimension
         self._write_collection = alias
         self._rebuild_collection: str | None = None
+        self._live_model_checked = False  # once per opening: the alias moves only by a rebuild
 
     @classmethod
     def open(cls, settings: Settings) -> VectorsTarget:
         with cls.guard("connect"):
             client = vectors.create_client(settings.milvus_uri, timeout_seconds=60.0)
-        target = cls(client, settings.milvus_collection, settings.embedding_dimension)
+        model = packaged_model(settings.embedding_model)
+        target = cls(client, settings.milvus_collection, model.name, model.dimension)
         target._load_live_collection()
         return target
 
@@ -86,7 +96,8 @@ class VectorsTarget(SyncTarget):
         name = f"{self.alias}_v{datetime.now(UTC):%Y%m%d%H%M%S}_{uuid.uuid4().hex[:6]}"
         index = self._client.prepare_index_params()
         index.add_index("embedding", index_type="AUTOINDEX", metric_type="COSINE")
-        self._client.create_collection(name, schema=self._schema(), index_params=index)
+        self._client.create_collection(name, schema=self._schema(), index_params=index,
+                                       properties={MODEL_PROPERTY: self.model})
         return name
 
     def live_collection(self) -> str | None:
@@ -98,6 +109,26 @@ class VectorsTarget(SyncTarget):
                 if self.alias in self._client.list_aliases(collection_name=collection).get("aliases", []):
                     return collection
         return None
+
+    def live_model(self) -> tuple[str | None, int] | None:
+        """(model, dimension) of the live collection, None before the first setup; the model is None for a
+        collection made before collections recorded it."""
+        live = self.live_collection()
+        if live is None:
+            return None
+        with self.guard("describe collection"):
+            description = self._client.describe_collection(live)
+        dimension = next(int(field["params"]["dim"]) for field in description["fields"] if field["name"] == "embedding")
+        return description.get("properties", {}).get(MODEL_PROPERTY), dimension
+
+    def _check_live_model(self) -> None:
+        live = self.live_model()
+        if live is not None and live != (self.model, self._dimension):
+            model, dimension = live
+            raise SyncFailedError(
+                f"milvus: the live collection holds {model or 'unrecorded'} vectors ({dimension}-d) and "
+                f"EMBEDDING_MODEL is {self.model} ({self._dimension}-d): run `aegis-pipeline sync rebuild "
+                f"--target vectors` to re-encode into a new collection", code=self.error_code, target=self.name)
 
     def setup(self) -> None:
         if self.live_collection() is None:
@@ -129,6 +160,9 @@ class VectorsTarget(SyncTarget):
         if missing:
             raise ValueError(f"{len(missing)} documents without an embedding, e.g. {missing[0]}")
         rows = [self._row(document, batch.embeddings[document.id]) for document in batch.documents]
+        if self._rebuild_collection is None and not self._live_model_checked:
+            self._check_live_model()
+            self._live_model_checked = True
         with self.guard("upsert"):
             self._client.upsert(self._write_collection, rows)
 
@@ -183,6 +217,13 @@ class VectorsTarget(SyncTarget):
     def checksums(self, buckets: Collection[int]) -> dict[str, str]:
         with self.guard("read checksums"):
             return {row["id"]: row["checksum"] for row in self._read_buckets(sorted(buckets), ["checksum"])}
+
+    def search(self, embedding: Sequence[float], limit: int) -> list[tuple[str, float]]:
+        """(policy id, cosine similarity) of the `limit` nearest documents in the live collection, best first."""
+        with self.guard("search"):
+            hits = self._client.search(self.alias, data=[list(embedding)], anns_field="embedding", limit=limit,
+                                       search_params={"metric_type": "COSINE"}, output_fields=["id"])
+        return [(hit["id"], float(hit["distance"])) for hit in hits[0]]
 
     def begin_rebuild(self, run_id: str) -> None:
         with self.guard("create rebuild collection"):

@@ -27,6 +27,7 @@ import asyncpg
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
+from pymilvus.exceptions import MilvusException
 
 from common import metrics
 from common.errors import ErrorCode
@@ -40,10 +41,12 @@ from stores import postgres, search, vectors
 from sync import source
 from sync.consistency import KINDS, ConsistencyReport, check_consistency, repair
 from sync.digest import link_key
-from sync.embeddings import EmbeddingStore, text_hash
+from sync.embeddings import EmbeddingStore, packaged_model, text_hash
+from sync.lookup import query_vectors
 from sync.run import rebuild, run_sync
 from sync.targets import TARGET_NAMES, open_target
 from sync.targets.base import SyncBatch
+from sync.targets.vectors import VectorsTarget
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +55,7 @@ SEEDED_ACTIVE = 30  # records 0..29 of `seed_records`
 ENCODED_BY_THE_MODEL = 3  # records whose embedding the real model computes; the rest are stored in advance
 STORES = {"vectors": "milvus", "graph": "neo4j", "search": "elasticsearch"}  # the metrics' target_db label
 NO_DRIFT = {"missing": 0, "stale": 0, "orphaned": 0}
+DIMENSION = packaged_model(Settings.model_fields["embedding_model"].default).dimension
 T = TypeVar("T")
 
 
@@ -109,6 +113,14 @@ async def ids_of(settings: Settings, indexes: list[int]) -> list[str]:
     return [row["id"] for row in rows]
 
 
+async def records_of(settings: Settings, indexes: list[int]) -> list[source.ChangedRecord]:
+    pool = await postgres.create_pool(settings)
+    try:
+        return await source.records_by_ids(pool, await ids_of(settings, indexes))
+    finally:
+        await pool.close()
+
+
 async def set_status(settings: Settings, indexes: list[int], status: str) -> None:
     await execute(settings, "UPDATE policies SET status = $2::text, quality_score = CASE WHEN $2::text = 'active' "
                   "THEN 0.9 ELSE quality_score END WHERE external_id = ANY($1::text[])",
@@ -121,8 +133,9 @@ async def prefill_embeddings(settings: Settings, leave_out: int) -> None:
     hashes = [text_hash(f"{row['title']}\n{row['content']}") for row in rows][leave_out:]
     pool = await postgres.create_pool(settings)
     try:
-        store = EmbeddingStore(pool, settings.embedding_model, settings.embedding_dimension)
-        await store.put({key: np.asarray(synthetic_embedding(key), dtype=np.float32) for key in hashes})
+        store = EmbeddingStore(pool, settings.embedding_model)
+        await store.put({key: np.asarray(synthetic_embedding(key, store.dimension), dtype=np.float32)
+                         for key in hashes})
     finally:
         await pool.close()
 
@@ -307,34 +320,70 @@ async def test_the_encode_budget_defers_the_rest_and_later_runs_catch_up(sync_se
     assert (done.encoded, done.upserted, done.deleted) == (0, 0, 0)  # the watermark moved past every record
 
 
-async def test_a_rebuild_needing_more_encoding_than_the_budget_fails_and_keeps_the_live_copy(
-        synced_settings: Settings) -> None:
+async def test_a_rebuild_encodes_every_text_it_needs_whatever_the_sync_budget(synced_settings: Settings) -> None:
     settings = synced_settings.model_copy(update={"sync_max_encode_per_run": 2})
     await insert_records(settings, range(40, 46))
     await set_status(settings, list(range(40, 46)), "active")  # six texts without a stored embedding
-    with open_target("vectors", settings) as target:
-        live = target.live_collection()
-    watermark = await watermark_of(settings, "vectors")
-    before = target_checksums(settings, "vectors")
 
-    failed = await rebuild(settings, "vectors")
-    assert not failed.success and failed.error_code == ErrorCode.MILVUS_SYNC_FAILED
-    assert "SYNC_MAX_ENCODE_PER_RUN" in (failed.error or "")
-    assert failed.encoded == 2  # stored: no later run encodes these again
-    with open_target("vectors", settings) as target:
-        assert target.live_collection() == live
-        copies = [name for name in target._client.list_collections() if name.startswith(f"{target.alias}_v")]
-    assert copies == [live]  # the unfinished copy was dropped
-    assert target_checksums(settings, "vectors") == before
-    assert await watermark_of(settings, "vectors") == watermark
-
-    # As the error says: sync runs within the budget until caught up, then the rebuild encodes nothing.
-    for encoded, deferred in [(2, 2), (2, 0)]:
-        result = (await run_sync(settings, targets=["vectors"])).result("vectors")
-        assert (result.encoded, result.deferred) == (encoded, deferred)
     rebuilt = await rebuild(settings, "vectors")
     assert rebuilt.success, rebuilt.error
-    assert rebuilt.encoded == 0
+    assert (rebuilt.upserted, rebuilt.encoded, rebuilt.deferred) == (SEEDED_ACTIVE + 6, 6, 0)
+    assert (await check_consistency(settings, targets=["vectors"])).consistent
+
+
+async def test_a_new_embedding_model_comes_in_by_a_rebuild_with_search_never_empty(sync_settings: Settings) -> None:
+    """A collection of another model's vectors (the English 384-d model of earlier releases) is live. Sync into it
+    fails with DP_3001 naming the rebuild; the rebuild re-encodes into a new collection of the configured model's
+    dimension while searches through the alias keep answering, then swaps it in."""
+    settings = sync_settings
+    await seed_records(settings)
+    await prefill_embeddings(settings, leave_out=0)
+    old_dimension = 384
+    client = vectors.create_client(settings.milvus_uri)
+    try:
+        old = VectorsTarget(client, settings.milvus_collection, "all-MiniLM-L6-v2", old_dimension)
+        old.setup()
+        documents = [record.document for record in await records_of(settings, list(range(SEEDED_ACTIVE)))]
+        assert len(documents) == SEEDED_ACTIVE
+        old.upsert(SyncBatch("old-model", documents,
+                             {document.id: synthetic_embedding(document.id, old_dimension) for document in documents}))
+        old.flush()
+        old_collection = old.live_collection()
+    finally:
+        client.close()
+
+    failed = (await run_sync(settings, targets=["vectors"])).result("vectors")
+    assert (failed.success, failed.error_code) == (False, ErrorCode.MILVUS_SYNC_FAILED)
+    assert "all-MiniLM-L6-v2" in (failed.error or "") and "sync rebuild --target vectors" in (failed.error or "")
+
+    reader = vectors.create_client(settings.milvus_uri)
+
+    def read() -> tuple[str, int]:
+        """A search as a user's would run it, through the alias, with a query vector of the live dimension (read
+        again if the alias moved between reading the dimension and searching, as `sync.lookup` does)."""
+        collection = reader.describe_alias(settings.milvus_collection)["collection_name"]
+        dimension = next(field["params"]["dim"] for field in reader.describe_collection(collection)["fields"]
+                         if field["name"] == "embedding")
+        try:
+            hits = reader.search(settings.milvus_collection, data=[synthetic_embedding("query", int(dimension))],
+                                 anns_field="embedding", limit=SEEDED_ACTIVE + 10, output_fields=["id"])
+        except MilvusException:
+            if reader.describe_alias(settings.milvus_collection)["collection_name"] == collection:
+                raise
+            return read()
+        return collection, len(hits[0])
+
+    try:
+        result, reads = await read_while(rebuild(settings, "vectors"), read)
+    finally:
+        reader.close()
+    assert result.success, result.error
+    assert one_full_copy_at_a_time(reads) == old_collection
+    with open_target("vectors", settings) as target:
+        assert target.live_model() == (settings.embedding_model, DIMENSION)
+        assert not target._client.has_collection(old_collection)
+        assert len(query_vectors(target, "청년 창업 지원", 5)) == 5  # encoded by the live collection's model
+    assert (await run_sync(settings, targets=["vectors"])).success
     assert (await check_consistency(settings, targets=["vectors"])).consistent
 
 
@@ -410,7 +459,7 @@ async def test_drift_of_each_kind_in_each_target_is_found_and_repaired(synced_se
         missing, stale = active[offset * 2], active[offset * 2 + 1]
         orphan = dataclasses.replace(stale, id=str(uuid.uuid4()))
         outdated = dataclasses.replace(stale, version=stale.version - 1 or 1, checksum=uuid.uuid4().hex)
-        embeddings = {document.id: synthetic_embedding(document.id) for document in (outdated, orphan)}
+        embeddings = {document.id: synthetic_embedding(document.id, DIMENSION) for document in (outdated, orphan)}
         with open_target(name, settings) as target:
             target.delete([missing.id])
             target.upsert(SyncBatch("drift", [outdated, orphan], embeddings))
