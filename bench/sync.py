@@ -51,7 +51,7 @@ from sync.consistency import check_consistency, repair
 from sync.embeddings import EmbeddingStore, encode_in_batches, load_encoder, packaged_model, text_hash
 from sync.run import run_sync
 from sync.targets import open_target
-from sync.targets.base import SyncBatch, SyncDocument
+from sync.targets.base import SyncBatch, SyncDocument, embedding_text
 from sync.targets.search import mapping, to_source
 from sync.targets.vectors import VectorsTarget
 
@@ -87,7 +87,7 @@ async def prefill_embeddings(settings: Settings, seed: int) -> int:
     try:
         rows = await pool.fetch("SELECT title, content FROM policies")
         store = EmbeddingStore(pool, settings.embedding_model)
-        hashes = sorted({text_hash(f"{row['title']}\n{row['content']}") for row in rows})
+        hashes = sorted({text_hash(embedding_text(row['title'], row['content'])) for row in rows})
         known = set()
         for start in range(0, len(hashes), 5000):
             known.update(await store.get(hashes[start:start + 5000]))
@@ -110,7 +110,8 @@ def measure_encode_rate(settings: Settings, sample: int) -> dict[str, float]:
     started = time.perf_counter()
     encoder = load_encoder(settings.embedding_model)
     load_seconds = time.perf_counter() - started
-    texts = [(lambda r: f"{r.title}\n{r.content}")(make_record(i, source="encode-sample")) for i in range(sample)]
+    records = [make_record(i, source="encode-sample") for i in range(sample)]
+    texts = [embedding_text(record.title, record.content) for record in records]
     encode_in_batches(encoder, texts[:8], settings.embedding_batch_size)  # warm-up
     started = time.perf_counter()
     encode_in_batches(encoder, texts, settings.embedding_batch_size)

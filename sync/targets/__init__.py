@@ -1,7 +1,7 @@
 """The sync targets: one contract (`base.SyncTarget`) and one module per store (vectors, graph, search).
 
 `open_target(name, settings)` builds the target a name stands for. May import: `settings`, `common`, `stores`,
-`sync.digest`.
+`sync.digest`, `sync.embeddings` (the models and their dimensions).
 """
 
 from __future__ import annotations

@@ -21,10 +21,13 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from common.errors import ErrorCode
+from common.logging import get_logger
 from settings import Settings
 from stores import search
 from sync.digest import BUCKETS, BucketDigest
 from sync.targets.base import SyncBatch, SyncDocument, SyncTarget
+
+log = get_logger(__name__)
 
 _TERMS_CHUNK = 512  # buckets per terms query when reading checksums
 KOREAN_BIGRAM = "korean_bigram"
@@ -128,6 +131,13 @@ class SearchTarget(SyncTarget):
             if not self._client.indices.exists_alias(name=self.alias):
                 index = self._create_index()
                 self._client.indices.update_aliases(actions=[{"add": {"index": index, "alias": self.alias}}])
+                return
+            mappings = self._client.indices.get_mapping(index=self.alias)
+        live = {index: body["mappings"]["properties"]["title"].get("analyzer") for index, body in mappings.items()}
+        if set(live.values()) != {self._analyzer}:
+            # Writes still work (the live index analyses with its own analyzer); only a rebuild changes it.
+            log.warning("search_analyzer_differs", live=live, configured=self._analyzer,
+                        hint="run `aegis-pipeline sync rebuild --target search` to re-index with it")
 
     def live_indices(self) -> list[str]:
         with self.guard("read alias"):

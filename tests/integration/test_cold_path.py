@@ -31,11 +31,14 @@ from stores import postgres
 pytestmark = pytest.mark.integration
 
 TODAY = datetime.now(UTC).date()
+# Titles name the year of their application period (dates are relative to today): a title whose year the period
+# does not cover is a poor record.
+YEAR = TODAY.year
 
 
 def announcement(source: str, external_id: str, **fields: Any) -> RawPolicyData:
     values: dict[str, Any] = {
-        "title": "2026년 예비창업패키지 예비창업자 모집 공고",
+        "title": f"{YEAR}년 예비창업패키지 예비창업자 모집 공고",
         "content": ("혁신적인 기술창업 아이디어를 보유한 예비창업자에게 사업화 자금 최대 1억원(평균 5천만원)과 "
                     "창업교육, 멘토링을 지원합니다. 신청일 기준 사업자 등록이 없는 자가 신청할 수 있으며, "
                     "K-Startup 누리집에서 온라인으로 접수합니다. 문의: 담당자 ☎ 042-480-1234"),
@@ -117,7 +120,7 @@ async def test_pending_records_become_active_or_rejected_with_their_trail(stack:
                                  "WHERE policy_id = ANY($1::uuid[])", list(ids.values()))
     assert len(metrics) == 10
     assert {row["run_id"] for row in metrics} == {report.run_id}
-    assert all(row["calculation_method"].startswith("quality/1 c=0.3") for row in metrics)
+    assert all(row["calculation_method"].startswith("quality/2 c=0.3") for row in metrics)
     weak_metrics = next(row for row in metrics if row["policy_id"] == ids["WEAK"])
     assert weak_metrics["accuracy"] < 1 and weak_metrics["completeness"] < 1 and weak_metrics["timeliness"] < 0.5
 
@@ -159,11 +162,11 @@ async def test_duplicates_are_linked_changes_rescored_and_orphans_requeued(stack
     assert first.counts["active"] == 1
 
     reworded = announcement(
-        kstartup, "171234", title="[창업진흥원] 2026년도 예비창업패키지 예비창업자 모집",
+        kstartup, "171234", title=f"[창업진흥원] {YEAR}년도 예비창업패키지 예비창업자 모집",
         issuing_organization="창업진흥원",
-        content="중소벤처기업부와 창업진흥원은 2026년 예비창업패키지에 참여할 예비창업자를 모집한다. 선정되면 최대 "
+        content=f"중소벤처기업부와 창업진흥원은 {YEAR}년 예비창업패키지에 참여할 예비창업자를 모집한다. 선정되면 최대 "
                 "1억원의 사업화 자금과 창업교육, 멘토링을 받는다. 신청은 K-Startup에서 받는다.")
-    next_year = announcement(kstartup, "171999", title="2027년 예비창업패키지 예비창업자 모집 공고",
+    next_year = announcement(kstartup, "171999", title=f"{YEAR + 1}년 예비창업패키지 예비창업자 모집 공고",
                              application_start_date=TODAY + timedelta(days=100),
                              application_end_date=TODAY + timedelta(days=120))
     ids |= await store(stack, [reworded, next_year])

@@ -45,7 +45,7 @@ from sync.embeddings import EmbeddingStore, packaged_model, text_hash
 from sync.lookup import query_vectors
 from sync.run import rebuild, run_sync
 from sync.targets import TARGET_NAMES, open_target
-from sync.targets.base import SyncBatch
+from sync.targets.base import SyncBatch, embedding_text
 from sync.targets.vectors import VectorsTarget
 
 pytestmark = pytest.mark.integration
@@ -130,7 +130,7 @@ async def set_status(settings: Settings, indexes: list[int], status: str) -> Non
 async def prefill_embeddings(settings: Settings, leave_out: int) -> None:
     """Store synthetic embeddings for every policy text except the first `leave_out` (by external id)."""
     rows = await execute(settings, "SELECT title, content FROM policies ORDER BY external_id")
-    hashes = [text_hash(f"{row['title']}\n{row['content']}") for row in rows][leave_out:]
+    hashes = [text_hash(embedding_text(row['title'], row['content'])) for row in rows][leave_out:]
     pool = await postgres.create_pool(settings)
     try:
         store = EmbeddingStore(pool, settings.embedding_model)

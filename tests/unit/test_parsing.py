@@ -69,7 +69,6 @@ BAD_DATES = [
     ("20260230", "impossible date", "february-30-compact"),
     ("2026.02.29", "impossible date", "february-29-non-leap-year"),
     ("2026년 4월 31일", "impossible date", "april-31-korean"),
-    ("0000-01-01", "impossible date", "year-zero"),
     ("2026-03-01 25:00", "impossible time", "hour-25"),
     ("2026-03-01 24:30", "impossible time", "after-end-of-day"),
     ("2026-03-01T09:00+25:00", "impossible time zone offset", "offset-25-hours"),
@@ -89,6 +88,51 @@ def test_parse_date_rejects_impossible_or_unknown_text(text: str, reason: str) -
         parse_date(text)
     assert raised.value.value == text
     assert repr(text) in str(raised.value)
+
+
+# Sources fill a date field they have no date for with a sentinel: "no deadline" or "not announced", never a date.
+NO_DATE_SENTINELS = [
+    ("99991231", "kstartup-far-future-compact"),
+    ("9999-12-31", "far-future-iso"),
+    ("9999.12.31", "far-future-dotted"),
+    ("29991231", "kstartup-2999-compact"),
+    ("2999-12-31", "2999-iso"),
+    ("20991231", "2099-compact"),
+    ("2099-12-31 23:59:59", "2099-with-time"),
+    ("21001231", "22nd-century"),
+    ("00000000", "all-zero-compact"),
+    ("0000-00-00", "all-zero-iso"),
+    ("0000.00.00", "all-zero-dotted"),
+    ("0000-01-01", "year-zero"),
+    ("1900-01-01", "far-past-default"),
+    ("00010101", "year-one"),
+    ("2026-00-00", "month-and-day-not-announced"),
+    ("２９９９－１２－３１", "full-width-sentinel"),
+    ("Fri, 31 Dec 9999 00:00:00 +0900", "rfc822-far-future"),
+]
+
+
+@pytest.mark.parametrize("text", [c[0] for c in NO_DATE_SENTINELS], ids=[c[1] for c in NO_DATE_SENTINELS])
+def test_parse_date_reads_a_sentinel_as_no_date(text: str) -> None:
+    assert parse_date(text) is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2027-12-31", date(2027, 12, 31)),
+    ("20301231", date(2030, 12, 31)),
+    ("2098-12-31", date(2098, 12, 31)),   # not a sentinel: the cold path judges whether it is plausible
+    ("1901-01-01", date(1901, 1, 1)),
+], ids=["next-year", "2030", "last-year-before-sentinels", "first-year-after-sentinels"])
+def test_parse_date_keeps_real_far_dates(text: str, expected: date) -> None:
+    assert parse_date(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026.12.31까지", date(2026, 12, 31)),
+    ("2026. 12. 31.(목) 18:00 까지", date(2026, 12, 31)),
+], ids=["gov24-until", "until-with-weekday-and-time"])
+def test_parse_date_accepts_until(text: str, expected: date) -> None:
+    assert parse_date(text) == expected
 
 
 def test_value_parse_error_is_a_value_error_and_shortens_long_values() -> None:
@@ -118,6 +162,10 @@ RANGES = [
         DateRange(MARCH_1, None, note="2026-03-01 ~ 예산 소진시까지"),
         "start-then-words",
     ),
+    ("2026.12.31까지", DateRange(None, date(2026, 12, 31)), "gov24-until-is-the-end"),
+    ("20260301 ~ 99991231", DateRange(MARCH_1, None, note="20260301 ~ 99991231"), "sentinel-end"),
+    ("00000000 ~ 00000000", DateRange(None, None, note="00000000 ~ 00000000"), "all-zero-sides"),
+    ("2026-03-01 ~ 2026-03-31까지", DateRange(MARCH_1, MARCH_31), "range-with-until"),
     (None, DateRange(None, None), "none"),
     ("", DateRange(None, None), "empty"),
     ("  ", DateRange(None, None), "blank"),
@@ -130,7 +178,8 @@ def test_parse_date_range(text: str | None, expected: DateRange) -> None:
     assert parse_date_range(text) == expected
 
 
-NO_FIXED_DATE = ["추후 공지", "상시 접수", "예산 소진시까지", "별도 공지", "수시", "공고문 참조"]
+NO_FIXED_DATE = ["추후 공지", "상시 접수", "예산 소진시까지", "별도 공지", "수시", "공고문 참조", "상시신청",
+                 "예산 소진 시까지"]
 
 
 @pytest.mark.parametrize("text", NO_FIXED_DATE, ids=NO_FIXED_DATE)
@@ -456,9 +505,16 @@ DATE_WRITERS: list[Callable[[date], str]] = [
 ]
 
 
-@given(st.dates(min_value=date(1000, 1, 1)), st.sampled_from(DATE_WRITERS))
+@given(st.dates(min_value=date(1901, 1, 1), max_value=date(2098, 12, 31)), st.sampled_from(DATE_WRITERS))
 def test_parse_date_reads_back_every_written_form(day: date, write: Callable[[date], str]) -> None:
     assert parse_date(write(day)) == day
+
+
+@given(st.one_of(st.dates(min_value=date(1000, 1, 1), max_value=date(1900, 12, 31)),
+                 st.dates(min_value=date(2099, 1, 1))), st.sampled_from(DATE_WRITERS))
+def test_parse_date_reads_every_date_from_2099_or_up_to_1900_as_no_date(
+        day: date, write: Callable[[date], str]) -> None:
+    assert parse_date(write(day)) is None
 
 
 @given(HTML_LIKE)
@@ -498,6 +554,34 @@ def test_decode_body_reads_undeclared_utf_8_back(text: str) -> None:
 )
 def test_date_registry_parser_reads_free_text_as_no_fixed_date(value: str | None, expected: date | None) -> None:
     assert VALUE_PARSERS["date"](value) == expected
+
+
+# One test per form a source uses for "no date" (domain.md): each is no date for every date parser a source can
+# name, never an invalid record.
+SOURCE_NO_DATE_FORMS = [
+    ("99991231", "kstartup-99991231"),
+    (99991231, "kstartup-99991231-as-json-number"),
+    ("29991231", "kstartup-29991231"),
+    ("00000000", "kstartup-00000000"),
+    ("2999-12-31", "2999-iso"),
+    ("추후 공지", "bizinfo-later"),
+    ("상시 접수", "bizinfo-always-open"),
+    ("예산 소진시까지", "bizinfo-until-budget-runs-out"),
+    ("상시신청", "gov24-always-open"),
+    ("예산 소진 시까지", "gov24-until-budget-runs-out"),
+]
+
+
+@pytest.mark.parametrize("parser", ["date", "date_range_start", "date_range_end"])
+@pytest.mark.parametrize("value", [c[0] for c in SOURCE_NO_DATE_FORMS], ids=[c[1] for c in SOURCE_NO_DATE_FORMS])
+def test_every_sources_no_date_form_is_no_date(parser: str, value: object) -> None:
+    assert VALUE_PARSERS[parser](value) is None
+
+
+def test_gov24_until_date_is_the_end_of_the_period() -> None:
+    assert VALUE_PARSERS["date_range_start"]("2026.12.31까지") is None
+    assert VALUE_PARSERS["date_range_end"]("2026.12.31까지") == date(2026, 12, 31)
+    assert VALUE_PARSERS["date"]("2026.12.31까지") == date(2026, 12, 31)
 
 
 def test_date_registry_parser_still_rejects_broken_dates() -> None:

@@ -67,8 +67,10 @@ def test_a_complete_open_announcement_is_valid_and_scores_full_marks() -> None:
     ({"application_end_date": date(2206, 3, 17)}, "date_implausible"),
     ({"application_start_date": date(1996, 2, 24)}, "date_implausible"),
     ({"original_url": "https:///view.do?id=1"}, "url_invalid"),
+    ({"content": "2026년 예비창업패키지 예비창업자 모집 공고"}, "content_unusable"),
+    ({"content": "[공고] 2026년 예비창업패키지 예비창업자 모집 공고 안내"}, "content_unusable"),
 ], ids=["placeholder-title", "punctuation-title", "no-body", "no-organisation", "typo-year-2206",
-        "year-1996", "url-without-host"])
+        "year-1996", "url-without-host", "body-is-the-title", "body-is-the-title-and-a-word"])
 def test_unusable_records_fail_validation(fields: dict[str, Any], check: str) -> None:
     validation = validate(policy(**fields), today=TODAY)
     assert not validation.is_valid
@@ -81,24 +83,42 @@ def test_unusable_records_fail_validation(fields: dict[str, Any], check: str) ->
 
 def test_completeness_counts_each_missing_field_by_its_weight() -> None:
     assert completeness(policy())[0] == pytest.approx(1.0)
-    no_dates = policy(application_start_date=None, application_end_date=None)
-    assert completeness(no_dates)[0] == pytest.approx(0.75)  # 0.10 + 0.15
-    bare = policy(target_region=(), target_industry=(), funding_type=None, original_url=None,
-                  application_start_date=None, application_end_date=None, content=GOOD_CONTENT[:50])
-    value, reasons = completeness(bare)
-    assert value == pytest.approx(1 - 0.7 - 0.20 * (1 - 50 / 200))
-    assert "원문 링크" in reasons[0] and "업종" in reasons[0]
+    # What some source kinds cannot give is not demanded: a web board has no region, industry or funding type, a
+    # feed no application period, 상시 접수 no dates.
+    board_post = policy(target_region=(), target_industry=(), funding_type=None)
+    undated = policy(application_start_date=None, application_end_date=None)
+    assert completeness(board_post) == completeness(undated) == (pytest.approx(1.0), [])
+    no_link = policy(original_url=None)
+    assert completeness(no_link)[0] == pytest.approx(0.8)
+    publisher_only = policy(issuing_organization="정책브리핑")
+    assert completeness(publisher_only)[0] == pytest.approx(0.8)
+    short = "청년 창업자에게 사업화 자금 최대 1억원 지원"  # 19 meaningful characters
+    value, reasons = completeness(policy(content=short, original_url=None))
+    assert value == pytest.approx(1 - 0.2 - 0.5 * (1 - 19 / 30))
+    assert "원문 링크" in reasons[0] and "본문" in reasons[0]
+
+
+def test_text_that_cannot_be_shown_counts_as_missing() -> None:
+    record = policy(content=GOOD_CONTENT + " &lt;br&gt;")
+    value, reasons = completeness(record, validate(record, today=TODAY))
+    assert value == pytest.approx(0.4)  # organisation and link; no title, no body
+    assert "깨진 글자 또는 HTML" in reasons[0] and len(reasons) == 1
 
 
 @pytest.mark.parametrize(("fields", "accuracy"), [
     ({}, 1.0),
-    ({"content": GOOD_CONTENT + " &nbsp;<br>"}, 0.75),
+    ({"content": GOOD_CONTENT + " &nbsp;<br>"}, 0.5),
     ({"content": GOOD_CONTENT + " ¿¡ÀÌ ÇÁ·Î±×·¥"}, 0.5),           # EUC-KR read as Latin-1
-    ({"content": "2026년 예비창업패키지 예비창업자 모집 공고"}, 0.7),  # the body only repeats the title
+    ({"content": GOOD_CONTENT + " ì\x9d´"}, 0.5),                    # UTF-8 read as Latin-1
+    ({"content": GOOD_CONTENT + " \ufffd\ufffd\ufffd"}, 0.5),        # decoded with the wrong character set
+    ({"content": GOOD_CONTENT.replace("다.", "\ufffd.", 1)}, 0.9),     # one byte lost: a minor defect
     ({"original_url": "http://www.k-startup.go.kr/view.do?id=1"}, 0.95),
     ({"target_region": ("99",)}, 0.85),
-    ({"content": GOOD_CONTENT + " <p>&amp;</p> ÀÌ¹ÌÁö"}, 0.25),      # markup and mojibake together
-], ids=["clean", "markup", "mojibake", "body-is-title", "http", "unknown-region-code", "markup-and-mojibake"])
+    ({"content": GOOD_CONTENT + " <p>&amp;</p> ÀÌ¹ÌÁö"}, 0.0),       # markup and mojibake together
+    # Not defects: angle brackets around words, R&D, a row of middle dots or multiplication signs.
+    ({"content": GOOD_CONTENT + " <KOTRA 공고> R&D 과제 ····· 홍×× 주무관 ×××××"}, 1.0),
+], ids=["clean", "markup", "mojibake", "utf8-as-latin1", "replacement-characters", "one-lost-character", "http",
+        "unknown-region-code", "markup-and-mojibake", "look-alikes"])
 def test_accuracy_loses_each_warnings_penalty(fields: dict[str, Any], accuracy: float) -> None:
     assert scored(policy(**fields)).accuracy == pytest.approx(accuracy)
 
@@ -107,14 +127,17 @@ def test_accuracy_loses_each_warnings_penalty(fields: dict[str, Any], accuracy: 
     ({}, 1.0),
     # Applying in December for next year's program is normal.
     ({"application_start_date": date(2025, 12, 1), "application_end_date": date(2025, 12, 20)}, 1.0),
-    ({"title": "2024년 예비창업패키지 예비창업자 모집 공고"}, 0.6),
+    ({"title": "2024년 예비창업패키지 예비창업자 모집 공고"}, 0.0),
+    # A year named as a reference point is not the programme's year.
+    ({"title": "2019년 이후 창업한 예비창업패키지 졸업기업 후속 지원"}, 1.0),
     ({"title": "2026년 부산 해양관광 스타트업 육성사업", "target_region": ("대구광역시",)}, 0.6),
     ({"title": "2026년 부산 해양관광 스타트업 육성사업", "target_region": ("부산광역시",)}, 1.0),
     ({"title": "2026년 부산 해양관광 스타트업 육성사업", "target_region": ("전국",)}, 1.0),
     ({"application_start_date": date(2026, 1, 1), "application_end_date": date(2027, 6, 30)}, 0.8),
     ({"title": "2024년 대구 뿌리산업 지원", "target_region": ("부산광역시",),
       "application_start_date": date(2026, 1, 1), "application_end_date": date(2027, 6, 30)}, 0.0),
-], ids=["consistent", "december-for-next-year", "title-year-not-in-period", "title-region-not-targeted",
+], ids=["consistent", "december-for-next-year", "title-year-not-in-period", "reference-year",
+        "title-region-not-targeted",
         "title-region-targeted", "nationwide", "period-over-a-year", "everything-disagrees"])
 def test_consistency_loses_each_disagreements_penalty(fields: dict[str, Any], value: float) -> None:
     assert consistency(policy(**fields))[0] == pytest.approx(value)
@@ -128,7 +151,11 @@ def test_consistency_loses_each_disagreements_penalty(fields: dict[str, Any], va
     ({"application_start_date": None, "application_end_date": None}, 0.7),        # 상시 접수, collected today
     ({"application_start_date": None, "application_end_date": None,
       "collected_at": datetime(2025, 3, 2, tzinfo=UTC)}, 0.7 - 0.3 * (365 - 30) / 335),
-], ids=["open", "upcoming", "closed-yesterday", "closed-a-year-ago", "no-dates-fresh", "no-dates-a-year-old"])
+    # A 2025 notice with 2026 dates: not trusted to be open; closed since the end of 2025 (61 days).
+    ({"title": "2025년 예비창업패키지 예비창업자 모집 공고"}, 0.8 * (1 - 61 / 365)),
+    ({"title": "2024년 예비창업패키지 예비창업자 모집 공고"}, 0.0),
+], ids=["open", "upcoming", "closed-yesterday", "closed-a-year-ago", "no-dates-fresh", "no-dates-a-year-old",
+        "title-a-year-before-the-period", "title-two-years-before-the-period"])
 def test_timeliness_follows_the_application_period(fields: dict[str, Any], value: float) -> None:
     assert timeliness(policy(**fields), TODAY)[0] == pytest.approx(value)
 
