@@ -433,7 +433,8 @@ def test_corpus_records_come_out_clean() -> None:
     assert accepted["ok-controls"].title == "청년 창업 지원[31m 공고"  # ESC and DEL removed, the rest kept
     assert accepted["ok-controls"].issuing_organization == "성동구"
     assert accepted["ok-surrogate"].title == "깨진 글자 공고"
-    assert accepted["ok-far-future"].application_end_date == date(9999, 12, 31)
+    assert accepted["ok-far-future"].application_end_date is None  # 9999-12-31: a source's "no deadline"
+    assert accepted["ok-date-year-zero-means-not-announced"].application_start_date is None
     korean = collect_offline("json_euc_kr_labelled_utf8.json")[0][0]
     assert korean.title == "청년 창업 똠얌꿍 지원"  # EUC-KR body labelled UTF-8
     assert collect_offline("xml_euc_kr.xml")[0][0].title == "청년 창업 똠 지원"  # declared EUC-KR
