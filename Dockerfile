@@ -9,17 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY pyproject.toml constraints.txt README.md settings.py ./
-COPY cli cli
-COPY common common
-COPY collectors collectors
-COPY cold_path cold_path
-COPY dags dags
-COPY devstack devstack
-COPY hot_path hot_path
-COPY schemas schemas
-COPY stores stores
-COPY sync sync
+COPY pyproject.toml constraints.txt README.md ./
+COPY src src
 RUN pip install -c constraints.txt . \
     && useradd --uid 10001 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin aegis
 # Runs as a non-root user on a read-only root filesystem: only /tmp is written (an emptyDir in Kubernetes).

@@ -23,25 +23,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cold_path import duplicates
-from cold_path.run import run_cold_path
-from cold_path.store import _POLICY_COLUMNS, record_of
-from common.logging import configure_logging
-from devstack import stack
-from devstack.synthetic import make_records
-from hot_path.cleaning import normalize_record
-from hot_path.store import PolicyStore
-from schemas.records import CollectionMetadata
-from settings import Settings, load_core_settings
-from stores import postgres
+from aegis_pipeline.cold_path import duplicates
+from aegis_pipeline.cold_path.run import run_cold_path
+from aegis_pipeline.cold_path.store import _POLICY_COLUMNS, record_of
+from aegis_pipeline.common.logging import configure_logging
+from aegis_pipeline.devstack import stack
+from aegis_pipeline.devstack.synthetic import make_records
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.schemas.records import CollectionMetadata
+from aegis_pipeline.settings import Settings, load_core_settings
+from aegis_pipeline.stores import postgres
 
 TARGET_RECORDS_PER_SECOND = 100
 TARGET_RATIO = 10

@@ -22,15 +22,12 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from devstack import fault_scenarios, stack
-from devstack.fault_scenarios import SCENARIOS, RunOptions
-from settings import load_core_settings
+from aegis_pipeline.devstack import fault_scenarios, stack
+from aegis_pipeline.devstack.fault_scenarios import SCENARIOS, RunOptions
+from aegis_pipeline.settings import load_core_settings
 
 
 async def main() -> None:

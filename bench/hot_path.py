@@ -41,17 +41,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import TypeAdapter
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.logging import configure_logging
-from common.progress import Progress, progress
-from devstack import stack
-from devstack.synthetic import make_record, make_records
-from hot_path.cleaning import normalize_record
-from hot_path.processor import RawMessage, policy_validated_event, validate_message
-from schemas.records import RawPolicyData
-from settings import Settings, load_core_settings
-from stores import cache, kafka, postgres
+from aegis_pipeline.common.logging import configure_logging
+from aegis_pipeline.common.progress import Progress, progress
+from aegis_pipeline.devstack import stack
+from aegis_pipeline.devstack.synthetic import make_record, make_records
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.processor import RawMessage, policy_validated_event, validate_message
+from aegis_pipeline.schemas.records import RawPolicyData
+from aegis_pipeline.settings import Settings, load_core_settings
+from aegis_pipeline.stores import cache, kafka, postgres
 
 PIPELINE = str(Path(sys.executable).parent / "aegis-pipeline")
 TARGET_RECORDS_PER_SECOND = 5000

@@ -19,23 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.logging import configure_logging
-from devstack import relevance, stack
-from settings import Settings, load_core_settings
-from stores import search as search_store
-from stores import vectors as vectors_store
-from sync.embeddings import MODELS, load_encoder
-from sync.lookup import query_search, query_vectors
-from sync.targets.search import KOREAN_BIGRAM, SearchTarget
-from sync.targets.vectors import VectorsTarget
+from aegis_pipeline.common.logging import configure_logging
+from aegis_pipeline.devstack import relevance, stack
+from aegis_pipeline.settings import Settings, load_core_settings
+from aegis_pipeline.stores import search as search_store
+from aegis_pipeline.stores import vectors as vectors_store
+from aegis_pipeline.sync.embeddings import MODELS, load_encoder
+from aegis_pipeline.sync.lookup import query_search, query_vectors
+from aegis_pipeline.sync.targets.search import KOREAN_BIGRAM, SearchTarget
+from aegis_pipeline.sync.targets.vectors import VectorsTarget
 
 TARGET_SEPARATION = 0.2
 TARGET_RECALL_AT_3 = 0.8

@@ -40,20 +40,18 @@ from typing import Any
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cold_path.run import WorkerReport, finish_run, score_batches, start_run
-from common.logging import configure_logging
-from common.progress import progress
-from devstack import stack
-from devstack.synthetic import CatalogueRecord, make_catalogue
-from hot_path.cleaning import normalize_record
-from hot_path.store import PolicyStore
-from schemas.migrations import upgrade_to_head
-from settings import Settings, load_core_settings, load_settings
-from stores import postgres
-from sync.consistency import check_consistency
-from sync.run import run_sync
+from aegis_pipeline.cold_path.run import WorkerReport, finish_run, score_batches, start_run
+from aegis_pipeline.common.logging import configure_logging
+from aegis_pipeline.common.progress import progress
+from aegis_pipeline.devstack import stack
+from aegis_pipeline.devstack.synthetic import CatalogueRecord, make_catalogue
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.schemas.migrations import upgrade_to_head
+from aegis_pipeline.settings import Settings, load_core_settings, load_settings
+from aegis_pipeline.stores import postgres
+from aegis_pipeline.sync.consistency import check_consistency
+from aegis_pipeline.sync.run import run_sync
 
 TARGET_RECORDS_PER_SECOND = 500
 TARGET_SLOWDOWN = 1.5

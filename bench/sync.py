@@ -34,26 +34,24 @@ from pathlib import Path
 import numpy as np
 from elasticsearch import helpers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.logging import configure_logging
-from common.progress import progress
-from devstack import stack
-from devstack.synthetic import make_record
-from hot_path.cleaning import normalize_record
-from hot_path.store import PolicyStore
-from schemas.migrations import upgrade_to_head
-from settings import Settings, load_core_settings
-from stores import postgres
-from stores.graph import LadybugGraphStore
-from sync import source
-from sync.consistency import check_consistency, repair
-from sync.embeddings import EmbeddingStore, encode_in_batches, load_encoder, packaged_model, text_hash
-from sync.run import run_sync
-from sync.targets import open_target
-from sync.targets.base import SyncBatch, SyncDocument, embedding_text
-from sync.targets.search import mapping, to_source
-from sync.targets.vectors import VectorsTarget
+from aegis_pipeline.common.logging import configure_logging
+from aegis_pipeline.common.progress import progress
+from aegis_pipeline.devstack import stack
+from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.schemas.migrations import upgrade_to_head
+from aegis_pipeline.settings import Settings, load_core_settings
+from aegis_pipeline.stores import postgres
+from aegis_pipeline.stores.graph import LadybugGraphStore
+from aegis_pipeline.sync import source
+from aegis_pipeline.sync.consistency import check_consistency, repair
+from aegis_pipeline.sync.embeddings import EmbeddingStore, encode_in_batches, load_encoder, packaged_model, text_hash
+from aegis_pipeline.sync.run import run_sync
+from aegis_pipeline.sync.targets import open_target
+from aegis_pipeline.sync.targets.base import SyncBatch, SyncDocument, embedding_text
+from aegis_pipeline.sync.targets.search import mapping, to_source
+from aegis_pipeline.sync.targets.vectors import VectorsTarget
 
 SOURCE = "bench-sync"
 TARGET_INCREMENTAL_SECONDS = 30.0

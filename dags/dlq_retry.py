@@ -9,7 +9,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from dags._tasks import DEFAULT_ARGS
+from aegis_pipeline.airflow_tasks import DEFAULT_ARGS
 
 
 @dag(
@@ -33,7 +33,7 @@ def dlq_retry() -> None:
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from common.errors import ErrorCode, PipelineError
+        from aegis_pipeline.common.errors import ErrorCode, PipelineError
 
         command = shutil.which("aegis-pipeline") or str(Path(sys.executable).with_name("aegis-pipeline"))
         arguments = [command, "dlq", "retry"]

@@ -15,7 +15,7 @@ Tasks (each idempotent: re-running one finds what is left to do; they pass run i
 6. `send_events`: relay the outbox (`data.quality_updated` and the sync's events) to Kafka.
 
 Every task's log lines carry `dag_id`, `task_id`, `dag_run_id` and `try_number`, and its metrics are pushed to
-the Pushgateway as the matching CLI command's (`dags/_tasks.py`).
+the Pushgateway as the matching CLI command's (`aegis_pipeline.airflow_tasks`).
 
 Trigger with params from the UI: `limit` (at most this many records), `source` (only this source),
 `rescore_all` (score every record again), `workers` (how many tasks score at once; a backfill wants more).
@@ -28,7 +28,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from dags._tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step, worker_limits
+from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step, worker_limits
 
 
 @dag(
@@ -51,7 +51,7 @@ from dags._tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step,
 def policy_cold_path() -> None:
     @task
     def plan_scoring(params: dict[str, Any] | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
-        from cold_path.run import start_run
+        from aegis_pipeline.cold_path.run import start_run
 
         options = params or {}
         cold_run_id, limit, source = f"airflow:{run_id}", options.get("limit"), options.get("source") or None
@@ -66,7 +66,7 @@ def policy_cold_path() -> None:
     def score(assignment: dict[str, Any]) -> dict[str, Any]:
         from datetime import datetime
 
-        from cold_path.run import score_batches
+        from aegis_pipeline.cold_path.run import score_batches
 
         since = assignment["rescore_since"]
         report = run_pipeline_step(lambda settings: score_batches(
@@ -77,7 +77,7 @@ def policy_cold_path() -> None:
 
     @task
     def summarise_scoring(workers: list[dict[str, Any]]) -> dict[str, Any]:
-        from cold_path.run import WorkerReport, finish_run
+        from aegis_pipeline.cold_path.run import WorkerReport, finish_run
 
         run_id = workers[0]["run_id"]
         reports = [WorkerReport(failed=worker["failed"], requeued=worker["requeued"], batches=worker["batches"],
@@ -88,7 +88,7 @@ def policy_cold_path() -> None:
 
     @task
     def sync(scored: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-        from sync.run import run_sync
+        from aegis_pipeline.sync.run import run_sync
 
         report = run_pipeline_step(lambda settings: run_sync(settings, run_id=f"airflow:{run_id}"),
                                    metrics_job="sync")
@@ -100,7 +100,7 @@ def policy_cold_path() -> None:
 
     @task
     def check_consistency(synced: dict[str, Any]) -> dict[str, Any]:
-        from sync.consistency import check_consistency as check
+        from aegis_pipeline.sync.consistency import check_consistency as check
 
         report = run_pipeline_step(lambda settings: check(settings), metrics_job="consistency")
         # Drift is a finding, not a failure: the gauges and alerts report it, the daily repair DAG fixes it.
@@ -111,7 +111,7 @@ def policy_cold_path() -> None:
 
     @task
     def send_events(checked: dict[str, Any]) -> int:
-        from stores.outbox import send_pending_events
+        from aegis_pipeline.stores.outbox import send_pending_events
 
         return run_pipeline_step(send_pending_events, metrics_job="events")
 

@@ -12,7 +12,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from dags._tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step
+from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step
 
 
 @dag(
@@ -29,8 +29,8 @@ from dags._tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step
 def policy_consistency_repair() -> None:
     @task
     def check_and_repair(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from common.errors import ErrorCode
-        from sync.consistency import ConsistencyReport, RepairReport, check_consistency, repair
+        from aegis_pipeline.common.errors import ErrorCode
+        from aegis_pipeline.sync.consistency import ConsistencyReport, RepairReport, check_consistency, repair
 
         targets = (params or {}).get("targets") or None
 
@@ -53,7 +53,7 @@ def policy_consistency_repair() -> None:
 
     @task
     def send_events(repaired: dict[str, Any]) -> int:
-        from stores.outbox import send_pending_events
+        from aegis_pipeline.stores.outbox import send_pending_events
 
         return run_pipeline_step(send_pending_events, metrics_job="events")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from settings import ENGINE_FIELDS, Settings, load_core_settings
+from aegis_pipeline.settings import ENGINE_FIELDS, Settings, load_core_settings
 
 # Connection values a developer may have exported must not leak into tests: the tests run their own stack.
 _ENGINE_ENV = {field.upper() for fields in ENGINE_FIELDS.values() for field in fields}
@@ -35,7 +35,7 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture(scope="session")
 def stack(_isolated_environment: Path) -> Iterator[Settings]:
     """The running embedded stack's settings (started once per session)."""
-    from devstack import stack as devstack
+    from aegis_pipeline.devstack import stack as devstack
 
     core = load_core_settings(aegis_data_dir=_isolated_environment)
     settings = devstack.up(core)
@@ -70,7 +70,7 @@ def own_topics(stack: Settings) -> OwnTopics:
     settings too."""
 
     async def with_own_topics(*, partitions: int, **overrides: Any) -> Settings:
-        from stores import kafka
+        from aegis_pipeline.stores import kafka
 
         settings = await kafka.with_own_topics(stack, uuid.uuid4().hex[:8], partitions=partitions)
         return settings.model_copy(update=overrides)

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hot_path.broker_watch import BrokerWatch, sentinel_topic
-from settings import Settings
-from stores import kafka, postgres
+from aegis_pipeline.hot_path.broker_watch import BrokerWatch, sentinel_topic
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import kafka, postgres
 
 pytestmark = pytest.mark.integration
 

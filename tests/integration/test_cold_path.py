@@ -19,14 +19,14 @@ from typing import Any
 import orjson
 import pytest
 
-from cold_path.run import run_cold_path
-from devstack.synthetic import make_record
-from hot_path.cleaning import normalize_record
-from hot_path.store import PolicyStore
-from schemas.events import validate_event
-from schemas.records import CollectionMetadata, RawPolicyData
-from settings import Settings
-from stores import postgres
+from aegis_pipeline.cold_path.run import run_cold_path
+from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.schemas.events import validate_event
+from aegis_pipeline.schemas.records import CollectionMetadata, RawPolicyData
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres
 
 pytestmark = pytest.mark.integration
 
@@ -259,19 +259,19 @@ async def test_two_runs_at_once_decide_each_record_once_and_copies_in_one_batch_
 
 async def test_a_record_that_cannot_be_scored_is_dead_lettered_once_then_resolved(
         stack: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cold_path.run
+    from aegis_pipeline.cold_path import run as cold_run
 
     source = f"bug_{uuid.uuid4().hex[:6]}"
     ids = await store(stack, [make_record(index, source=source) for index in range(3)])
     broken_id = ids[make_record(1, source=source).collection_metadata.external_id]
-    real_assess = cold_path.run.assess
+    real_assess = cold_run.assess
 
     def assess_with_a_bug(record, **kwargs):  # a bug hit by one record only
         if record.id == broken_id:
             raise ZeroDivisionError("division by zero")
         return real_assess(record, **kwargs)
 
-    monkeypatch.setattr(cold_path.run, "assess", assess_with_a_bug)
+    monkeypatch.setattr(cold_run, "assess", assess_with_a_bug)
     for _ in range(2):  # the second run fails on it again, but writes no second letter
         report = await run_cold_path(stack, source=source)
         assert report.failed == 1
@@ -281,7 +281,7 @@ async def test_a_record_that_cannot_be_scored_is_dead_lettered_once_then_resolve
     assert "ZeroDivisionError" in letters[0]["error_message"]
     assert (await policies(stack, [broken_id]))[broken_id]["status"] == "pending_validation"  # not lost
 
-    monkeypatch.setattr(cold_path.run, "assess", real_assess)  # the bug is fixed
+    monkeypatch.setattr(cold_run, "assess", real_assess)  # the bug is fixed
     fixed = await run_cold_path(stack, source=source)
     assert (fixed.processed, fixed.failed) == (1, 0)
     assert (await policies(stack, [broken_id]))[broken_id]["status"] == "active"

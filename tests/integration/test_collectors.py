@@ -17,16 +17,16 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 
-from collectors.definitions import SourceDefinition, parse_sources
-from collectors.run import SourceResult, collect_once, open_context
-from common.errors import ErrorCode
-from devstack.sample_sources import SampleSources, expected_invalid, expected_records
-from settings import Settings
-from stores import kafka, postgres
+from aegis_pipeline.collectors.definitions import SourceDefinition, parse_sources
+from aegis_pipeline.collectors.run import SourceResult, collect_once, open_context
+from aegis_pipeline.common.errors import ErrorCode
+from aegis_pipeline.devstack.sample_sources import SampleSources, expected_invalid, expected_records
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import kafka, postgres
 
 pytestmark = pytest.mark.integration
 
-SAMPLE_SOURCES_FILE = Path(__file__).parents[2] / "devstack" / "sample_sources.yaml"
+SAMPLE_SOURCES_FILE = Path(__file__).parents[2] / "src" / "aegis_pipeline" / "devstack" / "sample_sources.yaml"
 # our source name in devstack/sample_sources.yaml -> the sample server's name for its ground truth
 API_SOURCES = {
     "data_go_kr": "data_go_kr",
@@ -212,7 +212,7 @@ async def test_records_published_but_never_stored_are_published_again_until_stor
     """A broker that lost records it had acknowledged: records published longer than
     COLLECTOR_REPUBLISH_GRACE_SECONDS ago whose version is not in `policies` are published again (the incremental
     feed fetched without its cursor); once the hot path has stored them, they are not."""
-    from hot_path.service import run_hot_path
+    from aegis_pipeline.hot_path.service import run_hot_path
 
     suffix = uuid.uuid4().hex[:6]
     definitions = load_sample_definitions(sample_server, suffix=suffix, only={"bizinfo", "policy_briefing_rss"})

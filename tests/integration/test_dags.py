@@ -29,13 +29,13 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devstack.stack import free_port
-from devstack.synthetic import make_record
-from hot_path.cleaning import normalize_record
-from hot_path.store import PolicyStore
-from settings import Settings
-from stores import postgres
-from sync.run import run_sync
+from aegis_pipeline.devstack.stack import free_port
+from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres
+from aegis_pipeline.sync.run import run_sync
 
 if TYPE_CHECKING:
     from conftest import FakePushgateway
@@ -46,6 +46,7 @@ REPO = Path(__file__).parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG_FILES = ("policy_cold_path", "policy_consistency_repair", "dlq_retry")
 DAG_IDS = set(DAG_FILES)
+ERRORS = "aegis_pipeline.common.errors"  # the module path tracebacks name
 
 
 @pytest.fixture(scope="module")
@@ -217,9 +218,9 @@ async def test_a_target_that_is_down_fails_sync_and_repair_with_its_dp_code(
                                    "send_events": "upstream_failed"}, output.stdout[-3000:]
         assert repair["tasks"] == {"check_and_repair": "failed", "send_events": "upstream_failed"}
         raised = output.raised()
-        assert any(line.startswith("common.errors.SyncFailedError: DP_3003: sync failed for search [DP_3003]")
+        assert any(line.startswith(f"{ERRORS}.SyncFailedError: DP_3003: sync failed for search [DP_3003]")
                    for line in raised), raised
-        assert any(line.startswith("common.errors.SyncFailedError: DP_3003: consistency repair failed for search")
+        assert any(line.startswith(f"{ERRORS}.SyncFailedError: DP_3003: consistency repair failed for search")
                    for line in raised), raised
 
         # The other targets synced (and moved their watermark); search keeps its own for the next run.
@@ -258,9 +259,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
-from common.errors import StoreUnavailableError, ValidationFailedError
-from common.logging import get_logger
-from dags._tasks import run_pipeline_step
+from aegis_pipeline.common.errors import StoreUnavailableError, ValidationFailedError
+from aegis_pipeline.common.logging import get_logger
+from aegis_pipeline.airflow_tasks import run_pipeline_step
 
 
 def failing_with(error):
@@ -307,9 +308,9 @@ async def test_a_failing_step_fails_for_good_or_is_retried_with_its_dp_code_firs
     assert run["tries"] == {"final": 1, "transient": 2, "unknown": 2}
     assert set(output.raised()) == {
         "airflow.sdk.exceptions.AirflowFailException: DP_2001: broken",
-        "common.errors.ValidationFailedError: DP_2001: broken",  # its cause, in the same traceback
-        "common.errors.StoreUnavailableError: DP_4003: down",
-        "common.errors.PipelineError: DP_4003: ZeroDivisionError: division by zero",
+        "aegis_pipeline.common.errors.ValidationFailedError: DP_2001: broken",  # its cause, in the same traceback
+        "aegis_pipeline.common.errors.StoreUnavailableError: DP_4003: down",
+        "aegis_pipeline.common.errors.PipelineError: DP_4003: ZeroDivisionError: division by zero",
     }
     # The unknown error stays the cause of the DP_4003 one.
     assert re.search(r"^ZeroDivisionError: division by zero\n\nThe above exception was the direct cause",

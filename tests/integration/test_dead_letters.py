@@ -7,16 +7,16 @@ import uuid
 
 import pytest
 
-from common.errors import ErrorCode
-from devstack.synthetic import make_record
-from hot_path.cache import PolicyCache
-from hot_path.dead_letter_retry import retry_hot_letter
-from hot_path.processor import HotPathProcessor
-from hot_path.store import PolicyStore
-from settings import Settings
-from stores import cache, kafka, postgres
-from stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
-from stores.outbox import OutboxRelay
+from aegis_pipeline.common.errors import ErrorCode
+from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.hot_path.cache import PolicyCache
+from aegis_pipeline.hot_path.dead_letter_retry import retry_hot_letter
+from aegis_pipeline.hot_path.processor import HotPathProcessor
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import cache, kafka, postgres
+from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
+from aegis_pipeline.stores.outbox import OutboxRelay
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_retry_of_an_id_that_is_not_a_letter_id_is_a_usage_error() -> None:
     """An id that cannot be a letter's (not a UUID) is refused before anything is read, with the option named."""
     from click.testing import CliRunner
 
-    from cli.main import main
+    from aegis_pipeline.cli.main import main
 
     result = CliRunner().invoke(main, ["dlq", "retry", "--id", "not-a-uuid"])
     assert result.exit_code == 2

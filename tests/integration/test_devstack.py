@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from schemas.migrations import head_revision
-from settings import ENGINE_FIELDS
+from aegis_pipeline.schemas.migrations import head_revision
+from aegis_pipeline.settings import ENGINE_FIELDS
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from elasticsearch import Elasticsearch
 from pymilvus import MilvusClient
 
-from devstack.roundtrip import run_roundtrips
-from settings import Settings
+from aegis_pipeline.devstack.roundtrip import run_roundtrips
+from aegis_pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
 

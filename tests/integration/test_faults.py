@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack import fault_scenarios, stack
-from devstack.fault_scenarios import RunOptions, Scenario, ScenarioResult
-from settings import CoreSettings, Settings, load_core_settings
+from aegis_pipeline.devstack import fault_scenarios, stack
+from aegis_pipeline.devstack.fault_scenarios import RunOptions, Scenario, ScenarioResult
+from aegis_pipeline.settings import CoreSettings, Settings, load_core_settings
 
 pytestmark = pytest.mark.integration
 

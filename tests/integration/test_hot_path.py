@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from devstack.synthetic import make_record, make_records
-from hot_path.cache import cache_key
-from hot_path.service import run_hot_path
-from schemas.events import validate_event
-from schemas.records import RawPolicyData
-from settings import Settings
-from stores import cache, postgres
+from aegis_pipeline.devstack.synthetic import make_record, make_records
+from aegis_pipeline.hot_path.cache import cache_key
+from aegis_pipeline.hot_path.service import run_hot_path
+from aegis_pipeline.schemas.events import validate_event
+from aegis_pipeline.schemas.records import RawPolicyData
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import cache, postgres
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from devstack.synthetic import make_records
-from settings import Settings
-from stores import postgres
+from aegis_pipeline.devstack.synthetic import make_records
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from settings import Settings
-from stores import kafka
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import kafka
 
 pytestmark = pytest.mark.integration
 

@@ -16,17 +16,17 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner, Result
 
-from cli.main import main
-from common.redaction import REDACTED
-from devstack.sample_sources import SampleSources
-from devstack.synthetic import make_record
-from hot_path.cleaning import mask_text
-from settings import Settings
-from stores import kafka
+from aegis_pipeline.cli.main import main
+from aegis_pipeline.common.redaction import REDACTED
+from aegis_pipeline.devstack.sample_sources import SampleSources
+from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.hot_path.cleaning import mask_text
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import kafka
 
 pytestmark = pytest.mark.integration
 
-SAMPLE_SOURCES_FILE = Path(__file__).parents[2] / "devstack" / "sample_sources.yaml"
+SAMPLE_SOURCES_FILE = Path(__file__).parents[2] / "src" / "aegis_pipeline" / "devstack" / "sample_sources.yaml"
 POSTGRES_PASSWORD = "pg-Pw-3f9c1e77"
 REFUSED_KEY = "Refused-Key-8d2a4b"
 # Contact data the sample sources publish (devstack/sample_data) and the records below carry.
@@ -144,7 +144,7 @@ def test_the_redaction_catches_secrets_written_into_text(restore_logging: None) 
     import io
     import sys
 
-    from common.logging import configure_logging, get_logger, register_secrets
+    from aegis_pipeline.common.logging import configure_logging, get_logger, register_secrets
 
     stream, saved = io.StringIO(), sys.stderr
     sys.stderr = stream

@@ -8,9 +8,9 @@ import uuid
 import asyncpg
 import pytest
 
-from schemas.migrations import current_revision, downgrade_to, head_revision, upgrade_to_head
-from settings import Settings
-from stores import postgres
+from aegis_pipeline.schemas.migrations import current_revision, downgrade_to, head_revision, upgrade_to_head
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from cli.main import main
-from common.errors import ErrorCode
-from common.ops_server import OpsServer
-from devstack.stack import free_port
-from settings import Settings
-from stores import postgres
-from stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
+from aegis_pipeline.cli.main import main
+from aegis_pipeline.common.errors import ErrorCode
+from aegis_pipeline.common.ops_server import OpsServer
+from aegis_pipeline.devstack.stack import free_port
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres
+from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
 
 if TYPE_CHECKING:
     from conftest import FakePushgateway
@@ -102,7 +102,7 @@ def test_the_scheduler_serves_the_probes_and_metrics_its_deployment_uses(stack: 
     port = free_port()
     environment = {**os.environ, "METRICS_PORT": str(port), "SAMPLE_SOURCES_URL": "http://127.0.0.1:9",
                    "SAMPLE_SERVICE_KEY": "unused"}
-    sources = Path(__file__).parents[2] / "devstack" / "sample_sources.yaml"
+    sources = Path(__file__).parents[2] / "src" / "aegis_pipeline" / "devstack" / "sample_sources.yaml"
     process = subprocess.Popen([str(Path(sys.executable).parent / "aegis-pipeline"), "scheduler",
                                 "--sources-file", str(sources)], env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
-from devstack.synthetic import make_record
-from hot_path.cache import PolicyCache, cache_key
-from hot_path.cleaning import normalize_record
-from hot_path.store import StoredPolicy
-from settings import Settings
-from stores import cache
+from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.hot_path.cache import PolicyCache, cache_key
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import StoredPolicy
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import cache
 
 pytestmark = pytest.mark.integration
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from devstack.synthetic import make_record
-from hot_path.cleaning import normalize_record
-from hot_path.store import PolicyStore
-from schemas.migrations import upgrade_to_head
-from settings import Settings
-from stores import postgres
+from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.schemas.migrations import upgrade_to_head
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres
 
 pytestmark = pytest.mark.integration
 

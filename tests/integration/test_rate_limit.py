@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from collectors.rate_limit import RateLimiter
-from settings import Settings
-from stores import cache
+from aegis_pipeline.collectors.rate_limit import RateLimiter
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import cache
 
 pytestmark = pytest.mark.integration
 

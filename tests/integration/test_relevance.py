@@ -20,18 +20,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devstack import relevance
-from hot_path.cleaning import normalize_record
-from hot_path.store import PolicyStore
-from schemas.migrations import upgrade_to_head
-from settings import Settings
-from stores import postgres
-from sync.embeddings import load_encoder
-from sync.lookup import query_search, query_vectors
-from sync.run import run_sync
-from sync.targets.base import SyncBatch, SyncDocument
-from sync.targets.search import KOREAN_BIGRAM, SearchTarget
-from sync.targets.vectors import VectorsTarget
+from aegis_pipeline.devstack import relevance
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.schemas.migrations import upgrade_to_head
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres
+from aegis_pipeline.sync.embeddings import load_encoder
+from aegis_pipeline.sync.lookup import query_search, query_vectors
+from aegis_pipeline.sync.run import run_sync
+from aegis_pipeline.sync.targets.base import SyncBatch, SyncDocument
+from aegis_pipeline.sync.targets.search import KOREAN_BIGRAM, SearchTarget
+from aegis_pipeline.sync.targets.vectors import VectorsTarget
 
 pytestmark = pytest.mark.integration
 

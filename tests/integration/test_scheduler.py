@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
-from collectors.definitions import parse_sources
-from collectors.run import open_context
-from collectors.scheduler import KST, CollectionScheduler
-from devstack.sample_sources import SampleSources
-from settings import Settings
-from stores import cache
+from aegis_pipeline.collectors.definitions import parse_sources
+from aegis_pipeline.collectors.run import open_context
+from aegis_pipeline.collectors.scheduler import KST, CollectionScheduler
+from aegis_pipeline.devstack.sample_sources import SampleSources
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import cache
 
 pytestmark = pytest.mark.integration
 

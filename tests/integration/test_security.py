@@ -29,12 +29,12 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from collectors.definitions import parse_sources
-from collectors.run import collect_once, open_context
-from devstack.sample_sources import SampleSources
-from hot_path.service import run_hot_path
-from settings import Settings
-from stores import postgres
+from aegis_pipeline.collectors.definitions import parse_sources
+from aegis_pipeline.collectors.run import collect_once, open_context
+from aegis_pipeline.devstack.sample_sources import SampleSources
+from aegis_pipeline.hot_path.service import run_hot_path
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres
 
 pytestmark = pytest.mark.integration
 

@@ -29,24 +29,24 @@ import pytest
 from prometheus_client import REGISTRY
 from pymilvus.exceptions import MilvusException
 
-from common import metrics
-from common.errors import ErrorCode
-from devstack.stack import free_port
-from devstack.synthetic import make_record, synthetic_embedding
-from hot_path.cleaning import normalize_record
-from hot_path.store import PolicyStore
-from schemas.migrations import upgrade_to_head
-from settings import Settings
-from stores import postgres, search, vectors
-from sync import source
-from sync.consistency import KINDS, ConsistencyReport, check_consistency, repair
-from sync.digest import link_key
-from sync.embeddings import EmbeddingStore, packaged_model, text_hash
-from sync.lookup import query_vectors
-from sync.run import rebuild, run_sync
-from sync.targets import TARGET_NAMES, open_target
-from sync.targets.base import SyncBatch, embedding_text
-from sync.targets.vectors import VectorsTarget
+from aegis_pipeline.common import metrics
+from aegis_pipeline.common.errors import ErrorCode
+from aegis_pipeline.devstack.stack import free_port
+from aegis_pipeline.devstack.synthetic import make_record, synthetic_embedding
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore
+from aegis_pipeline.schemas.migrations import upgrade_to_head
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import postgres, search, vectors
+from aegis_pipeline.sync import source
+from aegis_pipeline.sync.consistency import KINDS, ConsistencyReport, check_consistency, repair
+from aegis_pipeline.sync.digest import link_key
+from aegis_pipeline.sync.embeddings import EmbeddingStore, packaged_model, text_hash
+from aegis_pipeline.sync.lookup import query_vectors
+from aegis_pipeline.sync.run import rebuild, run_sync
+from aegis_pipeline.sync.targets import TARGET_NAMES, open_target
+from aegis_pipeline.sync.targets.base import SyncBatch, embedding_text
+from aegis_pipeline.sync.targets.vectors import VectorsTarget
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ async def prefill_embeddings(settings: Settings, leave_out: int) -> None:
 
 
 def target_checksums(settings: Settings, name: str) -> dict[str, str]:
-    from sync.digest import BUCKETS
+    from aegis_pipeline.sync.digest import BUCKETS
 
     with open_target(name, settings) as target:
         target.setup()

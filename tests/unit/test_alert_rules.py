@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import common.metrics  # noqa: F401  (registers every metric of the pipeline)
+import aegis_pipeline.common.metrics  # noqa: F401  (registers every metric of the pipeline)
 
 ROOT = Path(__file__).parents[2]
 CHART_FILES = ROOT / "helm" / "aegis-data-pipeline" / "files"

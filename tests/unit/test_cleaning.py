@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devstack.sample_sources import expected_records
-from devstack.synthetic import make_record
-from hot_path.cleaning import (
+from aegis_pipeline.devstack.sample_sources import expected_records
+from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.hot_path.cleaning import (
     EMAIL_TOKEN,
     FOREIGNER_REGISTRATION_TOKEN,
     PHONE_TOKEN,
@@ -27,7 +27,7 @@ from hot_path.cleaning import (
     mask_text,
     normalize_record,
 )
-from schemas.records import CollectionMetadata, RawPolicyData
+from aegis_pipeline.schemas.records import CollectionMetadata, RawPolicyData
 
 PHONE = MaskCounts(phone_numbers=1)
 EMAIL = MaskCounts(email_addresses=1)

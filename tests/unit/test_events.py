@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from common.errors import ErrorCode
-from schemas import events
-from schemas.events import (
+from aegis_pipeline.common.errors import ErrorCode
+from aegis_pipeline.schemas import events
+from aegis_pipeline.schemas.events import (
     FORMAT_CHECKER,
     SCHEMA_PACKAGE,
     SCHEMA_VERSION,
@@ -32,7 +32,7 @@ from schemas.events import (
     load_schema,
     validate_event,
 )
-from schemas.records import CollectionMetadata, ProcessingPath, RawPolicyData
+from aegis_pipeline.schemas.records import CollectionMetadata, ProcessingPath, RawPolicyData
 
 KST = timezone(timedelta(hours=9))
 PRODUCER = "data-pipeline/1.0.0"

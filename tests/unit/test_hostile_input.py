@@ -25,10 +25,10 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from collectors.definitions import SourceDefinition, parse_sources
-from collectors.extract import MAX_NESTING_DEPTH, Page, RefusedResponseError, parse_page
-from collectors.mapping import build_record
-from collectors.parsing import (
+from aegis_pipeline.collectors.definitions import SourceDefinition, parse_sources
+from aegis_pipeline.collectors.extract import MAX_NESTING_DEPTH, Page, RefusedResponseError, parse_page
+from aegis_pipeline.collectors.mapping import build_record
+from aegis_pipeline.collectors.parsing import (
     VALUE_PARSERS,
     ValueParseError,
     clean_text,
@@ -40,13 +40,13 @@ from collectors.parsing import (
     sanitise_record,
     split_list,
 )
-from common.errors import ErrorCode, PipelineError
-from common.redaction import REDACTED
-from hot_path.cleaning import mask_personal_data, mask_text, normalize_record
-from hot_path.processor import RawMessage, validate_message
-from hot_path.store import _json, _row
-from schemas.records import RawPolicyData
-from stores.dead_letters import DeadLetter
+from aegis_pipeline.common.errors import ErrorCode, PipelineError
+from aegis_pipeline.common.redaction import REDACTED
+from aegis_pipeline.hot_path.cleaning import mask_personal_data, mask_text, normalize_record
+from aegis_pipeline.hot_path.processor import RawMessage, validate_message
+from aegis_pipeline.hot_path.store import _json, _row
+from aegis_pipeline.schemas.records import RawPolicyData
+from aegis_pipeline.stores.dead_letters import DeadLetter
 
 HOSTILE = Path(__file__).parents[1] / "hostile"
 MAX_RECORD_BYTES = 1_000_000

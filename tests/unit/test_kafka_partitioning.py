@@ -8,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stores.kafka import partition_for_key
+from aegis_pipeline.stores.kafka import partition_for_key
 
 AIOKAFKA_PARTITIONER = DefaultPartitioner()
 

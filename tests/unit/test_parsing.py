@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors.parsing import (
+from aegis_pipeline.collectors.parsing import (
     KST,
     VALUE_PARSERS,
     DateRange,

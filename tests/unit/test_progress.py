@@ -16,9 +16,9 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from collectors import run as collectors_run
-from common.progress import DEFAULT_LOG_EVERY_SECONDS, progress
-from settings import CoreSettings, SettingsError, load_core_settings
+from aegis_pipeline.collectors import run as collectors_run
+from aegis_pipeline.common.progress import DEFAULT_LOG_EVERY_SECONDS, progress
+from aegis_pipeline.settings import CoreSettings, SettingsError, load_core_settings
 
 START = 1000.0
 FIELDS = ("task", "done", "total", "unit", "rate_per_second", "eta_seconds", "elapsed_seconds", "final")

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cold_path import duplicates
-from cold_path.records import PolicyRecord
-from cold_path.scoring import QualityWeights, completeness, consistency, score, timeliness
-from cold_path.validation import validate
+from aegis_pipeline.cold_path import duplicates
+from aegis_pipeline.cold_path.records import PolicyRecord
+from aegis_pipeline.cold_path.scoring import QualityWeights, completeness, consistency, score, timeliness
+from aegis_pipeline.cold_path.validation import validate
 
 TODAY = date(2026, 3, 2)
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -397,7 +397,7 @@ def test_a_record_with_year_and_region_files_and_probes_two_keys_a_band() -> Non
 
 
 def test_every_region_a_record_can_name_is_one_that_blocking_enumerates() -> None:
-    from cold_path.features import _PROVINCE_NAMES, PROVINCE_SCOPES, province_scope, provinces_in
+    from aegis_pipeline.cold_path.features import _PROVINCE_NAMES, PROVINCE_SCOPES, province_scope, provinces_in
 
     assert {region for name in _PROVINCE_NAMES for region in provinces_in(name)} <= set(PROVINCE_SCOPES)
     assert province_scope([*_PROVINCE_NAMES, "전국", "성동구"]) <= set(PROVINCE_SCOPES)
@@ -441,7 +441,7 @@ def test_a_press_copy_is_linked_to_its_nationwide_original_not_to_a_regional_loo
 
 
 def test_quality_weights_must_add_up_to_one() -> None:
-    from settings import SettingsError, load_core_settings
+    from aegis_pipeline.settings import SettingsError, load_core_settings
 
     defaults = load_core_settings()
     assert (defaults.quality_weight_completeness, defaults.quality_weight_accuracy,
@@ -452,7 +452,7 @@ def test_quality_weights_must_add_up_to_one() -> None:
 
 
 def test_a_canonical_record_keeps_its_place_when_scored_again_beside_a_better_copy() -> None:
-    from cold_path.status import assess, decide
+    from aegis_pipeline.cold_path.status import assess, decide
 
     canonical = policy(status="active", original_url=None)  # a little less complete: a lower score
     better_copy = policy(source_system="odcloud", status="rejected")

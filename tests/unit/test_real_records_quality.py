@@ -17,21 +17,21 @@ from typing import Any
 
 import pytest
 
-from cold_path.records import PolicyRecord
-from cold_path.scoring import QualityScore, QualityWeights, score
-from cold_path.validation import Validation, validate
-from collectors.definitions import SourceDefinition, load_sources, parse_sources
-from collectors.mapping import build_record
-from devstack.sample_sources import SOURCE_NAMES, expected_records
-from hot_path.cleaning import normalize_record
-from schemas.records import CollectionMetadata, RawPolicyData
+from aegis_pipeline.cold_path.records import PolicyRecord
+from aegis_pipeline.cold_path.scoring import QualityScore, QualityWeights, score
+from aegis_pipeline.cold_path.validation import Validation, validate
+from aegis_pipeline.collectors.definitions import SourceDefinition, load_sources, parse_sources
+from aegis_pipeline.collectors.mapping import build_record
+from aegis_pipeline.devstack.sample_sources import SOURCE_NAMES, expected_records
+from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.schemas.records import CollectionMetadata, RawPolicyData
 
 TODAY = date(2026, 3, 2)
 LATE = date(2026, 12, 4)
 WEIGHTS = QualityWeights(completeness=0.3, accuracy=0.3, consistency=0.2, timeliness=0.2)
 THRESHOLD = 0.7
 BASE_URL = "http://sample.test"
-SAMPLE_SOURCES_FILE = Path(__file__).parents[2] / "devstack" / "sample_sources.yaml"
+SAMPLE_SOURCES_FILE = Path(__file__).parents[2] / "src" / "aegis_pipeline" / "devstack" / "sample_sources.yaml"
 SAMPLE_SOURCE_NAMES = {"data_go_kr": "data_go_kr", "data_go_kr_single": "data_go_kr_single", "bizinfo": "bizinfo",
                        "odcloud": "odcloud", "rss": "policy_briefing_rss", "board": "seongdong_board"}
 

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from bs4 import BeautifulSoup
 
-from devstack.sample_sources import (
+from aegis_pipeline.devstack.sample_sources import (
     PUBLISHABLE_SOURCES,
     SOURCE_NAMES,
     SampleSources,
@@ -356,7 +356,7 @@ def test_concurrent_requests_are_all_logged(fresh_sources: SampleSources) -> Non
 def test_main_serves_until_interrupted_and_prints_the_base_url() -> None:
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.sample_sources", "--port", "0"],
+        [sys.executable, "-m", "aegis_pipeline.devstack.sample_sources", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import SettingsError, load_core_settings, load_settings
+from aegis_pipeline.settings import SettingsError, load_core_settings, load_settings
 
 VALID = {
     "POSTGRES_HOST": "db.internal",

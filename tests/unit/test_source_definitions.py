@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from collectors.definitions import SourceKind, load_sources, parse_sources
-from common.errors import SourceConfigError
+from aegis_pipeline.collectors.definitions import SourceKind, load_sources, parse_sources
+from aegis_pipeline.common.errors import SourceConfigError
 
-SAMPLE_FILE = Path(__file__).parents[2] / "devstack" / "sample_sources.yaml"
+SAMPLE_FILE = Path(__file__).parents[2] / "src" / "aegis_pipeline" / "devstack" / "sample_sources.yaml"
 ENVIRONMENT = {"SAMPLE_SOURCES_URL": "http://127.0.0.1:8765", "SAMPLE_SERVICE_KEY": "key-123"}
 
 GOOD_SOURCE: dict[str, Any] = {

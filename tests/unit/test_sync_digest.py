@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from sync.digest import (
+from aegis_pipeline.sync.digest import (
     BUCKETS,
     BucketDigest,
     Drift,

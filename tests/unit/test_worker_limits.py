@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dags._tasks import worker_limits
+from aegis_pipeline.airflow_tasks import worker_limits
 
 
 @pytest.mark.parametrize(("limit", "workers", "shares"), [

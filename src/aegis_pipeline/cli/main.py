@@ -1,0 +1,546 @@
+"""`aegis-pipeline`: subcommands wire settings to the functions of each package, and print results."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from pydantic import SecretStr
+
+from aegis_pipeline.common.logging import bind_context, configure_logging, register_secrets
+from aegis_pipeline.hot_path.cleaning import mask_text
+from aegis_pipeline.settings import Settings, SettingsError, load_core_settings
+from aegis_pipeline.settings import load_settings as _load_settings
+
+if TYPE_CHECKING:
+    from aegis_pipeline.collectors.definitions import SourcesFile
+
+
+SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+# Commands that run once and end before Prometheus could scrape them: their metrics go to the Pushgateway.
+BATCH_COMMANDS = frozenset({"cold-path", "sync", "consistency", "collect", "dlq"})
+
+
+@click.group()
+@click.pass_context
+def main(context: click.Context) -> None:
+    """Aegis data pipeline: collect, validate, store and sync public policy announcements."""
+    try:
+        core = load_core_settings()
+    except SettingsError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
+    configure_logging(core.log_level, json_lines=core.log_json, mask=mask_text)
+    command = context.invoked_subcommand
+    # Every line of this run says which command and which run it came from (to follow one run across lines).
+    bind_context(service=core.service_name, command=command, run_id=uuid.uuid4().hex)
+    if core.prometheus_pushgateway_url and command in BATCH_COMMANDS:
+        from aegis_pipeline.common.metrics import push_batch_metrics
+
+        context.call_on_close(lambda: push_batch_metrics(core.prometheus_pushgateway_url, command))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The full settings; their secret values are registered so that no log line can show them."""
+    settings = _load_settings(**overrides)
+    register_secrets(value.get_secret_value() for value in settings.__dict__.values() if isinstance(value, SecretStr))
+    return settings
+
+
+@main.group()
+def dev() -> None:
+    """The embedded engine stack for development, tests and the demo."""
+
+
+@dev.command("up")
+@click.option("--timeout", "timeout_seconds", default=90.0, show_default=True, help="Seconds to wait for health.")
+def dev_up(timeout_seconds: float) -> None:
+    """Start the embedded engines (what is not running yet), create topics, apply migrations."""
+    from aegis_pipeline.devstack import stack
+
+    stack.up(load_core_settings(), startup_timeout_seconds=timeout_seconds)
+    _print_status(stack.status(load_core_settings()), as_json=False)
+
+
+@dev.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def dev_status(as_json: bool) -> None:
+    """Show each engine's URL and health. Exits 1 when any engine is unhealthy."""
+    from aegis_pipeline.devstack import stack
+
+    report = stack.status(load_core_settings())
+    _print_status(report, as_json=as_json)
+    engines = report["engines"]
+    sys.exit(0 if engines and all(engine["healthy"] for engine in engines.values()) else 1)
+
+
+@dev.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the engines' data.")
+def dev_down(purge: bool) -> None:
+    """Stop the engines `dev up` started (by process id); data is kept unless --purge."""
+    from aegis_pipeline.devstack import stack
+
+    stopped = stack.down(load_core_settings(), purge=purge)
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@dev.command("roundtrip")
+def dev_roundtrip() -> None:
+    """Write and read back one record through each engine with the project's clients."""
+    from aegis_pipeline.devstack.roundtrip import run_roundtrips
+
+    results = asyncio.run(run_roundtrips(load_settings()))
+    for result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        click.echo(f"  {mark} {result.engine:<9} {result.elapsed_ms:>6} ms  {result.detail}")
+    sys.exit(0 if all(result.ok for result in results) else 1)
+
+
+@dev.command("demo")
+def dev_demo() -> None:
+    """Run the pipeline on the embedded stack, fed by the local sample sources, and print what happened."""
+    from aegis_pipeline.devstack.demo import DEMO_QUERY, run_demo
+
+    report = asyncio.run(run_demo(load_settings()))
+    click.echo("== collection from the sample sources (JSON, XML, RSS, EUC-KR web board)")
+    _print_collection(report.collection)
+    click.echo("== hot path: raw topic -> PostgreSQL (pending_validation), Redis, policy.validated")
+    hot = report.hot_path
+    click.echo(f"  received {hot.received}: stored {hot.stored} (new or changed), unchanged {hot.unchanged}, "
+               f"superseded {hot.superseded}, invalid {hot.invalid} (DLQ DP_2001), poison {hot.poison} (DLQ DP_4003); "
+               f"events sent {hot.events_sent}")
+    click.echo("== cold path: full validation, quality score, duplicates -> active / rejected, data.quality_updated")
+    _print_cold_path(report.cold_path)
+    click.echo(f"  events sent {report.cold_path_events_sent}")
+    demo_ok = True
+    if report.sync is not None and report.consistency is not None:
+        click.echo("== sync: PostgreSQL -> Milvus (vectors), graph, Elasticsearch (search); data.sync_completed")
+        for result in report.sync.results:
+            _print_target_result(result)
+        click.echo(f"  events sent {report.sync_events_sent}")
+        click.echo("== consistency report: each target against PostgreSQL")
+        _print_consistency(report.consistency)
+        for target, hits in report.searches.items():
+            click.echo(f"== aegis-pipeline search {DEMO_QUERY!r} --target {target} --limit 3")
+            _print_hits(hits)
+        demo_ok = report.sync.success and report.consistency.consistent
+    sys.exit(0 if demo_ok and all(result.status == "ok" for result in report.collection) else 1)
+
+
+@main.command("hot-path")
+@click.option("--drain", is_flag=True, help="Process what is in the raw topic, then exit.")
+def hot_path(drain: bool) -> None:
+    """Consume the raw topic: validate, store as pending_validation, cache, emit policy.validated."""
+    import signal
+
+    from aegis_pipeline.hot_path.service import run_hot_path
+
+    settings = load_settings()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)  # finish the batch in hand, commit, exit
+        summary = await run_hot_path(settings, stop, drain=drain)
+        click.echo("hot path: " + ", ".join(f"{name} {value}" for name, value in summary.__dict__.items()))
+
+    asyncio.run(serve())
+
+
+@main.group()
+def dlq() -> None:
+    """The dead-letter queue: what no stage could process, with its DP code and reason."""
+
+
+@dlq.command("list")
+@click.option("--status", "statuses", multiple=True, default=["pending", "exhausted"], show_default=True,
+              type=click.Choice(["pending", "resolved", "exhausted"]))
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def dlq_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """List dead letters, newest failure first."""
+    from aegis_pipeline.stores.dead_letters import DeadLetterStore
+
+    async def fetch() -> tuple[list, dict[str, int]]:
+        async with _pool(load_settings()) as pool:
+            store = DeadLetterStore(pool)
+            return await store.list(statuses=list(statuses), limit=limit), await store.counts()
+
+    letters, counts = asyncio.run(fetch())
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "letters": [
+            {**letter.__dict__, "first_failed_at": letter.first_failed_at.isoformat(),
+             "last_failed_at": letter.last_failed_at.isoformat()} for letter in letters]},
+            ensure_ascii=False, indent=2))
+        return
+    click.echo("counts: " + (", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "none"))
+    for letter in letters:
+        click.echo(f"{letter.id}  {letter.stage:<7} {letter.error_code}  retries {letter.retry_count}  "
+                   f"{letter.status:<9} {letter.record_key or '-'}  {letter.error_message[:100]}")
+
+
+@dlq.command("retry")
+@click.option("--id", "ids", multiple=True, type=click.UUID,
+              help="Only these letters (default: every pending one with retries left).")
+@click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sources file for letters from collectors (default: SOURCES_FILE).")
+def dlq_retry(ids: tuple[uuid.UUID, ...], sources_file: Path | None) -> None:
+    """Retry pending letters (at most 3 times each) through the stage that refused them."""
+    from aegis_pipeline.collectors.dead_letter_retry import retry_collect_letter
+    from aegis_pipeline.hot_path.dead_letter_retry import retry_hot_letter
+    from aegis_pipeline.hot_path.service import open_hot_path
+    from aegis_pipeline.stores.dead_letters import DeadLetterStore
+
+    settings = load_settings()
+
+    async def retry() -> dict[str, int]:
+        outcomes: dict[str, int] = {}
+        async with _pool(settings) as pool, open_hot_path(settings, group_id="aegis-dlq-retry") as service:
+            letters = DeadLetterStore(pool)
+            pending = await letters.retriable(ids=[str(letter_id) for letter_id in ids] or None)
+            sources = None
+            for letter in pending:
+                if letter.stage == "collect":
+                    if sources is None:
+                        sources = _load_sources_or_exit(settings, sources_file)
+                    status = await retry_collect_letter(letter, sources, service.producer,
+                                                        settings.kafka_topic_raw_policies, letters)
+                elif letter.stage == "hot":
+                    status = await retry_hot_letter(letter, service.processor, letters)
+                else:
+                    status = "skipped"  # cold and sync failures are retried by their own runs
+                outcomes[status] = outcomes.get(status, 0) + 1
+            await service.relay_pending()  # the events of the policies stored now
+        return outcomes
+
+    outcomes = asyncio.run(retry())
+    click.echo("retried: " + (", ".join(f"{status} {count}" for status, count in sorted(outcomes.items())) or "none"))
+
+
+@dlq.command("purge")
+@click.option("--status", "statuses", multiple=True, default=["resolved"], show_default=True,
+              type=click.Choice(["pending", "resolved", "exhausted"]))
+@click.option("--older-than-days", default=0.0, show_default=True)
+def dlq_purge(statuses: tuple[str, ...], older_than_days: float) -> None:
+    """Delete dead letters in these states whose last failure is older than the given age."""
+    from aegis_pipeline.stores.dead_letters import DeadLetterStore
+
+    async def purge() -> int:
+        async with _pool(load_settings()) as pool:
+            return await DeadLetterStore(pool).purge(statuses=list(statuses), older_than_days=older_than_days)
+
+    click.echo(f"purged: {asyncio.run(purge())}")
+
+
+@contextlib.asynccontextmanager
+async def _pool(settings: Any) -> Any:
+    from aegis_pipeline.stores import postgres
+
+    pool = await postgres.create_pool(settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@main.group("cold-path")
+def cold_path_group() -> None:
+    """The cold path: full validation, quality score, duplicates, status active or rejected."""
+
+
+@cold_path_group.command("run")
+@click.option("--limit", type=click.IntRange(min=1), help="Score at most this many records.")
+@click.option("--source", "source_name", help="Only records of this source.")
+@click.option("--rescore-all", is_flag=True, help="Score every record again (not archived), not only new/changed.")
+def cold_path_run(limit: int | None, source_name: str | None, rescore_all: bool) -> None:
+    """Run the cold path once; print counts per status and the score distribution."""
+    from aegis_pipeline.cold_path.run import run_cold_path
+
+    settings = load_settings()
+    report = asyncio.run(run_cold_path(settings, limit=limit, source=source_name, rescore_all=rescore_all))
+    _print_cold_path(report)
+    _send_outbox_events(settings)
+
+
+def _send_outbox_events(settings: Settings) -> None:
+    """Send the events a batch command committed (there may be no hot path running to relay them)."""
+    from aegis_pipeline.common.errors import PipelineError
+    from aegis_pipeline.stores.outbox import send_pending_events
+
+    try:
+        click.echo(f"  events sent: {asyncio.run(send_pending_events(settings))}")
+    except PipelineError as error:  # they stay in the outbox: the next run or a hot path sends them
+        click.echo(f"  events left in the outbox for the next relay: {error}", err=True)
+
+
+def _print_cold_path(report: Any) -> None:
+    counts = report.counts
+    click.echo(f"  run {report.run_id}: {report.processed} records in {report.batches} batches, "
+               f"{report.elapsed_seconds:.1f} s")
+    click.echo(f"  active {counts.get('active', 0)}, rejected {counts.get('rejected', 0)}, duplicate "
+               f"{counts.get('duplicate', 0)} (linked to their canonical record), failed {report.failed} (DLQ DP_4002)"
+               + (f", requeued {report.requeued}" if report.requeued else ""))
+    if report.rejected_by_code:
+        click.echo("  rejected by code: " + ", ".join(f"{code} {n}" for code, n in report.rejected_by_code.items()))
+    click.echo("  score distribution: " + ", ".join(f"{bucket} {n}" for bucket, n in report.score_distribution.items()))
+    if report.mean_score_by_source:
+        click.echo("  mean score by source: " + ", ".join(
+            f"{source} {mean:.2f}" for source, mean in report.mean_score_by_source.items()))
+
+
+@main.group("sync")
+def sync_group() -> None:
+    """Sync PostgreSQL to Milvus (vectors), the graph store (graph) and Elasticsearch (search)."""
+
+
+_TARGET_CHOICE = click.Choice(["vectors", "graph", "search"])
+
+
+@sync_group.command("run")
+@click.option("--target", "targets", multiple=True, type=_TARGET_CHOICE, help="Only this target (repeatable).")
+def sync_run(targets: tuple[str, ...]) -> None:
+    """Send each target the records changed since its last successful sync. Exits 1 if a target failed."""
+    from aegis_pipeline.sync.run import run_sync
+
+    settings = load_settings()
+    report = asyncio.run(run_sync(settings, targets=list(targets) or None))
+    click.echo(f"sync {report.run_id}: {report.policies_synced} policies")
+    for result in report.results:
+        _print_target_result(result)
+    _send_outbox_events(settings)
+    sys.exit(0 if report.success else 1)
+
+
+@sync_group.command("rebuild")
+@click.option("--target", required=True, type=_TARGET_CHOICE)
+def sync_rebuild(target: str) -> None:
+    """Write a complete new copy of the target, then swap it in (search never goes empty)."""
+    from aegis_pipeline.sync.run import rebuild
+
+    result = asyncio.run(rebuild(load_settings(), target))
+    _print_target_result(result)
+    sys.exit(0 if result.success else 1)
+
+
+@main.command("search")
+@click.argument("query")
+@click.option("--target", type=click.Choice(["vectors", "search"]), default="vectors", show_default=True,
+              help="vectors: Milvus, by meaning; search: Elasticsearch, by words.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1, max=1000))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, best first.")
+def search_command(query: str, target: str, limit: int, as_json: bool) -> None:
+    """What users will find for QUERY: the best policies in the live vectors or search alias."""
+    from aegis_pipeline.common.errors import PipelineError
+    from aegis_pipeline.sync.lookup import search
+
+    if not query.strip():
+        raise click.BadParameter("the query is empty", param_hint="QUERY")
+    try:
+        hits = asyncio.run(search(load_settings(), query, target=target, limit=limit))
+    except PipelineError as error:
+        click.echo(f"search failed: {error}", err=True)
+        sys.exit(1)
+    if as_json:
+        keys = ("source_system", "external_id", "title", "score")
+        click.echo(json.dumps([{key: hit.as_dict()[key] for key in keys} for hit in hits], ensure_ascii=False))
+        return
+    if not hits:
+        click.echo(f"no {target} results for {query!r}")
+    _print_hits(hits)
+
+
+def _print_hits(hits: list[Any]) -> None:
+    for rank, hit in enumerate(hits, start=1):
+        click.echo(f"{rank:>3}. {hit.score:8.4f}  {hit.source_system}/{hit.external_id}  {hit.title}")
+
+
+def _print_target_result(result: Any) -> None:
+    state = "ok  " if result.success else "FAIL"
+    line = (f"  {state} {result.target:<8} ({result.store}) upserted {result.upserted}, deleted {result.deleted}, "
+            f"encoded {result.encoded}, deferred {result.deferred}, {result.duration_seconds:.1f} s")
+    click.echo(line + (f"  {result.error}" if result.error else ""))
+
+
+@main.group()
+def consistency() -> None:
+    """Compare each sync target with PostgreSQL, and repair what differs."""
+
+
+@consistency.command("check")
+@click.option("--target", "targets", multiple=True, type=_TARGET_CHOICE, help="Only this target (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def consistency_check(targets: tuple[str, ...], as_json: bool) -> None:
+    """Count missing, stale and orphaned documents per target. Exits 1 when not consistent."""
+    from aegis_pipeline.sync.consistency import check_consistency
+
+    report = asyncio.run(check_consistency(load_settings(), targets=list(targets) or None))
+    if as_json:
+        click.echo(json.dumps(report.summary(), ensure_ascii=False))
+    else:
+        _print_consistency(report)
+    sys.exit(0 if report.consistent else 1)
+
+
+@consistency.command("repair")
+def consistency_repair() -> None:
+    """Check, then fix exactly what was found: rewrite missing and stale documents, delete orphaned ones."""
+    from aegis_pipeline.sync.consistency import check_consistency, repair
+
+    async def check_and_repair() -> tuple[Any, Any]:
+        settings = load_settings()
+        report = await check_consistency(settings)
+        return report, await repair(settings, report)
+
+    report, repaired = asyncio.run(check_and_repair())
+    _print_consistency(report)
+    click.echo("repaired: " + ", ".join(f"{name} " + " ".join(f"{kind} {count}" for kind, count in kinds.items())
+                                        for name, kinds in repaired.fixed.items()))
+    for name, error in repaired.summary()["errors"].items():
+        click.echo(f"  FAIL {name}: {error}")
+    sys.exit(0 if repaired.success else 1)
+
+
+def _print_consistency(report: Any) -> None:
+    click.echo(f"consistency {'ok' if report.consistent else 'DRIFT'} ({report.duration_seconds:.1f} s, "
+               f"report {report.report_id})")
+    for name, check in report.targets.items():
+        counts = check.drift.counts()
+        line = f"  {name:<8} missing {counts['missing']}, stale {counts['stale']}, orphaned {counts['orphaned']}"
+        click.echo(line + (f"  {check.error_code}: {check.error}" if check.error else ""))
+
+
+@main.group()
+def db() -> None:
+    """PostgreSQL schema migrations."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration not yet applied (idempotent)."""
+    from aegis_pipeline.schemas.migrations import current_revision, upgrade_to_head
+
+    settings = load_settings()
+    upgrade_to_head(settings)
+    click.echo(f"database at revision {current_revision(settings)}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the revision the database is at, and the newest one available."""
+    from aegis_pipeline.schemas.migrations import current_revision, head_revision
+
+    click.echo(f"current: {current_revision(load_settings())}  head: {head_revision()}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Collect now, once (the scheduler runs collections on schedule).")
+@click.option("--source", "source_name", help="Only this source (enabled or not).")
+@click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sources file (default: SOURCES_FILE).")
+def collect(once: bool, source_name: str | None, sources_file: Path | None) -> None:
+    """Fetch the sources, publish new and changed records to the raw topic; print counts per source."""
+    from aegis_pipeline.collectors.run import collect_once, open_context
+
+    if not once:
+        raise click.UsageError("collect runs with --once; `aegis-pipeline scheduler` runs collections on schedule")
+    settings = load_settings()
+    definitions = _load_sources_or_exit(settings, sources_file)
+    sources = definitions.select(source_name)
+
+    async def run() -> list:
+        async with open_context(settings) as context:
+            return await collect_once(context, sources)
+
+    results = asyncio.run(run())
+    _print_collection(results)
+    sys.exit(0 if all(result.status == "ok" for result in results) else 1)
+
+
+def _print_collection(results: list) -> None:
+    click.echo(f"{'source':<22}{'status':<14}{'fetched':>8}{'published':>10}{'unchanged':>10}{'invalid':>8}"
+               f"{'failed':>7}")
+    for result in results:
+        click.echo(f"{result.source:<22}{result.status:<14}{result.fetched:>8}{result.published:>10}"
+                   f"{result.unchanged:>10}{result.invalid:>8}{result.failed:>7}"
+                   + (f"  {result.error}" if result.error else ""))
+    totals = {key: sum(getattr(result, key) for result in results)
+              for key in ("fetched", "published", "unchanged", "invalid", "failed")}
+    click.echo(f"{'total':<36}{totals['fetched']:>8}{totals['published']:>10}{totals['unchanged']:>10}"
+               f"{totals['invalid']:>8}{totals['failed']:>7}")
+
+
+@main.command()
+@click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sources file (default: SOURCES_FILE).")
+def scheduler(sources_file: Path | None) -> None:
+    """Run every enabled source on its schedule until SIGTERM or Ctrl-C (safe to run on several replicas)."""
+    import signal
+
+    from aegis_pipeline.collectors.run import open_context
+    from aegis_pipeline.collectors.scheduler import CollectionScheduler
+    from aegis_pipeline.common.ops_server import OpsServer
+    from aegis_pipeline.stores import cache
+
+    settings = load_settings()
+    sources = _load_sources_or_exit(settings, sources_file).select()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, stop.set)
+        lock_client = cache.create_client(settings.redis_url)
+        try:
+            async with open_context(settings) as context:
+                # /health, /health/ready and /metrics (the collectors' metrics live in this process)
+                ops = OpsServer(settings.metrics_port, lambda: None,
+                                before_scrape=context.dead_letters.refresh_unresolved_gauge)
+                await ops.start()
+                try:
+                    await CollectionScheduler(context, sources, lock_client).serve(stop)
+                finally:
+                    await ops.stop()
+        finally:
+            await lock_client.aclose()
+
+    asyncio.run(serve())
+
+
+def _load_sources_or_exit(settings: Settings, sources_file: Path | None) -> SourcesFile:
+    """The sources file given on the command line, else SOURCES_FILE; exit 2 naming what is wrong in it."""
+    from aegis_pipeline.collectors.definitions import load_sources
+    from aegis_pipeline.common.errors import SourceConfigError
+    from aegis_pipeline.settings import environment_values
+
+    environment = environment_values()
+    # Source keys reach the sources file as ${NAME}s: values of variables named like a secret stay out of logs.
+    register_secrets(value for name, value in environment.items() if SECRET_VARIABLE.search(name))
+    try:
+        return load_sources(sources_file or settings.sources_file, environment)
+    except SourceConfigError as error:
+        click.echo(str(error.args[0]), err=True)
+        sys.exit(2)
+
+
+def _print_status(report: dict, *, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    if report.get("error"):
+        click.echo(report["error"], err=True)
+    for name, engine in report["engines"].items():
+        state = "healthy" if engine["healthy"] else "UNHEALTHY"
+        origin = f"embedded pid {engine['pid']}" if engine["embedded"] and engine["pid"] else (
+            "embedded" if engine["embedded"] else "external")
+        line = f"  {name:<9} {state:<9} {engine['url']}  ({origin})"
+        if engine["error"]:
+            line += f"  {engine['error']}"
+        click.echo(line)

@@ -1,0 +1,216 @@
+"""From a response body to source records (plain dicts), for JSON APIs, XML APIs and RSS feeds.
+
+XML becomes nested dicts (an element with children is a dict, repeated children a list, a leaf its text), so
+one dotted `records_path` syntax serves JSON and XML alike; a path that ends on a single element (data.go.kr's
+one-item `<items><item>`) still yields a list. The data.go.kr error envelope, which arrives with HTTP 200, is
+recognised here and raised as the error it is. Pure: no I/O.
+
+A response that cannot be read as a whole (not JSON or not well-formed XML, nested too deep, with a duplicate key or
+a NaN, records that are not a list of objects, too large) is refused with `RefusedResponseError` (DP_1004), which
+keeps the start of the body for the dead-letter queue. JSON is read strictly: a duplicate key would silently keep
+only its last value (RFC 8259 leaves it undefined), and NaN / Infinity are not JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from aegis_pipeline.collectors.definitions import (
+    NextLinkPagination,
+    OffsetPagination,
+    PageNumberPagination,
+    SourceDefinition,
+    SourceKind,
+)
+from aegis_pipeline.common.errors import InvalidDataError, RateLimitedError, SourceConfigError
+
+RSS_RECORDS_PATH = "rss.channel.item"
+BODY_EXCERPT_CHARS = 10_000  # of a refused response, kept in the dead-letter queue
+# Public APIs nest a few levels; deeper documents are refused before any recursive step (mapping, sanitising,
+# pydantic's own limit of about 200 on the hot path) can fail on them.
+MAX_NESTING_DEPTH = 64
+# data.go.kr returnReasonCode values: 22 = request quota exceeded (wait and retry); the others need a person.
+DATA_GO_KR_RATE_LIMITED = {"22"}
+DATA_GO_KR_KEY_ERRORS = {"20", "30", "31", "32", "33"}  # access denied, key not registered / expired / bad IP
+
+
+class RefusedResponseError(InvalidDataError):
+    """A whole response refused (DP_1004); `body_excerpt` is its first BODY_EXCERPT_CHARS characters."""
+
+    def __init__(self, message: str, *, body: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.body_excerpt = body[:BODY_EXCERPT_CHARS]
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[dict[str, Any]]
+    total_count: int | None = None
+    next_url: str | None = None
+
+
+# No entity resolution, no network: a hostile XML payload cannot read files or call out (XXE).
+_XML_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, huge_tree=False, recover=False,
+    # The text was already decoded (decode_body); lxml reads our UTF-8 re-encoding whatever the document declares
+    # (Korean feeds declare EUC-KR, which would otherwise be applied to UTF-8 bytes).
+    encoding="utf-8",
+)
+
+
+def xml_to_dict(element: etree._Element) -> Any:
+    children = [child for child in element if isinstance(child.tag, str)]
+    if not children:
+        return (element.text or "").strip()
+    result: dict[str, Any] = {}
+    for child in children:
+        name = etree.QName(child).localname
+        value = xml_to_dict(child)
+        if name in result:
+            existing = result[name]
+            result[name] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            result[name] = value
+    return result
+
+
+def dig(document: Any, path: str | None) -> Any:
+    """`dig(doc, "response.body.items.item")`; None when any step is missing."""
+    current = document
+    for key in (path or "").split(".") if path else []:
+        if isinstance(current, dict) and key in current:
+            current = current[key]
+        else:
+            return None
+    return current
+
+
+def _as_record_list(found: Any, source: SourceDefinition, text: str) -> list[dict[str, Any]]:
+    if found is None or found == "":
+        return []  # an empty <items/> or a missing list: no records on this page
+    if isinstance(found, dict):
+        return [found]  # a page with one item gives the item itself, not a list
+    if isinstance(found, list) and all(isinstance(item, dict) for item in found):
+        return found
+    raise RefusedResponseError(f"{source.name}: records at {source.records_path!r} are not a list of objects",
+                               body=text)
+
+
+def check_data_go_kr_envelope(document: dict[str, Any], source: SourceDefinition) -> None:
+    """Raise for the error envelope data.go.kr sends with HTTP 200 (and for a non-00 resultCode)."""
+    header = dig(document, "OpenAPI_ServiceResponse.cmmMsgHeader")
+    if isinstance(header, dict):
+        code = str(header.get("returnReasonCode", "")).strip()
+        message = f"{header.get('errMsg', '')} {header.get('returnAuthMsg', '')}".strip()
+        if code in DATA_GO_KR_RATE_LIMITED:
+            raise RateLimitedError(
+                f"{source.name}: {message} (code {code})",
+                retry_after_seconds=source.rate_limit.retry_after_seconds,
+                source=source.name, reason_code=code,
+            )
+        raise SourceConfigError(f"{source.name}: {message} (code {code})", source=source.name, reason_code=code)
+    result_code = dig(document, "response.header.resultCode")
+    if result_code not in (None, "", "00", "0", "000"):
+        message = dig(document, "response.header.resultMsg") or ""
+        if result_code in DATA_GO_KR_RATE_LIMITED:
+            raise RateLimitedError(f"{source.name}: {message} (code {result_code})",
+                                   retry_after_seconds=source.rate_limit.retry_after_seconds, source=source.name)
+        raise SourceConfigError(f"{source.name}: {message} (code {result_code})", source=source.name)
+
+
+class _NotStrictJson(ValueError):
+    pass
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise _NotStrictJson(f"duplicate key {repeated[:100]!r}")
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrictJson(f"{name} is not a JSON value")
+
+
+def _loads_strict_json(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_object_without_duplicate_keys, parse_constant=_no_constant)
+
+
+def nesting_depth(document: Any) -> int:
+    """How many objects and arrays deep `document` goes (0 for a scalar); iterative, so any depth is safe."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return deepest
+
+
+def parse_document(text: str, source: SourceDefinition) -> Any:
+    """The body as a JSON value or an XML dict; the data.go.kr envelope checked for XML.
+
+    Raises `RefusedResponseError` (DP_1004) for a body that is not strict JSON / well-formed XML, or that nests
+    deeper than MAX_NESTING_DEPTH."""
+    document = _parse_body(text, source)
+    if nesting_depth(document) > MAX_NESTING_DEPTH:
+        raise RefusedResponseError(f"{source.name}: response nests deeper than {MAX_NESTING_DEPTH} levels", body=text)
+    if source.kind is SourceKind.XML_API:
+        check_data_go_kr_envelope(document, source)
+    return document
+
+
+def _parse_body(text: str, source: SourceDefinition) -> Any:
+    if source.kind is SourceKind.JSON_API:
+        try:
+            return _loads_strict_json(text)
+        except json.JSONDecodeError as error:
+            raise RefusedResponseError(f"{source.name}: response is not JSON ({error.msg} at {error.pos})",
+                                       body=text) from None
+        except _NotStrictJson as error:
+            raise RefusedResponseError(f"{source.name}: response is not strict JSON ({error})", body=text) from None
+        except RecursionError:
+            raise RefusedResponseError(f"{source.name}: response is JSON nested too deep", body=text) from None
+    try:
+        root = etree.fromstring(text.encode("utf-8", "replace"), parser=_XML_PARSER)
+    except etree.XMLSyntaxError as error:
+        raise RefusedResponseError(f"{source.name}: response is not well-formed XML ({error})", body=text) from None
+    return {etree.QName(root).localname: xml_to_dict(root)}
+
+
+def parse_page(text: str, source: SourceDefinition) -> Page:
+    document = parse_document(text, source)
+    path = RSS_RECORDS_PATH if source.kind is SourceKind.RSS and not source.records_path else source.records_path
+    records = _as_record_list(dig(document, path), source, text)
+    pagination = source.pagination
+    total_count = None
+    if isinstance(pagination, PageNumberPagination | OffsetPagination) and pagination.total_count_path:
+        raw_total = dig(document, pagination.total_count_path)
+        try:
+            total_count = int(raw_total) if raw_total not in (None, "") else None
+        except (TypeError, ValueError):
+            raise RefusedResponseError(f"{source.name}: total count {str(raw_total)[:100]!r} is not a number",
+                                       body=text) from None
+    next_url = None
+    if isinstance(pagination, NextLinkPagination):
+        found = dig(document, pagination.next_path)
+        next_url = str(found) if found else None
+    return Page(records=records, total_count=total_count, next_url=next_url)
+
+
+def make_page_check(source: SourceDefinition) -> Any:
+    """A check for `SourceHttpClient.fetch_text`: parses once so envelope errors are retried like HTTP ones."""
+    def check(text: str) -> None:
+        if source.kind is SourceKind.XML_API:
+            parse_document(text, source)
+    return check

@@ -1,0 +1,75 @@
+"""From a source record (dict) to a validated `RawPolicyData`, by the source's field mapping. Pure: no I/O.
+
+Every problem with a record is collected, not just the first, so the dead-letter entry says all that is wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from aegis_pipeline.collectors.definitions import FieldMapping, SourceDefinition
+from aegis_pipeline.collectors.extract import dig
+from aegis_pipeline.collectors.parsing import VALUE_PARSERS, ValueParseError, join_url
+from aegis_pipeline.common.errors import InvalidDataError
+from aegis_pipeline.schemas.records import COLLECTOR_VERSION, CollectionMetadata, RawPolicyData
+
+
+def external_id_of(raw: dict[str, Any], source: SourceDefinition) -> str | None:
+    value = dig(raw, source.id_field)
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _raw_value(mapping: FieldMapping, raw: dict[str, Any]) -> Any:
+    if mapping.value is not None:
+        return mapping.value
+    if mapping.join is not None:
+        parts = [dig(raw, path) for path in mapping.join]
+        return "\n".join(str(part) for part in parts if part not in (None, ""))
+    return dig(raw, mapping.path or "")
+
+
+def _parsed_value(mapping: FieldMapping, value: Any, source: SourceDefinition) -> Any:
+    if mapping.parser is None:
+        return value
+    if mapping.parser == "url":
+        return join_url(source.url, str(value)) if value not in (None, "") else None
+    return VALUE_PARSERS[mapping.parser](value)
+
+
+def build_record(raw: dict[str, Any], source: SourceDefinition, collected_at: datetime) -> RawPolicyData:
+    """Map, parse and validate one record; `InvalidDataError` (DP_1004) lists every field problem."""
+    external_id = external_id_of(raw, source)
+    problems: list[str] = []
+    if external_id is None:
+        problems.append(f"{source.id_field}: missing record id")
+    values: dict[str, Any] = {}
+    for field_name, mapping in source.fields.items():
+        try:
+            value = _parsed_value(mapping, _raw_value(mapping, raw), source)
+        except ValueParseError as error:
+            problems.append(f"{field_name}: {error}")
+            continue
+        values[field_name] = mapping.default if value in (None, "", []) and mapping.default else value
+    if not problems:
+        try:
+            return RawPolicyData(
+                **{name: value for name, value in values.items() if value is not None},
+                raw_data=raw,
+                collection_metadata=CollectionMetadata(
+                    source=source.name, external_id=external_id or "", collected_at=collected_at,
+                    collector_version=COLLECTOR_VERSION,
+                ),
+            )
+        except ValidationError as error:
+            problems.extend(
+                f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
+                for problem in error.errors()
+            )
+    raise InvalidDataError(
+        f"{source.name}:{external_id or '?'} is invalid: " + "; ".join(problems),
+        source=source.name, external_id=external_id, field_errors=problems,
+    )

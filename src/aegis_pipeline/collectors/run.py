@@ -1,0 +1,336 @@
+"""One collection run: every selected source fetched concurrently (at most MAX_CONCURRENT_COLLECTIONS at once),
+each isolated from the others' failures.
+
+Per source: pages are fetched and parsed, each record mapped and validated; invalid records go to the
+dead-letter queue (DP_1004, or DP_2003 for an id repeated within the run), and so does a response refused as a
+whole (not JSON/XML, larger than MAX_RESPONSE_BYTES: DP_1004, its start kept as text; the source run fails and
+the next run fetches it again). Before mapping, every record is sanitised (lone surrogates and control characters
+removed) and the source's own credentials are redacted from it, so no service key a source echoes back reaches
+the raw topic, the store, events or the dead-letter queue. A record larger than MAX_RECORD_BYTES as JSON is
+refused (DP_1004). Records whose content hash is
+already known are skipped as unchanged; the rest are published to the raw topic keyed `source:external_id`,
+and only after the broker acknowledged them are their hashes remembered. A crash in between republishes
+(duplicates are harmless downstream: the hot path upsert is idempotent) but never loses a record.
+
+An acknowledgement is not storage: a broker that loses its data (the embedded broker keeps everything in memory)
+loses records the hot path had not stored yet. So the hash remembered is the one the hot path stores, and a
+record published more than COLLECTOR_REPUBLISH_GRACE_SECONDS ago whose version is still not in `policies` is
+published again by the next run (for an incremental source, that run fetches without its cursor, since the
+record may lie behind it). The raw topic is created before publishing when it is missing (a broker that lost
+its data also lost its topics). When PostgreSQL is unavailable the source run fails cleanly and the next run
+does it again; nothing is remembered that was not published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from circuitbreaker import CircuitBreaker
+
+from aegis_pipeline.collectors.definitions import (
+    NextLinkPagination,
+    OffsetPagination,
+    PageNumberPagination,
+    SourceDefinition,
+    SourceKind,
+)
+from aegis_pipeline.collectors.extract import Page, RefusedResponseError, dig, make_page_check, parse_page
+from aegis_pipeline.collectors.http import SourceHttpClient, new_breaker
+from aegis_pipeline.collectors.mapping import build_record, external_id_of
+from aegis_pipeline.collectors.parsing import sanitise_record
+from aegis_pipeline.collectors.rate_limit import RateLimiter
+from aegis_pipeline.collectors.state import CollectorState
+from aegis_pipeline.common import metrics
+from aegis_pipeline.common.errors import CircuitOpenError, ErrorCode, InvalidDataError, PipelineError
+from aegis_pipeline.common.logging import get_logger
+from aegis_pipeline.common.progress import Progress, progress
+from aegis_pipeline.common.redaction import redact, secret_spellings
+from aegis_pipeline.hot_path.cleaning import mask_text, normalize_record
+from aegis_pipeline.schemas.records import RawPolicyData
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores import cache, kafka, postgres
+from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue
+
+log = get_logger(__name__)
+
+
+@dataclass
+class SourceResult:
+    source: str
+    status: str = "ok"  # ok | failed | circuit_open
+    fetched: int = 0
+    published: int = 0
+    republished: int = 0  # of `published`: records published before that never reached the store
+    unchanged: int = 0
+    invalid: int = 0
+    failed: int = 0
+    error: str | None = None
+    error_code: str | None = None
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {key: value for key, value in asdict(self).items() if isinstance(value, int)}
+
+
+@dataclass
+class CollectorContext:
+    """Connections and per-source state shared by runs (the scheduler keeps one for its lifetime, so circuit
+    breakers remember failures across runs)."""
+
+    settings: Settings
+    http: httpx.AsyncClient
+    limiter: RateLimiter
+    producer: AIOKafkaProducer
+    dead_letters: DeadLetterQueue
+    state: CollectorState
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+
+    def breaker(self, source: str) -> CircuitBreaker:
+        if source not in self.breakers:
+            self.breakers[source] = new_breaker(
+                source,
+                failure_threshold=self.settings.collector_circuit_failure_threshold,
+                recovery_seconds=self.settings.collector_circuit_recovery_seconds,
+            )
+        return self.breakers[source]
+
+
+@contextlib.asynccontextmanager
+async def open_context(settings: Settings) -> AsyncIterator[CollectorContext]:
+    pool = await postgres.create_pool(settings)
+    redis_client = cache.create_client(settings.redis_url)
+    producer = kafka.create_producer(settings)
+    http = httpx.AsyncClient(
+        headers={"User-Agent": settings.collector_user_agent}, follow_redirects=True,
+        limits=httpx.Limits(max_connections=settings.max_concurrent_collections * 4),
+    )
+    try:
+        with kafka.translate_errors("start producer"):
+            await producer.start()
+        yield CollectorContext(
+            settings=settings, http=http, limiter=RateLimiter(redis_client), producer=producer,
+            dead_letters=DeadLetterQueue(pool, producer, settings.kafka_topic_dlq, mask_text=mask_text),
+            state=CollectorState(pool),
+        )
+    finally:
+        await http.aclose()
+        await producer.stop()
+        await redis_client.aclose()
+        await pool.close()
+
+
+async def _api_pages(source: SourceDefinition, client: SourceHttpClient, cursor: str | None) -> AsyncIterator[Page]:
+    params: dict[str, str | int] = dict(source.params)
+    if cursor is not None and source.incremental and source.incremental.request_param:
+        params[source.incremental.request_param] = cursor
+    check = make_page_check(source)
+    pagination = source.pagination
+    url = source.url
+    fetched = 0
+    for page_index in range(source.max_pages):
+        if isinstance(pagination, PageNumberPagination):
+            params[pagination.page_param] = pagination.start_page + page_index
+            if pagination.size_param:
+                params[pagination.size_param] = pagination.page_size
+        elif isinstance(pagination, OffsetPagination):
+            params[pagination.offset_param] = page_index * pagination.page_size
+            params[pagination.limit_param] = pagination.page_size
+        page = parse_page(await client.fetch_text(url, params, check), source)
+        yield page
+        fetched += len(page.records)
+        if isinstance(pagination, PageNumberPagination | OffsetPagination):
+            if len(page.records) < pagination.page_size:
+                return  # a short page is the last one
+            if page.total_count is not None and fetched >= page.total_count:
+                return
+        elif isinstance(pagination, NextLinkPagination) and page.next_url:
+            url, params = page.next_url, {}
+        else:
+            return
+
+
+async def _fetch_raw_records(source: SourceDefinition, context: CollectorContext, cursor: str | None
+                             ) -> list[dict[str, Any]]:
+    if source.kind is SourceKind.HTML:
+        from aegis_pipeline.collectors.html_board import crawl_board
+
+        crawl = await crawl_board(
+            source, user_agent=context.settings.collector_user_agent,
+            before_request=lambda: context.limiter.acquire(source.name, source.rate_limit.requests_per_second),
+            max_response_bytes=context.settings.max_response_bytes,
+        )
+        for url in crawl.blocked_by_robots:
+            log.info("robots_disallowed", source=source.name, url=url)
+        spellings = secret_spellings(source.secret_values())
+        for problem in crawl.errors:  # a page that failed is fetched again next run (its hash was not remembered)
+            log.warning("board_page_failed", source=source.name, reason=redact(problem, spellings))
+        return [{**record.fields, "id": record.external_id, "url": record.detail_url} for record in crawl.records]
+    client = SourceHttpClient(source, context.http, context.limiter, context.breaker(source.name),
+                              max_response_bytes=context.settings.max_response_bytes)
+    records: list[dict[str, Any]] = []
+    async for page in _api_pages(source, client, cursor):
+        records.extend(page.records)
+    return records
+
+
+def _cursor_of(records: list[RawPolicyData], source: SourceDefinition, previous: str | None) -> str | None:
+    if source.incremental is None:
+        return None
+    values = [str(dig(record.raw_data, source.incremental.cursor_field) or "") for record in records]
+    values = [value for value in values if value]
+    return max([*values, *([previous] if previous else [])], default=None)
+
+
+async def collect_source(source: SourceDefinition, context: CollectorContext) -> SourceResult:
+    result = SourceResult(source=source.name)
+    started = time.monotonic()
+    run_at = datetime.now(UTC)
+    secrets = source.secret_values()
+    try:
+        unstored = await context.state.unstored(
+            source.name, grace_seconds=context.settings.collector_republish_grace_seconds
+        )
+        # A record that never reached the store may lie behind the cursor: then this run fetches everything.
+        cursor = await context.state.cursor(source.name) if source.incremental and not unstored else None
+        raw_records = [sanitise_record(raw, secrets) for raw in await _fetch_raw_records(source, context, cursor)]
+        result.fetched = len(raw_records)
+        valid, letters = _validate(raw_records, source, run_at, max_record_bytes=context.settings.max_record_bytes)
+        result.invalid = len(letters)
+        await context.dead_letters.send(letters)
+        known = await context.state.known_hashes(source.name, [r.collection_metadata.external_id for r in valid])
+        hashed = [(record, normalize_record(record).content_hash) for record in valid]  # as the store will hash it
+        changed = [(record, digest) for record, digest in hashed
+                   if known.get(record.collection_metadata.external_id) != digest
+                   or record.collection_metadata.external_id in unstored]
+        result.unchanged = len(valid) - len(changed)
+        result.republished = sum(1 for record, digest in changed
+                                 if known.get(record.collection_metadata.external_id) == digest)
+        await _publish(changed, context)
+        result.published = len(changed)
+        await context.state.remember_published(
+            source.name, {record.collection_metadata.external_id: digest for record, digest in changed}
+        )
+        new_cursor = _cursor_of(valid, source, cursor)
+    except RefusedResponseError as error:
+        spellings = secret_spellings(secrets)
+        await context.dead_letters.send([DeadLetter.from_error(
+            "collect", error, source_system=source.name, payload_text=redact(error.body_excerpt, spellings),
+        )])
+        result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
+        new_cursor = None
+    except CircuitOpenError as error:
+        result.status, result.failed, result.error, result.error_code = "circuit_open", 1, str(error), error.code
+        new_cursor = None
+    except PipelineError as error:
+        result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
+        new_cursor = None
+    result.seconds = time.monotonic() - started
+    if result.error is not None:  # shown to users and logged: a URL in it must not carry the source's key
+        result.error = redact(result.error, secret_spellings(secrets))
+    try:
+        await context.state.save_checkpoint(
+            source.name, run_at=run_at, succeeded=result.status == "ok", cursor_value=new_cursor,
+            counts=result.counts(),
+        )
+    except PipelineError as error:  # the database is down: without a checkpoint, the next run does it again
+        if result.status == "ok":
+            result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
+    _observe(result)
+    return result
+
+
+def _validate(raw_records: list[dict[str, Any]], source: SourceDefinition, collected_at: datetime, *,
+              max_record_bytes: int) -> tuple[list[RawPolicyData], list[DeadLetter]]:
+    valid: list[RawPolicyData] = []
+    letters: list[DeadLetter] = []
+    seen: set[str] = set()
+    for raw in raw_records:
+        external_id = external_id_of(raw, source)
+        record_key = f"{source.name}:{external_id}" if external_id else None
+        if external_id is not None and external_id in seen:
+            letters.append(DeadLetter(
+                stage="collect", error_code=ErrorCode.DUPLICATE_DATA_DETECTED, source_system=source.name,
+                record_key=record_key, payload=raw,
+                error_message=f"{record_key} appears more than once in one run; the first occurrence was kept",
+            ))
+            continue
+        try:
+            record = build_record(raw, source, collected_at)
+        except InvalidDataError as error:
+            letters.append(DeadLetter.from_error("collect", error, source_system=source.name,
+                                                 record_key=record_key, payload=raw))
+            continue
+        size = len(record.model_dump_json().encode("utf-8"))
+        if size > max_record_bytes:  # the hot path would refuse it, and Kafka may not even take it
+            letters.append(DeadLetter(
+                stage="collect", error_code=ErrorCode.INVALID_DATA_FORMAT, source_system=source.name,
+                record_key=record_key, payload=raw, error_details={"record_bytes": size},
+                error_message=f"{record_key} is {size} bytes as JSON, more than MAX_RECORD_BYTES ({max_record_bytes})",
+            ))
+            continue
+        if external_id is not None:
+            seen.add(external_id)
+        valid.append(record)
+    return valid, letters
+
+
+async def _publish(records: list[tuple[RawPolicyData, str]], context: CollectorContext) -> None:
+    if not records:
+        return
+    settings = context.settings
+    topic = settings.kafka_topic_raw_policies
+    # A broker that lost its data acknowledges sends to a topic it no longer has, and keeps nothing of them.
+    await kafka.ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.kafka_topic_partitions)
+    with kafka.translate_errors("publish raw records"):
+        deliveries = [
+            await context.producer.send(
+                topic,
+                record.model_dump_json().encode("utf-8"),
+                key=record.collection_metadata.record_key.encode("utf-8"),
+                headers=[("content_hash", digest.encode()), ("schema", b"RawPolicyData/1")],
+            )
+            for record, digest in records
+        ]
+        await asyncio.gather(*deliveries)  # every record acknowledged before its hash is remembered
+
+
+def _observe(result: SourceResult) -> None:
+    for status in ("published", "unchanged", "invalid"):
+        count = getattr(result, status)
+        if count:
+            metrics.data_collection_total.labels(source=result.source, status=status).inc(count)
+    if result.status != "ok":
+        metrics.data_collection_total.labels(source=result.source, status=result.status).inc()
+    metrics.data_collection_latency_seconds.labels(source=result.source).observe(result.seconds)
+    log_method = log.info if result.status == "ok" else log.warning
+    log_method("source_collected", **{key: value for key, value in asdict(result).items() if value is not None})
+
+
+async def collect_once(context: CollectorContext, sources: list[SourceDefinition]) -> list[SourceResult]:
+    """Collect every source once, at most MAX_CONCURRENT_COLLECTIONS at a time; a failing source never stops
+    the others (its failure is in its result). Progress counts the sources done: a source's record count is
+    known only once it has been fetched."""
+    gate = asyncio.Semaphore(context.settings.max_concurrent_collections)
+
+    async def guarded(source: SourceDefinition, shown: Progress) -> SourceResult:
+        async with gate:
+            try:
+                result = await collect_source(source, context)
+            except Exception as error:  # a bug or an unmapped failure in one source must not end the run
+                log.exception("source_crashed", source=source.name)
+                result = SourceResult(source=source.name, status="failed", failed=1,
+                                      error=f"{type(error).__name__}: {error}")
+        shown.advance()
+        return result
+
+    with progress("collect", total=len(sources), unit="sources",
+                  log_every_seconds=context.settings.progress_log_seconds) as shown:
+        return list(await asyncio.gather(*(guarded(source, shown) for source in sources)))

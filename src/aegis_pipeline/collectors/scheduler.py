@@ -1,0 +1,89 @@
+"""`aegis-pipeline scheduler`: APScheduler runs each source on its schedule (design §4.1.2: APIs and feeds every
+COLLECTION_INTERVAL_HOURS, web boards daily at 00:00 KST, overridable per source).
+
+Several replicas may run the scheduler. Interval triggers are anchored to a fixed instant, so every replica
+computes the same fire times; before collecting, a replica claims the source's current time slot in Redis
+(`SET NX` with the slot's length as expiry) and only the replica that claimed it collects. Overlapping runs of
+one source inside a process are prevented by `max_instances=1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+
+import redis.asyncio as redis
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from aegis_pipeline.collectors.definitions import SourceDefinition
+from aegis_pipeline.collectors.run import CollectorContext, SourceResult, collect_source
+from aegis_pipeline.common.errors import StoreUnavailableError
+from aegis_pipeline.common.logging import get_logger
+from aegis_pipeline.stores import cache
+
+log = get_logger(__name__)
+
+KST = timezone(timedelta(hours=9), "KST")
+# Every replica's interval schedule counts from here, so they agree on fire times.
+SCHEDULE_ANCHOR = datetime(2026, 1, 1, tzinfo=KST)
+CRON_SLOT_SECONDS = 3600  # a cron job's runs are claimed per hour
+
+
+class CollectionScheduler:
+    def __init__(self, context: CollectorContext, sources: list[SourceDefinition], lock_client: redis.Redis) -> None:
+        self._context = context
+        self._sources = {source.name: source for source in sources}
+        self._locks = lock_client
+        self.scheduler = AsyncIOScheduler(timezone=KST)
+        self.runs: list[SourceResult] = []
+
+    def add_jobs(self) -> None:
+        settings = self._context.settings
+        for source in self._sources.values():
+            schedule = source.effective_schedule(api_interval_hours=settings.collection_interval_hours)
+            if schedule.interval_hours is not None:
+                trigger = IntervalTrigger(seconds=schedule.interval_hours * 3600, start_date=SCHEDULE_ANCHOR)
+                slot_seconds = max(1, int(schedule.interval_hours * 3600))
+            else:
+                trigger = CronTrigger.from_crontab(schedule.cron or "", timezone=KST)
+                slot_seconds = CRON_SLOT_SECONDS
+            self.scheduler.add_job(
+                self.run_source, trigger, args=[source.name, slot_seconds], id=f"collect:{source.name}",
+                name=f"collect {source.name}", max_instances=1, coalesce=True, misfire_grace_time=300,
+                replace_existing=True,
+            )
+            log.info("collection_scheduled", source=source.name, trigger=str(trigger))
+
+    async def claim_slot(self, source_name: str, slot_seconds: int) -> bool:
+        """True for exactly one replica per source and time slot."""
+        slot = int(time.time() // slot_seconds)
+        key = f"aegis:collect:claim:{source_name}:{slot}"
+        with cache.translate_errors("claim collection slot"):
+            return bool(await self._locks.set(key, b"1", nx=True, ex=slot_seconds))
+
+    async def run_source(self, source_name: str, slot_seconds: int) -> SourceResult | None:
+        try:
+            claimed = await self.claim_slot(source_name, slot_seconds)
+        except StoreUnavailableError as error:
+            # Without Redis no replica can prove it is the only one: skip rather than risk a double run.
+            log.warning("collection_skipped_no_lock", source=source_name, reason=str(error))
+            return None
+        if not claimed:
+            log.info("collection_claimed_elsewhere", source=source_name)
+            return None
+        result = await collect_source(self._sources[source_name], self._context)
+        self.runs.append(result)
+        return result
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        self.add_jobs()
+        self.scheduler.start()
+        log.info("collection_scheduler_started", sources=len(self._sources))
+        try:
+            await stop.wait()
+        finally:
+            self.scheduler.shutdown(wait=False)
+            log.info("collection_scheduler_stopped")

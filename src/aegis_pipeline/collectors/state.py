@@ -1,0 +1,83 @@
+"""What the collectors remember between runs, in PostgreSQL: a checkpoint per source and the content hash of
+every record published (tables from migration 0002).
+
+The hash remembered is the one the hot path stores (`CleanPolicy.content_hash`, of the record as it will be
+stored), so "published but never stored" is one comparison with `policies`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import asyncpg
+
+from aegis_pipeline.stores import postgres
+
+
+class CollectorState:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def known_hashes(self, source: str, external_ids: list[str]) -> dict[str, str]:
+        with postgres.translate_errors("read hashes"):
+            rows = await self._pool.fetch(
+                "SELECT external_id, content_hash FROM collected_records "
+                "WHERE source_system = $1 AND external_id = ANY($2::text[])",
+                source, external_ids,
+            )
+        return {row["external_id"]: row["content_hash"] for row in rows}
+
+    async def unstored(self, source: str, *, grace_seconds: float) -> set[str]:
+        """External ids published more than `grace_seconds` ago whose published version is not in `policies`:
+        the broker acknowledged them, but they never reached the store (a broker that lost its data). The
+        collector publishes them again; the hot path's upsert makes a repeat harmless."""
+        with postgres.translate_errors("read unstored records"):
+            rows = await self._pool.fetch(
+                """
+                SELECT c.external_id FROM collected_records c
+                WHERE c.source_system = $1 AND c.last_published_at < now() - make_interval(secs => $2)
+                  AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.source_system = c.source_system
+                                  AND p.external_id = c.external_id AND p.content_hash = c.content_hash)
+                """,
+                source, grace_seconds,
+            )
+        return {row["external_id"] for row in rows}
+
+    async def remember_published(self, source: str, hashes: dict[str, str]) -> None:
+        """Record what the broker acknowledged; called only after the send succeeded."""
+        if not hashes:
+            return
+        with postgres.translate_errors("write hashes"):
+            await self._pool.execute(
+                """
+                INSERT INTO collected_records (source_system, external_id, content_hash)
+                SELECT $1, external_id, content_hash FROM unnest($2::text[], $3::text[]) AS t(external_id, content_hash)
+                ON CONFLICT (source_system, external_id)
+                DO UPDATE SET content_hash = EXCLUDED.content_hash, last_published_at = now()
+                """,
+                source, list(hashes), list(hashes.values()),
+            )
+
+    async def cursor(self, source: str) -> str | None:
+        with postgres.translate_errors("read checkpoint"):
+            return await self._pool.fetchval(
+                "SELECT cursor_value FROM collection_checkpoints WHERE source_system = $1", source
+            )
+
+    async def save_checkpoint(
+        self, source: str, *, run_at: datetime, succeeded: bool, cursor_value: str | None, counts: dict[str, int]
+    ) -> None:
+        with postgres.translate_errors("write checkpoint"):
+            await self._pool.execute(
+                """
+                INSERT INTO collection_checkpoints (source_system, cursor_value, last_run_at, last_success_at,
+                                                    last_counts)
+                VALUES ($1, $2, $3::timestamptz, CASE WHEN $4::boolean THEN $3::timestamptz END, $5::jsonb)
+                ON CONFLICT (source_system) DO UPDATE SET
+                    cursor_value = COALESCE(EXCLUDED.cursor_value, collection_checkpoints.cursor_value),
+                    last_run_at = EXCLUDED.last_run_at,
+                    last_success_at = COALESCE(EXCLUDED.last_success_at, collection_checkpoints.last_success_at),
+                    last_counts = EXCLUDED.last_counts
+                """,
+                source, cursor_value, run_at, succeeded, json.dumps(counts),
+            )

@@ -1,0 +1,125 @@
+"""Every Prometheus metric the pipeline exports, in one place (names and labels from the design, §6.4).
+
+Dashboards and alert rules may only name metrics defined here. Label values are bounded sets (source names from
+the sources file, a status word, a target name): never ids, URLs or free text.
+"""
+
+from __future__ import annotations
+
+import prometheus_client
+from prometheus_client import Counter, Gauge, Histogram
+
+from aegis_pipeline.common.logging import get_logger
+
+data_collection_total = Counter(
+    "data_collection_total",
+    "Records and source runs seen by the collectors, by outcome "
+    "(published, unchanged, invalid: records; failed, circuit_open: source runs)",
+    ["source", "status"],
+)
+data_collection_latency_seconds = Histogram(
+    "data_collection_latency_seconds",
+    "Duration of one collection run of one source",
+    ["source"],
+    buckets=(1, 5, 10, 30, 60, 120),
+)
+
+# Pipeline (hot and cold paths)
+pipeline_processing_total = Counter(
+    "pipeline_processing_total",
+    "Records processed, by path (hot, cold) and outcome",
+    ["path", "status"],
+)
+pipeline_processing_latency_seconds = Histogram(
+    "pipeline_processing_latency_seconds",
+    "From collection to the event announcing the record (hot: policy.validated sent)",
+    ["path"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
+pipeline_lag_seconds = Gauge(
+    "pipeline_lag_seconds",
+    "Age of the newest record a path has finished (now minus its broker timestamp)",
+    ["path"],
+)
+kafka_consumer_lag = Gauge(
+    "kafka_consumer_lag",
+    "Messages not yet consumed, per partition of the consumed topic (drives the hot path autoscaler)",
+    ["topic", "partition"],
+)
+policy_cache_writes_total = Counter(
+    "policy_cache_writes_total",
+    "Policies written to the Redis cache, by outcome (ok, error: Redis unavailable, the hot path went on; "
+    "refilled: cached after Redis came back)",
+    ["status"],
+)
+dead_letters_total = Counter(
+    "dead_letters_total",
+    "Records sent to the dead-letter queue, by stage and DP error code",
+    ["stage", "error_code"],
+)
+outbox_events_sent_total = Counter(
+    "outbox_events_sent_total",
+    "Events relayed from the outbox to Kafka, by event type",
+    ["event_type"],
+)
+broker_data_loss_recoveries_total = Counter(
+    "broker_data_loss_recoveries_total",
+    "Times the hot path found the broker had lost its data (its sentinel topic gone) and announced again",
+)
+events_reannounced_total = Counter(
+    "events_reannounced_total",
+    "Events written to the outbox again after the broker lost its data, by event type",
+    ["event_type"],
+)
+
+# Quality (cold path)
+data_quality_score = Gauge(
+    "data_quality_score",
+    "Mean quality score (0..1) of the records a cold-path run scored, per source",
+    ["source"],
+)
+
+# Sync of PostgreSQL to the target stores (vectors, graph, search)
+db_sync_total = Counter(
+    "db_sync_total",
+    "Sync runs per target store, by outcome (success, failure)",
+    ["target_db", "status"],
+)
+db_sync_latency_seconds = Histogram(
+    "db_sync_latency_seconds",
+    "Duration of one sync run of one target store",
+    ["target_db"],
+    buckets=(1, 5, 10, 30, 60),
+)
+consistency_drift_documents = Gauge(
+    "consistency_drift_documents",
+    "Documents that differ from PostgreSQL at the last consistency check, per target and kind "
+    "(missing, stale, orphaned)",
+    ["target_db", "kind"],
+)
+
+# Operations (issue 7)
+dead_letters_unresolved = Gauge(
+    "dead_letters_unresolved",
+    "Dead letters not resolved yet, per stage and status (pending: retries left; exhausted: waits for a person). "
+    "Read from the dead_letters table on each scrape, so every process serving /metrics reports the same "
+    "value: aggregate with max, not sum",
+    ["stage", "status"],
+)
+
+
+def push_batch_metrics(gateway_url: str, command: str) -> None:
+    """Send this process's metrics to a Prometheus Pushgateway as job `aegis-<command>` (replacing that group's
+    last push), for batch work that ends before Prometheus could scrape it.
+
+    `command` is the CLI command of the work (`cold-path`, `sync`, `consistency`, ...), whether the CLI or an
+    Airflow task ran it: one group per kind of work, holding its last run whoever started it. The gateway keeps
+    each group's last push, and alerts sum over groups, so two groups for one kind of work would count it twice.
+
+    A failed push is logged, never raised: the run's own outcome stands, a missed push only leaves a gap on the
+    dashboard until the next run."""
+    job = f"aegis-{command}"
+    try:
+        prometheus_client.push_to_gateway(gateway_url, job=job, registry=prometheus_client.REGISTRY, timeout=10)
+    except Exception as error:  # whatever broke (refused, timed out, an answer that is not HTTP): same outcome
+        get_logger(__name__).warning("metrics_push_failed", job=job, reason=f"{type(error).__name__}: {error}")

@@ -1,0 +1,82 @@
+"""Is each engine answering? Checked through the project's own clients in `stores/`, concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+from aegis_pipeline.common.errors import StoreUnavailableError
+from aegis_pipeline.settings import ENGINE_FIELDS, Settings
+from aegis_pipeline.stores import cache, kafka, postgres, search, vectors
+from aegis_pipeline.stores.graph import open_graph_store
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    url: str
+    healthy: bool
+    error: str | None = None
+
+
+def _ping_graph(settings: Settings) -> None:
+    with open_graph_store(settings, read_only=True) as store:
+        store.ping()
+
+
+def _checks(settings: Settings) -> dict[str, Callable[[], Awaitable[None]]]:
+    return {
+        "postgres": lambda: postgres.ping(settings.postgres_dsn()),
+        "kafka": lambda: kafka.ping(settings.kafka_bootstrap_servers),
+        "redis": lambda: cache.ping(settings.redis_url),
+        "milvus": lambda: asyncio.to_thread(vectors.ping, settings.milvus_uri),
+        "graph": lambda: asyncio.to_thread(_ping_graph, settings),
+        "search": lambda: asyncio.to_thread(search.ping, settings.elasticsearch_url),
+    }
+
+
+async def _check_one(check: Callable[[], Awaitable[None]], url: str, timeout_seconds: float) -> EngineHealth:
+    try:
+        await asyncio.wait_for(check(), timeout_seconds)
+    except Exception as error:  # a health check reports every failure as "unhealthy", with its reason
+        return EngineHealth(url=url, healthy=False, error=f"{type(error).__name__}: {error}")
+    return EngineHealth(url=url, healthy=True)
+
+
+async def check_engines(settings: Settings, *, timeout_seconds: float = 10) -> dict[str, EngineHealth]:
+    checks = _checks(settings)
+    with _client_libraries_quiet():
+        results = await asyncio.gather(
+            *(_check_one(checks[name], settings.engine_url(name), timeout_seconds) for name in ENGINE_FIELDS)
+        )
+    return dict(zip(ENGINE_FIELDS, results, strict=True))
+
+
+@contextlib.contextmanager
+def _client_libraries_quiet() -> Iterator[None]:
+    """A failed check is reported in its result; the clients' own error logs would only say it twice."""
+    loggers = [logging.getLogger(name) for name in ("aiokafka", "elastic_transport", "pymilvus", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+async def wait_until_healthy(settings: Settings, *, timeout_seconds: float) -> None:
+    """Poll until every engine answers; raise `StoreUnavailableError` naming those that never did."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        health = await check_engines(settings, timeout_seconds=5)
+        unhealthy = {name: item.error for name, item in health.items() if not item.healthy}
+        if not unhealthy:
+            return
+        if time.monotonic() > deadline:
+            raise StoreUnavailableError(f"engines not healthy after {timeout_seconds:.0f} s: {unhealthy}")
+        await asyncio.sleep(0.5)

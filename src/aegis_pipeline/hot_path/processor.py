@@ -1,0 +1,203 @@
+"""One batch of raw records through the hot path: validate, clean, store with its events, cache.
+
+Kept apart from the Kafka consumer so the same code serves the consumer, `dlq retry` and the benchmark.
+A record that fails validation goes to the dead-letter queue (DP_2001 with every field error) and the batch
+goes on; a transient store failure raises (the caller retries the whole batch, which is idempotent).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from aegis_pipeline.common import metrics
+from aegis_pipeline.common.errors import ErrorCode
+from aegis_pipeline.hot_path.cache import PolicyCache
+from aegis_pipeline.hot_path.cleaning import CleanPolicy, normalize_record
+from aegis_pipeline.hot_path.store import PolicyStore, StoredPolicy
+from aegis_pipeline.schemas.events import EventType, build_event, fact_event_id
+from aegis_pipeline.schemas.records import ProcessingPath, RawPolicyData
+from aegis_pipeline.settings import Settings
+from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue
+from aegis_pipeline.stores.outbox import OutboxEvent
+
+PAYLOAD_TEXT_LIMIT = 10_000  # a payload too broken to parse is kept as text, up to this many characters
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A message from the raw topic, as the hot path needs it (independent of the Kafka client)."""
+
+    value: bytes
+    key: bytes | None = None
+    partition: int = 0
+    offset: int = 0
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    received: int
+    clean: list[CleanPolicy]
+    letters: list[DeadLetter]
+    started_at: datetime
+    started: float  # monotonic, for the batch's duration
+
+
+# What happened to a batch's records; every record ends in exactly one of stored..invalid.
+OUTCOME_COUNTS = ("received", "stored", "unchanged", "superseded", "invalid")
+
+
+@dataclass
+class BatchResult:
+    received: int = 0
+    stored: int = 0
+    unchanged: int = 0
+    superseded: int = 0
+    invalid: int = 0
+    cached: int = 0
+    stored_policies: list[StoredPolicy] = field(default_factory=list)
+    events: list[OutboxEvent] = field(default_factory=list)  # committed in the outbox, not sent yet
+
+    def add_counts(self, other: BatchResult) -> None:
+        for name in OUTCOME_COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def _field_errors(error: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
+            for problem in error.errors()]
+
+
+def validate_message(message: RawMessage, *, max_record_bytes: int) -> RawPolicyData | DeadLetter:
+    """Basic validation (size, required fields, types, lengths of RawPolicyData); a refusal (DP_2001) names every
+    problem. Never raises for any bytes: a message larger than `max_record_bytes` is refused unread (its start is
+    kept as text), anything else pydantic cannot read is refused with its reason."""
+    record_key = message.key.decode("utf-8", "replace") if message.key else None
+    if len(message.value) > max_record_bytes:
+        problem = f"record: {len(message.value)} bytes, more than MAX_RECORD_BYTES ({max_record_bytes})"
+        return DeadLetter(
+            stage="hot", error_code=ErrorCode.VALIDATION_FAILED, record_key=record_key,
+            error_message=f"record failed validation: {problem}",
+            error_details={"field_errors": [problem], "partition": message.partition, "offset": message.offset},
+            payload_text=message.value[:PAYLOAD_TEXT_LIMIT].decode("utf-8", "replace"),
+        )
+    try:
+        return RawPolicyData.model_validate_json(message.value)
+    except ValidationError as error:
+        problems = _field_errors(error)
+        payload: Any = None
+        try:
+            payload = json.loads(message.value)
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses: kept as text
+            pass
+        is_object = isinstance(payload, dict)
+        metadata = payload.get("collection_metadata") if is_object else None
+        source = metadata.get("source") if isinstance(metadata, dict) else None
+        return DeadLetter(
+            stage="hot", error_code=ErrorCode.VALIDATION_FAILED, record_key=record_key,
+            source_system=source[:100] if isinstance(source, str) else None,
+            error_message=f"record failed validation: {'; '.join(problems)}"[:2000],
+            error_details={"field_errors": problems, "partition": message.partition, "offset": message.offset},
+            payload=payload if is_object else None,
+            payload_text=None if is_object else message.value.decode("utf-8", "replace")[:PAYLOAD_TEXT_LIMIT],
+        )
+
+
+# The stored fields `policy.validated` carries as they are (design §5.3): `CleanPolicy` attributes and
+# `policies` columns by the same names.
+POLICY_VALIDATED_FIELDS = (
+    "title", "content", "issuing_organization", "source_system", "external_id", "content_hash", "collected_at",
+    "target_region", "target_industry", "funding_type", "application_start_date", "application_end_date",
+    "original_url",
+)
+
+
+def policy_validated_event(policy_id: str, version: int, stored: Callable[[str], Any], validated_at: datetime,
+                           *, producer: str, topic: str) -> OutboxEvent:
+    """The `policy.validated` event of one stored version, for the outbox; `stored(name)` reads each of
+    `POLICY_VALIDATED_FIELDS`, from a just-stored `CleanPolicy` or a `policies` row read back
+    (`hot_path.broker_watch`), so both announce the same event."""
+    data = {name: stored(name) for name in POLICY_VALIDATED_FIELDS}
+    data.update(policy_id=policy_id, version=version, processing_path=ProcessingPath.HOT.value,
+                validated_at=validated_at, target_region=list(data["target_region"]),
+                target_industry=list(data["target_industry"]))
+    event_id = policy_validated_event_id(policy_id, version)
+    envelope = build_event(EventType.POLICY_VALIDATED, data, producer=producer, event_id=event_id,
+                           occurred_at=validated_at)
+    return OutboxEvent(event_id=event_id, event_type=EventType.POLICY_VALIDATED.value, topic=topic, key=policy_id,
+                       envelope=envelope)
+
+
+def policy_validated_event_id(policy_id: str, version: int) -> str:
+    """One id per stored version of a policy: announcing it again (`hot_path.broker_watch`) repeats the event."""
+    return fact_event_id(EventType.POLICY_VALIDATED, policy_id, version)
+
+
+class HotPathProcessor:
+    def __init__(self, settings: Settings, store: PolicyStore, cache: PolicyCache,
+                 dead_letters: DeadLetterQueue) -> None:
+        self._settings = settings
+        self._store = store
+        self._cache = cache
+        self._dead_letters = dead_letters
+        self._producer_name = f"{settings.service_name}/{settings.service_version}"
+
+    def make_events(self, stored: list[StoredPolicy]) -> list[OutboxEvent]:
+        validated_at = datetime.now(UTC)
+        return [policy_validated_event(item.policy_id, item.version, functools.partial(getattr, item.policy),
+                                       validated_at, producer=self._producer_name,
+                                       topic=self._settings.kafka_topic_policy_events)
+                for item in stored]
+
+    def validate(self, message: RawMessage) -> RawPolicyData | DeadLetter:
+        """`validate_message` with this deployment's MAX_RECORD_BYTES."""
+        return validate_message(message, max_record_bytes=self._settings.max_record_bytes)
+
+    def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+        """Validate and clean (CPU only, no I/O): can run while the previous batch is being stored."""
+        clean: list[CleanPolicy] = []
+        letters: list[DeadLetter] = []
+        for message in messages:
+            checked = self.validate(message)
+            if isinstance(checked, DeadLetter):
+                letters.append(checked)
+            else:
+                clean.append(normalize_record(checked))
+        return PreparedBatch(received=len(messages), clean=clean, letters=letters, started_at=datetime.now(UTC),
+                             started=time.monotonic())
+
+    async def store(self, prepared: PreparedBatch) -> BatchResult:
+        """Dead letters, then policies with their events in one transaction, then the cache. Idempotent: a
+        retry after a transient failure stores and announces nothing twice."""
+        await self._dead_letters.send(prepared.letters)
+        outcome = await self._store.store_batch(prepared.clean, self.make_events, started_at=prepared.started_at)
+        result = BatchResult(received=prepared.received, stored=len(outcome.stored), unchanged=outcome.unchanged,
+                             superseded=outcome.superseded, invalid=len(prepared.letters),
+                             stored_policies=outcome.stored, events=outcome.events)
+        result.cached = await self._cache.put_many(outcome.stored)
+        _observe(result, time.monotonic() - prepared.started, self._settings.hot_path_timeout_seconds)
+        return result
+
+    async def refill_cache(self, *, now: bool = False) -> None:
+        """While idle or stopping: cache what Redis missed when it was down (a batch's own write does it too)."""
+        await self._cache.refill(now=now)
+
+    async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        return await self.store(self.prepare(messages))
+
+
+def _observe(result: BatchResult, elapsed_seconds: float, budget_seconds: float) -> None:
+    for status in ("stored", "unchanged", "superseded", "invalid"):
+        count = getattr(result, status)
+        if count:
+            metrics.pipeline_processing_total.labels(path="hot", status=status).inc(count)
+    if elapsed_seconds > budget_seconds:
+        metrics.pipeline_processing_total.labels(path="hot", status="over_budget").inc(result.received)

@@ -1,0 +1,97 @@
+"""PostgreSQL, the source of truth: an asyncpg pool and the translation of its errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+
+from aegis_pipeline.common.errors import StoreUnavailableError
+from aegis_pipeline.settings import Settings
+
+# Errors after which the same statement may succeed: the server went away, was restarting, or refused us.
+_TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+@contextlib.contextmanager
+def translate_errors(operation: str) -> Iterator[None]:
+    """Turn a transient driver failure into `StoreUnavailableError` (retriable); let the others through."""
+    try:
+        yield
+    except _TRANSIENT as error:
+        raise StoreUnavailableError(f"postgres {operation} failed: {type(error).__name__}", store="postgres") from error
+
+
+async def create_pool(settings: Settings, *, min_size: int = 1) -> asyncpg.Pool:
+    with translate_errors("connect"):
+        return await asyncpg.create_pool(
+            settings.postgres_dsn(),
+            min_size=min_size,
+            max_size=settings.postgres_pool_max_size,
+            command_timeout=30,
+        )
+
+
+@contextlib.asynccontextmanager
+async def connect(dsn: str, *, timeout_seconds: float = 5.0) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for short tasks (health checks, administration)."""
+    with translate_errors("connect"):
+        connection = await asyncpg.connect(dsn, timeout=timeout_seconds)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def ping(dsn: str) -> None:
+    async with connect(dsn) as connection:
+        await connection.fetchval("SELECT 1")
+
+
+async def ensure_database(server_dsn: str, database: str) -> None:
+    """Create `database` if it does not exist (connects to the server's maintenance database)."""
+    async with connect(server_dsn) as connection:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            # Identifiers cannot be bound as parameters; quote_ident makes the name inert.
+            quoted = await connection.fetchval("SELECT quote_ident($1)", database)
+            await connection.execute(f"CREATE DATABASE {quoted}")
+
+
+async def drop_database(server_dsn: str, database: str) -> None:
+    """Drop `database` if it exists, closing its connections (scratch databases of tests and benchmarks)."""
+    async with connect(server_dsn) as connection:
+        quoted = await connection.fetchval("SELECT quote_ident($1)", database)
+        await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+
+
+@contextlib.asynccontextmanager
+async def session_lock(pool: asyncpg.Pool, name: str) -> AsyncIterator[asyncpg.Connection]:
+    """Hold the session advisory lock `name` (one holder at a time, across every process) on a connection of
+    `pool`, yielded for work done under the lock: unlike a transaction's lock, what that work commits is
+    committed before the lock is released."""
+    with translate_errors(f"lock {name}"):
+        connection = await pool.acquire()
+        try:
+            await connection.execute("SELECT pg_advisory_lock(hashtext($1))", name)
+        except BaseException:
+            await pool.release(connection)
+            raise
+    try:
+        yield connection
+    finally:
+        try:
+            await connection.execute("SELECT pg_advisory_unlock(hashtext($1))", name)
+        finally:
+            await pool.release(connection)
