@@ -54,8 +54,10 @@ airflow: install
 	echo "== Airflow: home $$AIRFLOW_HOME, DAGs from $$AIRFLOW__CORE__DAGS_FOLDER, UI http://localhost:$(AIRFLOW_PORT)"; \
 	exec $(BIN)/airflow standalone
 
+# ruff, then the floors of the package (pyproject.toml, [tool.importlinter]): an import that breaks a floor fails.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # Tests start their own engines in a temporary directory (tests/conftest.py) and stop them afterwards.
 test: install lint

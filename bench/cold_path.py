@@ -33,9 +33,9 @@ from aegis_pipeline.cold_path.store import _POLICY_COLUMNS, record_of
 from aegis_pipeline.common.logging import configure_logging
 from aegis_pipeline.devstack import stack
 from aegis_pipeline.devstack.synthetic import make_records
-from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.domain.cleaning import normalize_record
+from aegis_pipeline.domain.records import CollectionMetadata
 from aegis_pipeline.hot_path.store import PolicyStore
-from aegis_pipeline.schemas.records import CollectionMetadata
 from aegis_pipeline.settings import Settings, load_core_settings
 from aegis_pipeline.stores import postgres
 

@@ -45,9 +45,9 @@ from aegis_pipeline.common.logging import configure_logging
 from aegis_pipeline.common.progress import Progress, progress
 from aegis_pipeline.devstack import stack
 from aegis_pipeline.devstack.synthetic import make_record, make_records
-from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.domain.cleaning import normalize_record
+from aegis_pipeline.domain.records import RawPolicyData
 from aegis_pipeline.hot_path.processor import RawMessage, policy_validated_event, validate_message
-from aegis_pipeline.schemas.records import RawPolicyData
 from aegis_pipeline.settings import Settings, load_core_settings
 from aegis_pipeline.stores import cache, kafka, postgres
 

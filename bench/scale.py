@@ -45,7 +45,7 @@ from aegis_pipeline.common.logging import configure_logging
 from aegis_pipeline.common.progress import progress
 from aegis_pipeline.devstack import stack
 from aegis_pipeline.devstack.synthetic import CatalogueRecord, make_catalogue
-from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.domain.cleaning import normalize_record
 from aegis_pipeline.hot_path.store import PolicyStore
 from aegis_pipeline.schemas.migrations import upgrade_to_head
 from aegis_pipeline.settings import Settings, load_core_settings, load_settings

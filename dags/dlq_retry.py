@@ -1,6 +1,14 @@
 """`dlq_retry`, every 6 hours: retry the pending dead letters through the stage that refused them (at most 3
-times each), exactly as `aegis-pipeline dlq retry` does: the task runs that command, the one implementation.
-Param `ids`: only these letters (default: every pending one with retries left)."""
+times each): `aegis_pipeline.dead_letter_retry.retry_dead_letters`, the function `aegis-pipeline dlq retry` calls.
+
+Task `retry_letters` returns the outcome counts (`retried: resolved 2, exhausted 1`, as the command prints them).
+Its log lines carry `dag_id`, `task_id`, `dag_run_id` and `try_number`, and its metrics are pushed to the
+Pushgateway as the `dlq` command's (`aegis_pipeline.airflow_tasks`). A store that is down fails the try and
+Airflow retries it; a configuration error (an invalid sources file, a wrong setting) fails the task at once, with
+its DP code.
+
+Trigger with params from the UI: `ids`, only these dead-letter ids (default: every pending one with retries left).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from aegis_pipeline.airflow_tasks import DEFAULT_ARGS
+from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, run_pipeline_step
 
 
 @dag(
@@ -26,28 +34,18 @@ from aegis_pipeline.airflow_tasks import DEFAULT_ARGS
 def dlq_retry() -> None:
     @task
     def retry_letters(params: dict[str, Any] | None = None) -> str:
-        import shutil
-        import subprocess
-        import sys
-        from pathlib import Path
-
         from airflow.sdk.exceptions import AirflowFailException
 
-        from aegis_pipeline.common.errors import ErrorCode, PipelineError
+        from aegis_pipeline.common.errors import ErrorCode
+        from aegis_pipeline.dead_letter_retry import retry_dead_letters
+        from aegis_pipeline.settings import SettingsError
 
-        command = shutil.which("aegis-pipeline") or str(Path(sys.executable).with_name("aegis-pipeline"))
-        arguments = [command, "dlq", "retry"]
-        for letter_id in (params or {}).get("ids") or []:
-            arguments += ["--id", str(letter_id)]
-        done = subprocess.run(arguments, capture_output=True, text=True, timeout=3600, check=False)
-        if done.returncode != 0:
-            # The end of stderr names the cause (its own DP code, when the command raised a pipeline error).
-            error = PipelineError(f"`aegis-pipeline dlq retry` exited {done.returncode}: "
-                                  f"{done.stderr.strip()[-2000:]}", code=ErrorCode.BATCH_PROCESSING_ERROR)
-            if done.returncode == 2:  # a usage or configuration error (e.g. the sources file): no retry can help
-                raise AirflowFailException(str(error))
-            raise error
-        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        ids = [str(letter_id) for letter_id in (params or {}).get("ids") or []]
+        try:
+            report = run_pipeline_step(lambda settings: retry_dead_letters(settings, ids=ids), metrics_job="dlq")
+        except SettingsError as error:  # a setting missing or wrong (a SystemExit): no retry can help
+            raise AirflowFailException(f"{ErrorCode.BATCH_PROCESSING_ERROR.value}: {error}") from error
+        return report.summary()
 
     retry_letters()
 

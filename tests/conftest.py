@@ -7,6 +7,7 @@ and stopped (data deleted) when the session ends. No test skips for a missing en
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,6 +19,15 @@ from typing import Any
 import pytest
 
 from aegis_pipeline.settings import ENGINE_FIELDS, Settings, load_core_settings
+
+# Hypothesis: a failing property test must show its failing example. Hypothesis's pytest plugin also writes a
+# patch adding `@example(...)` for it, with libcst; but once Twisted is imported (Scrapy, `collectors.html_board`),
+# zope.interface has left a `__provides__` descriptor on `abc.ABC` that raises AttributeError, and libcst's
+# transformers `getattr` every name `dir()` lists (LibCST issue #1458): the patch writer then crashed pytest
+# (INTERNALERROR, `AttributeError: __provides__`) before the failure and its example were shown. The plugin
+# skips the patch when it cannot import its patch writer (as without the optional codemod extras): so it can't.
+# The example is still reported with the failure, and stored in .hypothesis/examples to be tried first next time.
+sys.modules["hypothesis.extra._patching"] = None  # type: ignore[assignment]
 
 # Connection values a developer may have exported must not leak into tests: the tests run their own stack.
 _ENGINE_ENV = {field.upper() for fields in ENGINE_FIELDS.values() for field in fields}

@@ -117,12 +117,11 @@ def _pipeline_logging(settings: Any) -> Iterator[None]:
     from pydantic import SecretStr
 
     from aegis_pipeline.common.logging import configure_logging, register_secrets
-    from aegis_pipeline.hot_path.cleaning import mask_text
 
     saved = structlog.get_config()
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
-    configure_logging(settings.log_level, json_lines=settings.log_json, mask=mask_text)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     register_secrets(value.get_secret_value() for value in settings.__dict__.values() if isinstance(value, SecretStr))
     try:
         yield

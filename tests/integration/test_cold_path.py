@@ -21,10 +21,10 @@ import pytest
 
 from aegis_pipeline.cold_path.run import run_cold_path
 from aegis_pipeline.devstack.synthetic import make_record
-from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.domain.cleaning import normalize_record
+from aegis_pipeline.domain.records import CollectionMetadata, RawPolicyData
 from aegis_pipeline.hot_path.store import PolicyStore
 from aegis_pipeline.schemas.events import validate_event
-from aegis_pipeline.schemas.records import CollectionMetadata, RawPolicyData
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import postgres
 

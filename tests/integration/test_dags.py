@@ -1,8 +1,9 @@
 """The Airflow DAGs on the embedded stack: each DAG file imports fast and without I/O; `dag.test()` of the hourly
 DAG scores at most `limit` records, re-scores everything with `rescore_all`, pushes each task's metrics and logs
 with the task's context; a sync target that is down fails the sync and repair tasks with its DP code while the
-other targets sync; a failing step (or `dlq retry` command) reaches Airflow as final or retriable, its DP code
-first; a run triggered through the REST API (v2, as the UI does) succeeds.
+other targets sync; a failing step reaches Airflow as final or retriable, its DP code first; `dlq_retry` retries
+letters in the task's own process and fails at once on a configuration error; a run triggered through the REST
+API (v2, as the UI does) succeeds.
 
 Airflow runs in subprocesses with its own AIRFLOW_HOME and SQLite metadata database in a temp dir, so its
 configuration and logging never touch the test process.
@@ -31,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aegis_pipeline.devstack.stack import free_port
 from aegis_pipeline.devstack.synthetic import make_record
-from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.domain.cleaning import normalize_record
 from aegis_pipeline.hot_path.store import PolicyStore
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import postgres
@@ -238,9 +239,8 @@ async def test_a_target_that_is_down_fails_sync_and_repair_with_its_dp_code(
 
 
 async def test_a_dlq_retry_that_cannot_start_fails_at_once_with_a_dp_code(airflow_env: dict[str, str]) -> None:
-    """`dlq_retry` runs `aegis-pipeline dlq retry`; a command that exits 2 (a usage or settings error: here a
-    Pushgateway address that is no URL) fails the task without retries, its message a DP code and the command's
-    stderr."""
+    """`dlq_retry` with a setting that is wrong (here a Pushgateway address that is no URL) fails the task without
+    retries, its message a DP code and the setting named."""
     env = {**airflow_env, "PROMETHEUS_PUSHGATEWAY_URL": "not a url"}
 
     output = await run_dags(env, REPO / "dags", [{"dag_id": "dlq_retry", "retries": 1}])
@@ -248,9 +248,64 @@ async def test_a_dlq_retry_that_cannot_start_fails_at_once_with_a_dp_code(airflo
     (run,) = output.runs
     assert (run["tasks"], run["tries"]) == ({"retry_letters": "failed"}, {"retry_letters": 1}), output.stdout[-3000:]
     (raised,) = output.raised()
-    assert raised.startswith("airflow.sdk.exceptions.AirflowFailException: DP_4003: `aegis-pipeline dlq retry` "
-                             "exited 2: "), raised
+    assert raised.startswith("airflow.sdk.exceptions.AirflowFailException: DP_4003: "), raised
     assert "PROMETHEUS_PUSHGATEWAY_URL" in output.stdout
+
+
+async def test_the_dlq_dag_retries_letters_in_process_and_fails_at_once_on_a_configuration_error(
+        stack: Settings, airflow_env: dict[str, str], pushgateway: FakePushgateway, tmp_path: Path) -> None:
+    """`dlq_retry` calls `dead_letter_retry.retry_dead_letters` through `run_pipeline_step`: a letter valid now is
+    resolved, the task logs with its context and pushes its metrics as the `dlq` command; an invalid sources file
+    (met at a collector's letter) and an id that is no letter's fail the task at once, with their DP code."""
+    from aegis_pipeline.common.errors import ErrorCode
+    from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
+
+    source = f"dagdlq_{uuid.uuid4().hex[:6]}"
+    pool = await postgres.create_pool(stack)
+    try:
+        await DeadLetterQueue(pool, None, stack.kafka_topic_dlq).send([
+            DeadLetter(stage="hot", error_code=ErrorCode.VALIDATION_FAILED, error_message="was invalid",
+                       record_key=f"{source}:hot", payload=make_record(1, source=source).model_dump(mode="json")),
+            DeadLetter(stage="collect", error_code=ErrorCode.INVALID_DATA_FORMAT, error_message="was unmapped",
+                       source_system=source, record_key=f"{source}:collect", payload={"title": "x"}),
+        ])
+        ids = {letter.record_key: letter.id for letter in await DeadLetterStore(pool).retriable(limit=100_000)
+               if (letter.record_key or "").startswith(source)}
+    finally:
+        await pool.close()
+    broken_sources = tmp_path / "sources.yaml"
+    broken_sources.write_text("sources: [{name: 1, kind: nonsense}]\n", encoding="utf-8")
+    env = {**airflow_env, "PROMETHEUS_PUSHGATEWAY_URL": pushgateway.url, "LOG_JSON": "true",
+           "SOURCES_FILE": str(broken_sources)}
+
+    output = await run_dags(env, REPO / "dags", [
+        {"dag_id": "dlq_retry", "conf": {"ids": [ids[f"{source}:hot"]]}, "retries": 1},
+        {"dag_id": "dlq_retry", "conf": {"ids": [ids[f"{source}:collect"]]}, "retries": 1},
+        {"dag_id": "dlq_retry", "conf": {"ids": ["not-a-uuid"]}, "retries": 1},
+    ])
+
+    resolved, bad_sources, bad_id = output.runs
+    assert (resolved["tasks"], resolved["tries"]) == ({"retry_letters": "success"}, {"retry_letters": 1}), (
+        output.stdout[-3000:])
+    for run in (bad_sources, bad_id):  # not retried: no retry can help
+        assert (run["tasks"], run["tries"]) == ({"retry_letters": "failed"}, {"retry_letters": 1}), (
+            output.stdout[-3000:])
+    raised = output.raised()
+    assert any(line.startswith("airflow.sdk.exceptions.AirflowFailException: DP_1001: ") and
+               str(broken_sources) in line for line in raised), raised
+    assert any(line.startswith("airflow.sdk.exceptions.AirflowFailException: DP_4003: not a dead-letter id")
+               for line in raised), raised
+    assert "`aegis-pipeline dlq retry` exited" not in output.stdout  # no command is run any more
+
+    rows = await fetch(stack, "SELECT record_key, status, retry_count FROM dead_letters WHERE record_key LIKE $1 "
+                              "ORDER BY record_key", f"{source}:%")
+    assert [(row["record_key"], row["status"], row["retry_count"]) for row in rows] == [
+        (f"{source}:collect", "pending", 0), (f"{source}:hot", "resolved", 0)]
+    assert await statuses(stack, source) == {"pending_validation": 1}
+    retried = [event for event in output.log_events() if event["event"] == "dead_letters_retried"]
+    assert [(event["dag_id"], event["task_id"], event["dag_run_id"], event["outcomes"]) for event in retried] == [
+        ("dlq_retry", "retry_letters", resolved["dag_run_id"], {"resolved": 1})]
+    assert [push.job for push in pushgateway.pushes] == ["aegis-dlq"] * 3  # after each run, failed or not
 
 
 ERROR_DAG = """

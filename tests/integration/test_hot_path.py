@@ -18,10 +18,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from aegis_pipeline.devstack.synthetic import make_record, make_records
+from aegis_pipeline.domain.records import RawPolicyData
 from aegis_pipeline.hot_path.cache import cache_key
 from aegis_pipeline.hot_path.service import run_hot_path
 from aegis_pipeline.schemas.events import validate_event
-from aegis_pipeline.schemas.records import RawPolicyData
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import cache, postgres
 
@@ -215,3 +215,41 @@ async def _wait_for_rows(settings: Settings, source: str, count: int, *, timeout
             return True
         await asyncio.sleep(0.5)
     return False
+
+
+async def test_a_record_published_again_that_cleans_to_the_same_policy_updates_only_its_published_hash(
+        hot_settings: Settings) -> None:
+    """`policies.published_hash` is the hash of the record as last published (what the collector remembers), kept
+    current even when the cleaned content is unchanged: then no version, no event, no status change."""
+    from aegis_pipeline.domain.hashing import published_hash
+
+    source = f"hot_{uuid.uuid4().hex[:6]}"
+    records = make_records(3, source=source)
+    await publish(hot_settings, records)
+    assert (await drain(hot_settings, f"first-{source}")).stored == 3
+
+    async def stored() -> dict[str, tuple]:
+        async with postgres.connect(hot_settings.postgres_dsn()) as connection:
+            rows = await connection.fetch(
+                "SELECT external_id, published_hash, content_hash, version, status, updated_at, sync_xid "
+                "FROM policies WHERE source_system = $1", source)
+        return {row["external_id"]: tuple(row.values())[1:] for row in rows}
+
+    before = await stored()
+    assert {key: row[0] for key, row in before.items()} == {
+        record.collection_metadata.external_id: published_hash(record) for record in records}
+
+    # Another e-mail address: masked, the stored policy is the same; the record as published is not.
+    other_contact = records[0].model_copy(update={"content": records[0].content.replace("@", "1@", 1)})
+    assert published_hash(other_contact) != published_hash(records[0])
+    await publish(hot_settings, [other_contact, records[1]])
+    again = await drain(hot_settings, f"second-{source}")  # a new group: the first three are read again too
+    assert (again.received, again.stored, again.unchanged, again.superseded) == (5, 0, 3, 2)
+
+    after = await stored()
+    changed_id = other_contact.collection_metadata.external_id
+    assert after[changed_id][0] == published_hash(other_contact)
+    assert after[changed_id][1:5] == before[changed_id][1:5]  # content hash, version, status, updated_at
+    assert {key: row for key, row in after.items() if key != changed_id} == {
+        key: row for key, row in before.items() if key != changed_id}  # untouched, not even stamped for the sync
+    assert len(await read_events(hot_settings)) == 3  # no event for what did not change

@@ -15,7 +15,7 @@ import pytest
 
 from aegis_pipeline.collectors.definitions import SourceDefinition, parse_sources
 from aegis_pipeline.collectors.html_board import BoardCrawl, _scrapy_settings, crawl_board, robots_crawl_delay
-from aegis_pipeline.collectors.parsing import clean_text
+from aegis_pipeline.collectors.parsing.text import clean_text
 from aegis_pipeline.common.errors import ErrorCode, ScrapingBlockedError, SourceUnavailableError, StoreUnavailableError
 from aegis_pipeline.devstack.sample_sources import BOARD_PRIVATE_PATH_PREFIX, SampleSources
 from aegis_pipeline.devstack.stack import free_port

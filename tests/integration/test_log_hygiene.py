@@ -20,7 +20,7 @@ from aegis_pipeline.cli.main import main
 from aegis_pipeline.common.redaction import REDACTED
 from aegis_pipeline.devstack.sample_sources import SampleSources
 from aegis_pipeline.devstack.synthetic import make_record
-from aegis_pipeline.hot_path.cleaning import mask_text
+from aegis_pipeline.domain.masking import mask_text
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import kafka
 
@@ -149,7 +149,7 @@ def test_the_redaction_catches_secrets_written_into_text(restore_logging: None) 
     stream, saved = io.StringIO(), sys.stderr
     sys.stderr = stream
     try:
-        configure_logging("DEBUG", mask=mask_text)
+        configure_logging("DEBUG")
         register_secrets(["registered-secret-value", "key/with+slash=="])
         log = get_logger("hygiene")
         log.info("fetch", url="https://apis.example/x?serviceKey=abc%2Bdef&pageNo=2&crtfcKey=q1w2e3r4",

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as redis
 
 from aegis_pipeline.devstack.synthetic import make_record
+from aegis_pipeline.domain.cleaning import normalize_record
 from aegis_pipeline.hot_path.cache import PolicyCache, cache_key
-from aegis_pipeline.hot_path.cleaning import normalize_record
 from aegis_pipeline.hot_path.store import StoredPolicy
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import cache

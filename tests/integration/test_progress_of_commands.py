@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from aegis_pipeline.devstack.synthetic import make_record
-from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.domain.cleaning import normalize_record
 from aegis_pipeline.hot_path.store import PolicyStore
 from aegis_pipeline.schemas.migrations import upgrade_to_head
 from aegis_pipeline.settings import Settings

@@ -33,7 +33,7 @@ from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import ErrorCode
 from aegis_pipeline.devstack.stack import free_port
 from aegis_pipeline.devstack.synthetic import make_record, synthetic_embedding
-from aegis_pipeline.hot_path.cleaning import normalize_record
+from aegis_pipeline.domain.cleaning import normalize_record
 from aegis_pipeline.hot_path.store import PolicyStore
 from aegis_pipeline.schemas.migrations import upgrade_to_head
 from aegis_pipeline.settings import Settings

@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from aegis_pipeline.common.errors import ErrorCode
+from aegis_pipeline.domain.hashing import published_hash
+from aegis_pipeline.domain.policy import ProcessingPath
+from aegis_pipeline.domain.records import CollectionMetadata, RawPolicyData
 from aegis_pipeline.schemas import events
 from aegis_pipeline.schemas.events import (
     FORMAT_CHECKER,
@@ -32,7 +35,6 @@ from aegis_pipeline.schemas.events import (
     load_schema,
     validate_event,
 )
-from aegis_pipeline.schemas.records import CollectionMetadata, ProcessingPath, RawPolicyData
 
 KST = timezone(timedelta(hours=9))
 PRODUCER = "data-pipeline/1.0.0"
@@ -222,7 +224,7 @@ def test_policy_validated_optional_fields_may_be_null_or_absent(path: str, value
 
 
 def test_a_record_as_collected_fits_policy_validated() -> None:
-    """The hot path's record model (schemas/records.py) and the event agree on names and forms."""
+    """The record model (domain/records.py) and the event agree on names and forms."""
     record = RawPolicyData(
         title="2026년 청년창업사관학교 입교생 모집 공고",
         content="만 39세 이하 예비창업자 및 3년 이내 창업기업 대표를 모집합니다.",
@@ -243,7 +245,7 @@ def test_a_record_as_collected_fits_policy_validated() -> None:
         "source_system": record.collection_metadata.source,
         "external_id": record.collection_metadata.external_id,
         "version": 1,
-        "content_hash": record.content_hash(),
+        "content_hash": published_hash(record),
         "collected_at": record.collection_metadata.collected_at,
         "validated_at": datetime.now(UTC),
     }

@@ -28,24 +28,20 @@ from hypothesis import strategies as st
 from aegis_pipeline.collectors.definitions import SourceDefinition, parse_sources
 from aegis_pipeline.collectors.extract import MAX_NESTING_DEPTH, Page, RefusedResponseError, parse_page
 from aegis_pipeline.collectors.mapping import build_record
-from aegis_pipeline.collectors.parsing import (
-    VALUE_PARSERS,
-    ValueParseError,
-    clean_text,
-    decode_body,
-    join_url,
-    parse_date,
-    parse_date_range,
-    parse_rfc822_datetime,
-    sanitise_record,
-    split_list,
-)
+from aegis_pipeline.collectors.parsing.dates import parse_date, parse_date_range, parse_rfc822_datetime
+from aegis_pipeline.collectors.parsing.encodings import decode_body
+from aegis_pipeline.collectors.parsing.errors import ValueParseError
+from aegis_pipeline.collectors.parsing.records import sanitise_record
+from aegis_pipeline.collectors.parsing.text import clean_text, split_list
+from aegis_pipeline.collectors.parsing.urls import join_url
+from aegis_pipeline.collectors.parsing.values import VALUE_PARSERS
 from aegis_pipeline.common.errors import ErrorCode, PipelineError
 from aegis_pipeline.common.redaction import REDACTED
-from aegis_pipeline.hot_path.cleaning import mask_personal_data, mask_text, normalize_record
+from aegis_pipeline.domain.cleaning import normalize_record
+from aegis_pipeline.domain.masking import mask_personal_data, mask_text
+from aegis_pipeline.domain.records import RawPolicyData
 from aegis_pipeline.hot_path.processor import RawMessage, validate_message
 from aegis_pipeline.hot_path.store import _json, _row
-from aegis_pipeline.schemas.records import RawPolicyData
 from aegis_pipeline.stores.dead_letters import DeadLetter
 
 HOSTILE = Path(__file__).parents[1] / "hostile"

@@ -23,8 +23,8 @@ from aegis_pipeline.cold_path.validation import Validation, validate
 from aegis_pipeline.collectors.definitions import SourceDefinition, load_sources, parse_sources
 from aegis_pipeline.collectors.mapping import build_record
 from aegis_pipeline.devstack.sample_sources import SOURCE_NAMES, expected_records
-from aegis_pipeline.hot_path.cleaning import normalize_record
-from aegis_pipeline.schemas.records import CollectionMetadata, RawPolicyData
+from aegis_pipeline.domain.cleaning import normalize_record
+from aegis_pipeline.domain.records import CollectionMetadata, RawPolicyData
 
 TODAY = date(2026, 3, 2)
 LATE = date(2026, 12, 4)

@@ -91,3 +91,31 @@ def test_a_missing_secret_names_the_variable() -> None:
 def test_source_names_are_unique() -> None:
     with pytest.raises(SourceConfigError, match="repeated: \\['bizinfo'\\]"):
         parse_sources({"sources": [GOOD_SOURCE, GOOD_SOURCE]}, {"BIZINFO_KEY": "k"})
+
+
+@pytest.mark.parametrize(
+    ("pagination", "message"),
+    [
+        ({"type": "offset", "offset_param": "o"}, 'source "bizinfo": pagination.limit_param: Field required'),
+        ({"type": "next_link"}, 'source "bizinfo": pagination.next_path: Field required'),
+        ({"type": "page_number", "page_param": "p", "page_size": 0}, 'source "bizinfo": pagination.page_size'),
+        ({"type": "cursor"}, "source \"bizinfo\": pagination: Input tag 'cursor'"),
+    ],
+    ids=["offset-key", "next-link-key", "page-size", "unknown-kind"],
+)
+def test_a_wrong_pagination_names_its_key_without_the_kind_tag(pagination: dict[str, Any], message: str) -> None:
+    with pytest.raises(SourceConfigError) as raised:
+        parse_sources({"sources": [with_change("pagination", pagination)]}, {"BIZINFO_KEY": "k"})
+    assert message in str(raised.value.args[0])
+
+
+def test_the_sample_sources_page_and_select_as_declared() -> None:
+    sources = {source.name: source for source in load_sources(SAMPLE_FILE, ENVIRONMENT).sources}
+    data_go_kr = sources["data_go_kr"]
+    first = data_go_kr.pagination.first_request(data_go_kr.url, data_go_kr.query_params())
+    assert (first.url, first.params) == ("http://127.0.0.1:8765/data-go-kr/policies",
+                                         {"serviceKey": "key-123", "pageNo": 1, "numOfRows": 10})
+    assert data_go_kr.record_selector.path == "response.body.items.item"
+    feed = sources["policy_briefing_rss"]
+    assert feed.pagination.type == "none"
+    assert feed.record_selector.path == "rss.channel.item"

@@ -7,6 +7,10 @@ of every driver call (asyncpg's `execute`/`executemany`/`fetch*`/`copy_*`, Alemb
 `text`/`exec_driver_sql`, psycopg/DB-API `cursor.execute`) must be a string literal, an f-string whose placeholders
 are such constants (shared column lists), a name bound to one in the same module or function, or a loop variable
 over a constant list of them (migrations); anything else must be listed in ALLOWED with the reason it is safe.
+
+Column lists derived from code are constants too: the names in CODE_CONSTANTS (defined in, or imported from, the
+module named there), a dict of constants (its keys), and `"<separator>".join(...)` of a constant list, or of
+constant text per item of one (`", ".join(f"p.{name}" for name in POLICY_CONTENT_COLUMNS)`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ ALLOWED = {
         "Cypher pass-through: sync/targets/graph.py writes constants, labels from its LINKS table, values bound as "
         "$parameters",
 }
+# (module, name): column lists computed from code, not from constants this check can follow; why they hold code,
+# never input.
+CODE_CONSTANTS = {
+    ("aegis_pipeline.domain.policy", "POLICY_CONTENT_COLUMNS"):
+        "the policy's content columns: the field names of the dataclass domain.policy.PolicyContent",
+    ("aegis_pipeline.hot_path.store", "_INCOMING_COLUMNS"):
+        "the upsert's typed column list: those field names, with PostgreSQL types mapped from their annotations",
+}
 
 
 def python_files() -> list[Path]:
@@ -51,11 +63,35 @@ def _is_constant_text(node: ast.expr, constants: set[str]) -> bool:
         return all(isinstance(part, ast.Constant) or (isinstance(part, ast.FormattedValue) and part.format_spec is None
                                                        and _is_constant_text(part.value, constants))
                    for part in node.values)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
+            and isinstance(node.func.value, ast.Constant) and isinstance(node.func.value.value, str)
+            and len(node.args) == 1 and not node.keywords):  # "sep".join(constant list, or constant text per item)
+        items = node.args[0]
+        if isinstance(items, ast.GeneratorExp | ast.ListComp) and len(items.generators) == 1:
+            loop = items.generators[0]
+            return (isinstance(loop.target, ast.Name) and not loop.is_async
+                    and (_is_constant_collection(loop.iter, constants)
+                         or (isinstance(loop.iter, ast.Name) and loop.iter.id in constants))
+                    and _is_constant_text(items.elt, constants | {loop.target.id}))
+        return _is_constant_collection(items, constants) or (isinstance(items, ast.Name) and items.id in constants)
     return False
 
 
 def _is_constant_collection(node: ast.expr, constants: set[str]) -> bool:
-    return isinstance(node, ast.List | ast.Tuple) and all(_is_constant_text(item, constants) for item in node.elts)
+    if isinstance(node, ast.Dict):  # iterated (or unpacked with *), a dict gives its keys
+        return all(key is not None and _is_constant_text(key, constants) and _is_constant_text(value, constants)
+                   for key, value in zip(node.keys, node.values, strict=True))
+    return isinstance(node, ast.List | ast.Tuple) and all(
+        _is_constant_text(item, constants)
+        or (isinstance(item, ast.Starred) and isinstance(item.value, ast.Name) and item.value.id in constants)
+        for item in node.elts)
+
+
+def _code_constants(tree: ast.Module, module: str) -> set[str]:
+    """Names of CODE_CONSTANTS this module imports or defines."""
+    imported = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names if (node.module, alias.name) in CODE_CONSTANTS}
+    return imported | {name for owner, name in CODE_CONSTANTS if owner == module}
 
 
 def _constant_names(scope: ast.AST, inherited: set[str]) -> set[str]:
@@ -88,10 +124,12 @@ def violations(files: list[Path] | None = None, root: Path = REPO) -> list[str]:
     for path in python_files() if files is None else files:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         assignments = [node for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)]
-        module_constants = _constant_names(ast.Module(body=assignments, type_ignores=[]), set())
+        relative = path.relative_to(root).as_posix()
+        module = relative.removeprefix("src/").removesuffix(".py").replace("/", ".")
+        module_constants = _constant_names(ast.Module(body=assignments, type_ignores=[]),
+                                           _code_constants(tree, module))
         uses_sqlalchemy_text = any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy")
                                    and any(alias.name == "text" for alias in node.names) for node in ast.walk(tree))
-        relative = path.relative_to(root).as_posix()
         functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
         for function in functions:
             constants = _constant_names(function, module_constants)
@@ -146,3 +184,24 @@ async def good(connection, policy_id):
     probe.write_text(source, encoding="utf-8")
     found = violations([probe], root=tmp_path)
     assert [line.split(" ", 1)[0].rsplit(":", 1)[1] for line in found] == ["4", "5", "7", "8"], found
+
+
+def test_column_lists_derived_from_code_are_constants_and_values_are_not(tmp_path: Path) -> None:
+    source = '''
+from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS
+OWN = {"raw_data": "jsonb", "content_hash": "text"}
+COLUMNS = ", ".join(f"p.{name}" for name in (*POLICY_CONTENT_COLUMNS, *OWN))
+SET = ", ".join(f"{name} = EXCLUDED.{name}" for name in POLICY_CONTENT_COLUMNS if name != "external_id")
+QUERY = f"SELECT {COLUMNS} FROM policies p"
+async def good(connection):
+    await connection.fetch(QUERY)
+    await connection.execute(f"UPDATE policies SET {SET}")
+async def bad(connection, names, value):
+    await connection.fetch(", ".join(names))
+    await connection.fetch("SELECT " + ", ".join(f"{name}" for name in names))
+    await connection.fetch(", ".join(f"p.{name} = {value}" for name in POLICY_CONTENT_COLUMNS))
+'''
+    probe = tmp_path / "probe.py"
+    probe.write_text(source, encoding="utf-8")
+    found = violations([probe], root=tmp_path)
+    assert [line.split(" ", 1)[0].rsplit(":", 1)[1] for line in found] == ["11", "12", "13"], found

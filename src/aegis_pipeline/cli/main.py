@@ -15,7 +15,6 @@ import click
 from pydantic import SecretStr
 
 from aegis_pipeline.common.logging import bind_context, configure_logging, register_secrets
-from aegis_pipeline.hot_path.cleaning import mask_text
 from aegis_pipeline.settings import Settings, SettingsError, load_core_settings
 from aegis_pipeline.settings import load_settings as _load_settings
 
@@ -37,7 +36,7 @@ def main(context: click.Context) -> None:
     except SettingsError as error:
         click.echo(str(error), err=True)
         sys.exit(2)
-    configure_logging(core.log_level, json_lines=core.log_json, mask=mask_text)
+    configure_logging(core.log_level, json_lines=core.log_json)
     command = context.invoked_subcommand
     # Every line of this run says which command and which run it came from (to follow one run across lines).
     bind_context(service=core.service_name, command=command, run_id=uuid.uuid4().hex)
@@ -194,35 +193,16 @@ def dlq_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
               help="Sources file for letters from collectors (default: SOURCES_FILE).")
 def dlq_retry(ids: tuple[uuid.UUID, ...], sources_file: Path | None) -> None:
     """Retry pending letters (at most 3 times each) through the stage that refused them."""
-    from aegis_pipeline.collectors.dead_letter_retry import retry_collect_letter
-    from aegis_pipeline.hot_path.dead_letter_retry import retry_hot_letter
-    from aegis_pipeline.hot_path.service import open_hot_path
-    from aegis_pipeline.stores.dead_letters import DeadLetterStore
+    from aegis_pipeline.common.errors import SourceConfigError
+    from aegis_pipeline.dead_letter_retry import retry_dead_letters
 
     settings = load_settings()
-
-    async def retry() -> dict[str, int]:
-        outcomes: dict[str, int] = {}
-        async with _pool(settings) as pool, open_hot_path(settings, group_id="aegis-dlq-retry") as service:
-            letters = DeadLetterStore(pool)
-            pending = await letters.retriable(ids=[str(letter_id) for letter_id in ids] or None)
-            sources = None
-            for letter in pending:
-                if letter.stage == "collect":
-                    if sources is None:
-                        sources = _load_sources_or_exit(settings, sources_file)
-                    status = await retry_collect_letter(letter, sources, service.producer,
-                                                        settings.kafka_topic_raw_policies, letters)
-                elif letter.stage == "hot":
-                    status = await retry_hot_letter(letter, service.processor, letters)
-                else:
-                    status = "skipped"  # cold and sync failures are retried by their own runs
-                outcomes[status] = outcomes.get(status, 0) + 1
-            await service.relay_pending()  # the events of the policies stored now
-        return outcomes
-
-    outcomes = asyncio.run(retry())
-    click.echo("retried: " + (", ".join(f"{status} {count}" for status, count in sorted(outcomes.items())) or "none"))
+    try:
+        report = asyncio.run(retry_dead_letters(settings, ids=ids, sources_file=sources_file))
+    except SourceConfigError as error:  # the sources file, read at the first collector's letter
+        click.echo(str(error.args[0]), err=True)
+        sys.exit(2)
+    click.echo(report.summary())
 
 
 @dlq.command("purge")

@@ -6,5 +6,5 @@ detection and status changes; the Airflow DAGs in `dags/` call these functions.
 - `store.py`: every PostgreSQL read and write; `run.py`: a run as `start_run`, `score_batches` (per worker) and
   `finish_run`, or all three in one process (`run_cold_path`).
 
-May import: `settings`, `common`, `schemas`, `stores`, `sync`, `hot_path.cleaning` (pure: the region table).
+May import: `domain`, `settings`, `common`, `schemas`, `stores`, `sync`.
 """

@@ -2,7 +2,7 @@
 provinces a title names, round markers (상반기, 2차, 추가), the organisation behind a name or an abbreviation,
 and the title and body reduced to what identifies a program.
 
-Pure: no I/O, no clock. Imports the standard library and `hot_path.cleaning` (the province table) only.
+Pure: no I/O, no clock. Imports the standard library and `domain.regions` (the province table) only.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from aegis_pipeline.hot_path.cleaning import NATIONWIDE, PROVINCES, canonical_region
+from aegis_pipeline.domain.regions import NATIONWIDE, PROVINCES, canonical_region
 
 _YEAR = re.compile(r"(?<![0-9])(20[0-9]{2}|19[0-9]{2})(?![0-9])")
 _SHORT_YEAR = re.compile(r"['’‘](\d{2})(?:년|\b)")  # '26년 = 2026
@@ -25,7 +25,7 @@ _NOTICE_NUMBER = re.compile(r"제\s*([0-9][0-9\-]*)\s*호")  # 공고 제2026-11
 _HTML_TAG = re.compile(r"<[^>]{1,200}>")
 _NOT_WORD = re.compile(r"[^0-9a-z가-힣]+")
 
-# Every way a title names a 시·도, read through the hot path's region table (서울, 서울시, 서울특별시 ...).
+# Every way a title names a 시·도, read through the domain's region table (서울, 서울시, 서울특별시 ...).
 _PROVINCE_NAMES = (
     "서울특별시", "서울시", "서울", "부산광역시", "부산시", "부산", "대구광역시", "대구시", "대구",
     "인천광역시", "인천시", "인천", "광주광역시", "광주", "대전광역시", "대전시", "대전", "울산광역시",

@@ -25,7 +25,7 @@ from aegis_pipeline.cold_path.records import PolicyRecord
 from aegis_pipeline.cold_path.scoring import QualityScore, QualityWeights, score
 from aegis_pipeline.cold_path.validation import Validation, validate
 from aegis_pipeline.common.errors import ErrorCode
-from aegis_pipeline.schemas.records import DataStatus
+from aegis_pipeline.domain.policy import DataStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,15 +24,14 @@ from aegis_pipeline.cold_path.duplicates import SCHEME as FINGERPRINT_SCHEME
 from aegis_pipeline.cold_path.duplicates import DuplicateFeatures, block_keys, features
 from aegis_pipeline.cold_path.records import PolicyRecord
 from aegis_pipeline.cold_path.status import Decision
-from aegis_pipeline.schemas.records import DataStatus
+from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS, DataStatus, content_from_columns
 from aegis_pipeline.stores import outbox, postgres
 from aegis_pipeline.stores.outbox import OutboxEvent
 
-_POLICY_COLUMNS = """
-    p.id::text AS id, p.source_system, p.external_id, p.title, p.content, p.issuing_organization, p.target_region,
-    p.target_industry, p.funding_type, p.application_start_date, p.application_end_date, p.original_url,
-    p.collected_at, p.created_at, p.updated_at, p.version, p.status
-"""
+# Every field of `PolicyRecord`: its id, the policy's content columns and the store's own.
+_RECORD_COLUMNS = ("collected_at", "created_at", "updated_at", "version", "status")
+_POLICY_COLUMNS = "p.id::text AS id, " + ", ".join(
+    f"p.{name}" for name in (*POLICY_CONTENT_COLUMNS, *_RECORD_COLUMNS))
 
 # Records waiting for a score, or changed since their last one (a writer other than the hot path may change a
 # record without resetting its status: the version says it). The first part is idx_policies_needs_scoring's.
@@ -142,15 +141,8 @@ def _json(value: Any) -> str:
 
 
 def record_of(row: asyncpg.Record) -> PolicyRecord:
-    return PolicyRecord(
-        id=row["id"], source_system=row["source_system"], external_id=row["external_id"], title=row["title"],
-        content=row["content"], issuing_organization=row["issuing_organization"],
-        target_region=tuple(row["target_region"] or ()), target_industry=tuple(row["target_industry"] or ()),
-        funding_type=row["funding_type"], application_start_date=row["application_start_date"],
-        application_end_date=row["application_end_date"], original_url=row["original_url"],
-        collected_at=row["collected_at"], created_at=row["created_at"], updated_at=row["updated_at"],
-        version=row["version"], status=row["status"],
-    )
+    """A row read with `_POLICY_COLUMNS` as the record the pure modules work on."""
+    return PolicyRecord(id=row["id"], **content_from_columns(row), **{name: row[name] for name in _RECORD_COLUMNS})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,14 @@
 
 Adding a source is configuration, not code, in the manner of Airbyte's low-code streams: a requester (URL,
 query parameters, timeout, retries, rate limit), a paginator, a record selector (where the records are in the
-response), the source's id field, and a field mapping with named value parsers (`collectors.parsing`).
+response), the source's id field, and a field mapping with named value parsers (`collectors.parsing.values`).
+
+The declarative parts own their behaviour, as Airbyte's declarative components do. Each pagination kind knows
+its requests: `first_request(url, params)`, `read_response(document)` (what it needs from each parsed response,
+kept as `Page.paging`) and `next_request(previous, page, max_pages=...)` (the next `PageRequest`, or None when
+done). `SourceDefinition.record_selector` knows where the records sit in a parsed response (`select(document)`).
+A new pagination kind is one class, named in the `Pagination` union; the fetch loop and the parsing of pages
+stay as they are.
 
 The file is validated when loaded; a wrong source fails with a message naming the source and the key.
 `${ENV_VAR}` anywhere in a string is replaced from the environment values passed in (secrets such as a
@@ -12,15 +19,17 @@ data.go.kr `serviceKey` stay out of the file).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from aegis_pipeline.collectors.parsing import VALUE_PARSERS
+from aegis_pipeline.collectors.parsing.records import dig
+from aegis_pipeline.collectors.parsing.values import VALUE_PARSERS
 from aegis_pipeline.common.errors import SourceConfigError
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -31,7 +40,8 @@ RECORD_FIELDS = {
     "application_start_date", "application_end_date", "original_url",
 }
 REQUIRED_RECORD_FIELDS = {"title", "content", "issuing_organization"}
-# "url" is resolved against the source's URL (relative links are common); the rest are collectors.parsing's.
+RSS_RECORDS_PATH = "rss.channel.item"  # where a feed's items are unless the source says otherwise
+# "url" is resolved against the source's URL (relative links are common); the rest are VALUE_PARSERS' names.
 PARSER_NAMES = {*VALUE_PARSERS, "url"}
 
 
@@ -46,7 +56,83 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PageNumberPagination(_Strict):
+# --- pagination: each kind knows its next request and when to stop (Airbyte's pagination strategies) -----------
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One page to fetch: `url` with the query `params`. `index` counts the pages fetched before it (0 for the
+    first) and `records_before` the records they held."""
+
+    url: str
+    params: dict[str, str | int]
+    index: int = 0
+    records_before: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    """One parsed page: its records, and `paging`, what the source's pagination read from the response to find
+    the next page (`read_response`: a total count, a next URL; None when it reads nothing or found nothing)."""
+
+    records: list[dict[str, Any]]
+    paging: Any = None
+
+
+class ResponseShapeError(ValueError):
+    """A parsed response that does not have the shape its definition describes (records that are not a list of
+    objects, a total count that is not a number). `extract.parse_page` refuses the page with it (DP_1004)."""
+
+
+class _Paginator(_Strict):
+    """What every pagination kind does. A kind overrides `first_request` when the first page needs parameters,
+    `read_response` when it needs something from each response, and `_request_after` for the page after one;
+    `next_request` adds the rule every kind shares: at most `max_pages` pages."""
+
+    def first_request(self, url: str, params: Mapping[str, str | int]) -> PageRequest:
+        """The first page: `url` with `params` (the source's own, cursor included); this base adds nothing."""
+        return PageRequest(url, dict(params))
+
+    def read_response(self, document: Any) -> Any:
+        """What this kind needs from a parsed response (a JSON value or an XML dict) to find the next page; kept
+        as `Page.paging`. Raises `ResponseShapeError` when it is there but unusable. This base reads nothing."""
+        return None
+
+    def next_request(self, previous: PageRequest, page: Page, *, max_pages: int) -> PageRequest | None:
+        """The request for the page after `previous`, whose parsed answer is `page`; None when `page` was the
+        last one: `max_pages` pages were fetched, or this kind's own stop rule says so."""
+        if previous.index + 1 >= max_pages:
+            return None
+        return self._request_after(previous, page)
+
+    def _request_after(self, previous: PageRequest, page: Page) -> PageRequest | None:
+        return None
+
+
+def _read_total_count(document: Any, path: str | None) -> int | None:
+    if not path:
+        return None
+    raw_total = dig(document, path)
+    try:
+        return int(raw_total) if raw_total not in (None, "") else None
+    except (TypeError, ValueError):
+        raise ResponseShapeError(f"total count {str(raw_total)[:100]!r} is not a number") from None
+
+
+def _next_counted_request(previous: PageRequest, page: Page, page_size: int,
+                          page_params: Callable[[int], dict[str, str | int]]) -> PageRequest | None:
+    """For counted pages (page numbers, offsets): the request after `previous`, or None when `page` is the last:
+    it came back short (an empty page included), or the total count it gave (`page.paging`) is reached."""
+    fetched = previous.records_before + len(page.records)
+    if len(page.records) < page_size:
+        return None  # a short page is the last one
+    if page.paging is not None and fetched >= page.paging:
+        return None
+    index = previous.index + 1
+    return PageRequest(previous.url, {**previous.params, **page_params(index)}, index, fetched)
+
+
+class PageNumberPagination(_Paginator):
     """`?page=1&size=10`, `?page=2&size=10`, ... until the total count is reached or a page comes back short."""
 
     type: Literal["page_number"]
@@ -56,8 +142,25 @@ class PageNumberPagination(_Strict):
     start_page: int = Field(default=1, ge=0)
     total_count_path: str | None = None
 
+    def page_params(self, index: int) -> dict[str, str | int]:
+        """The query parameters of the page `index` pages after the first: its number, and the size if named."""
+        params: dict[str, str | int] = {self.page_param: self.start_page + index}
+        if self.size_param:
+            params[self.size_param] = self.page_size
+        return params
 
-class OffsetPagination(_Strict):
+    def first_request(self, url: str, params: Mapping[str, str | int]) -> PageRequest:
+        return PageRequest(url, {**params, **self.page_params(0)})
+
+    def read_response(self, document: Any) -> int | None:
+        """The total count at `total_count_path`, None without one."""
+        return _read_total_count(document, self.total_count_path)
+
+    def _request_after(self, previous: PageRequest, page: Page) -> PageRequest | None:
+        return _next_counted_request(previous, page, self.page_size, self.page_params)
+
+
+class OffsetPagination(_Paginator):
     """`?offset=0&limit=10`, `?offset=10&limit=10`, ... with the same stop rules as page numbers."""
 
     type: Literal["offset"]
@@ -66,21 +169,75 @@ class OffsetPagination(_Strict):
     page_size: int = Field(default=10, ge=1, le=10_000)
     total_count_path: str | None = None
 
+    def page_params(self, index: int) -> dict[str, str | int]:
+        """The query parameters of the page `index` pages after the first: its offset and the limit."""
+        return {self.offset_param: index * self.page_size, self.limit_param: self.page_size}
 
-class NextLinkPagination(_Strict):
+    def first_request(self, url: str, params: Mapping[str, str | int]) -> PageRequest:
+        return PageRequest(url, {**params, **self.page_params(0)})
+
+    def read_response(self, document: Any) -> int | None:
+        """The total count at `total_count_path`, None without one."""
+        return _read_total_count(document, self.total_count_path)
+
+    def _request_after(self, previous: PageRequest, page: Page) -> PageRequest | None:
+        return _next_counted_request(previous, page, self.page_size, self.page_params)
+
+
+class NextLinkPagination(_Paginator):
     """The response names the next page's URL (JSON path, or for HTML a CSS selector of the "next" link)."""
 
     type: Literal["next_link"]
     next_path: str
 
+    def read_response(self, document: Any) -> str | None:
+        """The next page's URL at `next_path`; None when it is missing or empty."""
+        found = dig(document, self.next_path)
+        return str(found) if found else None
 
-class NoPagination(_Strict):
+    def _request_after(self, previous: PageRequest, page: Page) -> PageRequest | None:
+        if not page.paging:
+            return None  # no next link: the last page
+        # The link is the whole request: the source's params were the first page's, the link carries its own.
+        return PageRequest(page.paging, {}, previous.index + 1, previous.records_before + len(page.records))
+
+
+class NoPagination(_Paginator):
+    """One request, the source's URL with its params."""
+
     type: Literal["none"]
 
 
+# A new kind is one class above, named in this union.
 Pagination = Annotated[
     PageNumberPagination | OffsetPagination | NextLinkPagination | NoPagination, Field(discriminator="type")
 ]
+# The kinds' `type` tags, which pydantic puts in an error's location (`_where` leaves them out).
+_PAGINATION_TAGS = {get_args(kind.model_fields["type"].annotation)[0] for kind in get_args(get_args(Pagination)[0])}
+
+
+# --- record selection -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordSelector:
+    """Where the records sit in a parsed response (Airbyte's record selector with a path extractor): `path`, dotted
+    JSON keys or XML element names (`response.body.items.item`, `jsonArray`; RSS: `rss.channel.item`)."""
+
+    path: str | None
+
+    def select(self, document: Any) -> list[dict[str, Any]]:
+        """The records at `path` in `document` (a JSON value or an XML dict). Nothing there (a missing list, an
+        empty `<items/>`) gives []; a single object (data.go.kr's one `<item>`) gives [it]. Raises
+        `ResponseShapeError` when what is there is not a list of objects."""
+        found = dig(document, self.path)
+        if found is None or found == "":
+            return []  # an empty <items/> or a missing list: no records on this page
+        if isinstance(found, dict):
+            return [found]  # a page with one item gives the item itself, not a list
+        if isinstance(found, list) and all(isinstance(item, dict) for item in found):
+            return found
+        raise ResponseShapeError(f"records at {self.path!r} are not a list of objects")
 
 
 class FieldMapping(_Strict):
@@ -195,6 +352,20 @@ class SourceDefinition(_Strict):
                 raise ValueError(f"unknown encoding {self.encoding!r}") from None
         return self
 
+    @property
+    def record_selector(self) -> RecordSelector:
+        """Where this source's records sit in a parsed response: `records_path`; for RSS by default the items."""
+        if self.kind is SourceKind.RSS and not self.records_path:
+            return RecordSelector(RSS_RECORDS_PATH)
+        return RecordSelector(self.records_path)
+
+    def query_params(self, cursor: str | None = None) -> dict[str, str | int]:
+        """The source's `params`, plus the incremental cursor as `incremental.request_param` when both are given."""
+        params: dict[str, str | int] = dict(self.params)
+        if cursor is not None and self.incremental and self.incremental.request_param:
+            params[self.incremental.request_param] = cursor
+        return params
+
     def secret_values(self) -> set[str]:
         """The credentials this source sends (values of params and headers named like a key, token, password or
         authorization), so nothing the collector writes repeats them. ``Infuser <key>`` gives the key too."""
@@ -259,7 +430,7 @@ def _where(raw_sources: list[Any], location: tuple[int | str, ...]) -> str:
         entry = raw_sources[index] if index < len(raw_sources) else {}
         name = entry.get("name", f"#{index + 1}") if isinstance(entry, dict) else f"#{index + 1}"
         # Discriminated unions add the variant's tag to the path; it is not a key the user wrote.
-        keys = [str(part) for part in location[2:] if part not in {"page_number", "offset", "next_link", "none"}]
+        keys = [str(part) for part in location[2:] if part not in _PAGINATION_TAGS]
         return f'source "{name}": {".".join(keys) or "(the source)"}'
     return ".".join(str(part) for part in location) or "(file)"
 

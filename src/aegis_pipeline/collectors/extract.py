@@ -3,7 +3,9 @@
 XML becomes nested dicts (an element with children is a dict, repeated children a list, a leaf its text), so
 one dotted `records_path` syntax serves JSON and XML alike; a path that ends on a single element (data.go.kr's
 one-item `<items><item>`) still yields a list. The data.go.kr error envelope, which arrives with HTTP 200, is
-recognised here and raised as the error it is. Pure: no I/O.
+recognised here and raised as the error it is. Where the records sit and what paging needs from a response are
+the source's own (`SourceDefinition.record_selector`, `read_response` of its pagination kind); this module parses
+the body, asks them, and turns their `ResponseShapeError` into a refusal. Pure: no I/O.
 
 A response that cannot be read as a whole (not JSON or not well-formed XML, nested too deep, with a duplicate key or
 a NaN, records that are not a list of objects, too large) is refused with `RefusedResponseError` (DP_1004), which
@@ -14,21 +16,14 @@ only its last value (RFC 8259 leaves it undefined), and NaN / Infinity are not J
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 
-from aegis_pipeline.collectors.definitions import (
-    NextLinkPagination,
-    OffsetPagination,
-    PageNumberPagination,
-    SourceDefinition,
-    SourceKind,
-)
+from aegis_pipeline.collectors.definitions import Page, ResponseShapeError, SourceDefinition, SourceKind
+from aegis_pipeline.collectors.parsing.records import dig
 from aegis_pipeline.common.errors import InvalidDataError, RateLimitedError, SourceConfigError
 
-RSS_RECORDS_PATH = "rss.channel.item"
 BODY_EXCERPT_CHARS = 10_000  # of a refused response, kept in the dead-letter queue
 # Public APIs nest a few levels; deeper documents are refused before any recursive step (mapping, sanitising,
 # pydantic's own limit of about 200 on the hot path) can fail on them.
@@ -44,13 +39,6 @@ class RefusedResponseError(InvalidDataError):
     def __init__(self, message: str, *, body: str, **details: Any) -> None:
         super().__init__(message, **details)
         self.body_excerpt = body[:BODY_EXCERPT_CHARS]
-
-
-@dataclass(frozen=True)
-class Page:
-    records: list[dict[str, Any]]
-    total_count: int | None = None
-    next_url: str | None = None
 
 
 # No entity resolution, no network: a hostile XML payload cannot read files or call out (XXE).
@@ -76,28 +64,6 @@ def xml_to_dict(element: etree._Element) -> Any:
         else:
             result[name] = value
     return result
-
-
-def dig(document: Any, path: str | None) -> Any:
-    """`dig(doc, "response.body.items.item")`; None when any step is missing."""
-    current = document
-    for key in (path or "").split(".") if path else []:
-        if isinstance(current, dict) and key in current:
-            current = current[key]
-        else:
-            return None
-    return current
-
-
-def _as_record_list(found: Any, source: SourceDefinition, text: str) -> list[dict[str, Any]]:
-    if found is None or found == "":
-        return []  # an empty <items/> or a missing list: no records on this page
-    if isinstance(found, dict):
-        return [found]  # a page with one item gives the item itself, not a list
-    if isinstance(found, list) and all(isinstance(item, dict) for item in found):
-        return found
-    raise RefusedResponseError(f"{source.name}: records at {source.records_path!r} are not a list of objects",
-                               body=text)
 
 
 def check_data_go_kr_envelope(document: dict[str, Any], source: SourceDefinition) -> None:
@@ -189,23 +155,16 @@ def _parse_body(text: str, source: SourceDefinition) -> Any:
 
 
 def parse_page(text: str, source: SourceDefinition) -> Page:
+    """One response's records (the source's record selector) and what its pagination reads from it (`Page.paging`).
+
+    Raises `RefusedResponseError` (DP_1004) for a body `parse_document` refuses, records that are not a list of
+    objects, or a paging value of the wrong shape (a total count that is not a number)."""
     document = parse_document(text, source)
-    path = RSS_RECORDS_PATH if source.kind is SourceKind.RSS and not source.records_path else source.records_path
-    records = _as_record_list(dig(document, path), source, text)
-    pagination = source.pagination
-    total_count = None
-    if isinstance(pagination, PageNumberPagination | OffsetPagination) and pagination.total_count_path:
-        raw_total = dig(document, pagination.total_count_path)
-        try:
-            total_count = int(raw_total) if raw_total not in (None, "") else None
-        except (TypeError, ValueError):
-            raise RefusedResponseError(f"{source.name}: total count {str(raw_total)[:100]!r} is not a number",
-                                       body=text) from None
-    next_url = None
-    if isinstance(pagination, NextLinkPagination):
-        found = dig(document, pagination.next_path)
-        next_url = str(found) if found else None
-    return Page(records=records, total_count=total_count, next_url=next_url)
+    try:
+        records = source.record_selector.select(document)
+        return Page(records=records, paging=source.pagination.read_response(document))
+    except ResponseShapeError as error:
+        raise RefusedResponseError(f"{source.name}: {error}", body=text) from None
 
 
 def make_page_check(source: SourceDefinition) -> Any:

@@ -61,7 +61,9 @@ from scrapy.utils.reactor import is_reactor_installed
 from twisted.python.failure import Failure
 
 from aegis_pipeline.collectors.definitions import HtmlSelectors, NoPagination, PageNumberPagination, SourceDefinition
-from aegis_pipeline.collectors.parsing import ValueParseError, decode_body, join_url
+from aegis_pipeline.collectors.parsing.encodings import decode_body
+from aegis_pipeline.collectors.parsing.errors import ValueParseError
+from aegis_pipeline.collectors.parsing.urls import join_url
 from aegis_pipeline.common.errors import PipelineError, ScrapingBlockedError, SourceConfigError, SourceUnavailableError
 
 BeforeRequest = Callable[[], Awaitable[None]]

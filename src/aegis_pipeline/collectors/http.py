@@ -17,7 +17,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from aegis_pipeline.collectors.definitions import SourceDefinition
 from aegis_pipeline.collectors.extract import BODY_EXCERPT_CHARS, RefusedResponseError
-from aegis_pipeline.collectors.parsing import decode_body
+from aegis_pipeline.collectors.parsing.encodings import decode_body
 from aegis_pipeline.collectors.rate_limit import RateLimiter
 from aegis_pipeline.common.errors import (
     CircuitOpenError,

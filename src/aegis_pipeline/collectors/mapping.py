@@ -11,10 +11,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from aegis_pipeline.collectors.definitions import FieldMapping, SourceDefinition
-from aegis_pipeline.collectors.extract import dig
-from aegis_pipeline.collectors.parsing import VALUE_PARSERS, ValueParseError, join_url
+from aegis_pipeline.collectors.parsing.errors import ValueParseError
+from aegis_pipeline.collectors.parsing.records import dig
+from aegis_pipeline.collectors.parsing.urls import join_url
+from aegis_pipeline.collectors.parsing.values import VALUE_PARSERS
 from aegis_pipeline.common.errors import InvalidDataError
-from aegis_pipeline.schemas.records import COLLECTOR_VERSION, CollectionMetadata, RawPolicyData
+from aegis_pipeline.domain.records import COLLECTOR_VERSION, CollectionMetadata, RawPolicyData
 
 
 def external_id_of(raw: dict[str, Any], source: SourceDefinition) -> str | None:

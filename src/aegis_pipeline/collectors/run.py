@@ -8,17 +8,24 @@ the next run fetches it again). Before mapping, every record is sanitised (lone 
 removed) and the source's own credentials are redacted from it, so no service key a source echoes back reaches
 the raw topic, the store, events or the dead-letter queue. A record larger than MAX_RECORD_BYTES as JSON is
 refused (DP_1004). Records whose content hash is
-already known are skipped as unchanged; the rest are published to the raw topic keyed `source:external_id`,
-and only after the broker acknowledged them are their hashes remembered. A crash in between republishes
+already known are skipped as unchanged; the rest are published to the raw topic keyed `source:external_id`
+(the record as JSON, no headers: the hot path trusts nothing but the record itself), and only after the broker
+acknowledged them are their hashes remembered. A crash in between republishes
 (duplicates are harmless downstream: the hot path upsert is idempotent) but never loses a record.
 
 An acknowledgement is not storage: a broker that loses its data (the embedded broker keeps everything in memory)
-loses records the hot path had not stored yet. So the hash remembered is the one the hot path stores, and a
-record published more than COLLECTOR_REPUBLISH_GRACE_SECONDS ago whose version is still not in `policies` is
-published again by the next run (for an incremental source, that run fetches without its cursor, since the
-record may lie behind it). The raw topic is created before publishing when it is missing (a broker that lost
-its data also lost its topics). When PostgreSQL is unavailable the source run fails cleanly and the next run
-does it again; nothing is remembered that was not published.
+loses records the hot path had not stored yet. So the hash remembered is the one the hot path stores beside
+the version it made of the record (`domain.hashing.published_hash`, of the validated record as published, before
+cleaning; `policies.published_hash`), and a record published more than COLLECTOR_REPUBLISH_GRACE_SECONDS ago
+whose version is still not in `policies` is published again by the next run (for an incremental source, that
+run fetches without its cursor, since the record may lie behind it). The raw topic is created before publishing
+when it is missing (a broker that lost its data also lost its topics). When PostgreSQL is unavailable the source
+run fails cleanly and the next run does it again; nothing is remembered that was not published.
+
+Collectors do not clean records (no masking, no normalisation, no canonical regions): that happens once, in the
+hot path (`domain.cleaning`). The raw topic is the trust boundary: whatever is published there, by a collector
+or any other producer, passes the hot path before it is stored, and the hot path is the last stop before
+storage. Collectors only need to know whether a record changed, and the hash of the record as published says it.
 """
 
 from __future__ import annotations
@@ -35,17 +42,11 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from circuitbreaker import CircuitBreaker
 
-from aegis_pipeline.collectors.definitions import (
-    NextLinkPagination,
-    OffsetPagination,
-    PageNumberPagination,
-    SourceDefinition,
-    SourceKind,
-)
-from aegis_pipeline.collectors.extract import Page, RefusedResponseError, dig, make_page_check, parse_page
+from aegis_pipeline.collectors.definitions import Page, SourceDefinition, SourceKind
+from aegis_pipeline.collectors.extract import RefusedResponseError, make_page_check, parse_page
 from aegis_pipeline.collectors.http import SourceHttpClient, new_breaker
 from aegis_pipeline.collectors.mapping import build_record, external_id_of
-from aegis_pipeline.collectors.parsing import sanitise_record
+from aegis_pipeline.collectors.parsing.records import dig, sanitise_record
 from aegis_pipeline.collectors.rate_limit import RateLimiter
 from aegis_pipeline.collectors.state import CollectorState
 from aegis_pipeline.common import metrics
@@ -53,8 +54,8 @@ from aegis_pipeline.common.errors import CircuitOpenError, ErrorCode, InvalidDat
 from aegis_pipeline.common.logging import get_logger
 from aegis_pipeline.common.progress import Progress, progress
 from aegis_pipeline.common.redaction import redact, secret_spellings
-from aegis_pipeline.hot_path.cleaning import mask_text, normalize_record
-from aegis_pipeline.schemas.records import RawPolicyData
+from aegis_pipeline.domain.hashing import published_hash
+from aegis_pipeline.domain.records import RawPolicyData
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import cache, kafka, postgres
 from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue
@@ -117,7 +118,7 @@ async def open_context(settings: Settings) -> AsyncIterator[CollectorContext]:
             await producer.start()
         yield CollectorContext(
             settings=settings, http=http, limiter=RateLimiter(redis_client), producer=producer,
-            dead_letters=DeadLetterQueue(pool, producer, settings.kafka_topic_dlq, mask_text=mask_text),
+            dead_letters=DeadLetterQueue(pool, producer, settings.kafka_topic_dlq),
             state=CollectorState(pool),
         )
     finally:
@@ -128,33 +129,13 @@ async def open_context(settings: Settings) -> AsyncIterator[CollectorContext]:
 
 
 async def _api_pages(source: SourceDefinition, client: SourceHttpClient, cursor: str | None) -> AsyncIterator[Page]:
-    params: dict[str, str | int] = dict(source.params)
-    if cursor is not None and source.incremental and source.incremental.request_param:
-        params[source.incremental.request_param] = cursor
+    """The source's pages in order; its pagination kind says what to request next and when to stop."""
     check = make_page_check(source)
-    pagination = source.pagination
-    url = source.url
-    fetched = 0
-    for page_index in range(source.max_pages):
-        if isinstance(pagination, PageNumberPagination):
-            params[pagination.page_param] = pagination.start_page + page_index
-            if pagination.size_param:
-                params[pagination.size_param] = pagination.page_size
-        elif isinstance(pagination, OffsetPagination):
-            params[pagination.offset_param] = page_index * pagination.page_size
-            params[pagination.limit_param] = pagination.page_size
-        page = parse_page(await client.fetch_text(url, params, check), source)
+    request = source.pagination.first_request(source.url, source.query_params(cursor))
+    while request is not None:
+        page = parse_page(await client.fetch_text(request.url, request.params, check), source)
         yield page
-        fetched += len(page.records)
-        if isinstance(pagination, PageNumberPagination | OffsetPagination):
-            if len(page.records) < pagination.page_size:
-                return  # a short page is the last one
-            if page.total_count is not None and fetched >= page.total_count:
-                return
-        elif isinstance(pagination, NextLinkPagination) and page.next_url:
-            url, params = page.next_url, {}
-        else:
-            return
+        request = source.pagination.next_request(request, page, max_pages=source.max_pages)
 
 
 async def _fetch_raw_records(source: SourceDefinition, context: CollectorContext, cursor: str | None
@@ -206,7 +187,7 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
         result.invalid = len(letters)
         await context.dead_letters.send(letters)
         known = await context.state.known_hashes(source.name, [r.collection_metadata.external_id for r in valid])
-        hashed = [(record, normalize_record(record).content_hash) for record in valid]  # as the store will hash it
+        hashed = [(record, published_hash(record)) for record in valid]  # as published; the hot path stores it too
         changed = [(record, digest) for record, digest in hashed
                    if known.get(record.collection_metadata.external_id) != digest
                    or record.collection_metadata.external_id in unstored]
@@ -295,9 +276,8 @@ async def _publish(records: list[tuple[RawPolicyData, str]], context: CollectorC
                 topic,
                 record.model_dump_json().encode("utf-8"),
                 key=record.collection_metadata.record_key.encode("utf-8"),
-                headers=[("content_hash", digest.encode()), ("schema", b"RawPolicyData/1")],
             )
-            for record, digest in records
+            for record, _ in records
         ]
         await asyncio.gather(*deliveries)  # every record acknowledged before its hash is remembered
 

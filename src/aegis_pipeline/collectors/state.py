@@ -1,8 +1,11 @@
 """What the collectors remember between runs, in PostgreSQL: a checkpoint per source and the content hash of
 every record published (tables from migration 0002).
 
-The hash remembered is the one the hot path stores (`CleanPolicy.content_hash`, of the record as it will be
-stored), so "published but never stored" is one comparison with `policies`."""
+The hash remembered is the content hash of the record as published (`domain.hashing.published_hash`, of the
+validated record before cleaning). The hot path computes the same hash from the record it receives and stores it
+as `policies.published_hash` beside the version it made of it, so "published but never stored" is one comparison
+with `policies`, and the collector never cleans a record to learn how it will be stored (cleaning happens once,
+in the hot path: the raw topic is the trust boundary)."""
 
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ class CollectorState:
                 SELECT c.external_id FROM collected_records c
                 WHERE c.source_system = $1 AND c.last_published_at < now() - make_interval(secs => $2)
                   AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.source_system = c.source_system
-                                  AND p.external_id = c.external_id AND p.content_hash = c.content_hash)
+                                  AND p.external_id = c.external_id AND p.published_hash = c.content_hash)
                 """,
                 source, grace_seconds,
             )

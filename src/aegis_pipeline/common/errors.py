@@ -104,5 +104,10 @@ class StoreUnavailableError(TransientError):
     """An engine (PostgreSQL, Kafka, Redis, a sync target) could not be reached or timed out."""
 
 
+class StoreRefusedError(PipelineError):
+    """An engine answered, and refused the work for a reason a retry cannot fix (not authorised, a message too
+    large, a request it does not accept): a person must change the configuration or the data first."""
+
+
 class SyncFailedError(TransientError):
     """A sync target failed; `code` names which one (DP_3001..DP_3003)."""

@@ -9,11 +9,10 @@ Every line, ours and the libraries' (standard `logging`), passes `redact` last b
   `"name": "value"` pairs with such names inside any text (a URL's `?serviceKey=...`, an exception message),
   a password in a URL (`postgresql://user:secret@host`), and the exact values registered with
   `register_secrets` (the settings' `SecretStr` values) become `[REDACTED]`;
-- personal contact data: every text is passed through the masker given to `configure_logging` (the CLI gives
-  the hot path's `mask_text`, which turns phone numbers, e-mail addresses and registration numbers into
-  tokens). This module cannot import it: `common` is the bottom layer.
+- personal contact data: every text is passed through `domain.masking.mask_text` (phone numbers, e-mail
+  addresses and registration numbers become tokens), always: nothing has to remember to ask for it.
 
-May import the standard library and structlog only.
+May import the standard library, structlog, `common.redaction` and `domain` (the floor below `common`).
 """
 
 from __future__ import annotations
@@ -21,18 +20,17 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
 
 from aegis_pipeline.common.redaction import MIN_SECRET_LENGTH, REDACTED, secret_spellings
 from aegis_pipeline.common.redaction import redact as redact_secrets
+from aegis_pipeline.domain.masking import mask_text
 
 bind_context = structlog.contextvars.bind_contextvars
 clear_context = structlog.contextvars.clear_contextvars
-
-Masker = Callable[[str], str]
 
 # crtfcKey: the key parameter of 기업마당 (bizinfo) and other Korean public APIs ("certification key").
 _SECRET_WORD = (r"(?:password|passwd|secret|token|credential|authorization"
@@ -49,19 +47,18 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://[^:/@\s]+:)(?P<pass
 
 
 class _Redactor:
-    """The state behind `redact`: registered secret values and the contact-data masker."""
+    """The state behind `redact`: registered secret values."""
 
     def __init__(self) -> None:
         self.secrets: set[str] = set()
         self.spellings: list[str] = []  # of `secrets`, as `secret_spellings` gives them
-        self.mask: Masker | None = None
 
     def text(self, value: str) -> str:
         value = redact_secrets(value, self.spellings)
         if "=" in value or ":" in value:
             value = _SECRET_PAIR.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", value)
             value = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{REDACTED}", value)
-        return self.mask(value) if self.mask is not None else value
+        return mask_text(value)
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -95,12 +92,9 @@ def redact(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[st
     return {key: _redactor.field(key, value) for key, value in event_dict.items()}
 
 
-def configure_logging(level: str = "INFO", *, json_lines: bool = True, mask: Masker | None = None) -> None:
-    """Route structlog and the standard library's logging to stderr, as JSON lines by default.
-
-    `mask` turns personal contact data in a text into tokens; it is applied to every text of every line.
-    """
-    _redactor.mask = mask
+def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
+    """Route structlog and the standard library's logging to stderr, as JSON lines by default; every line is
+    redacted and masked (see the module docstring)."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False) if json_lines else structlog.dev.ConsoleRenderer()
     )

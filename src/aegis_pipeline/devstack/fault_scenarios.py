@@ -380,7 +380,7 @@ async def _published_unstored(settings: Settings, source: str) -> int:
         return await connection.fetchval(
             "SELECT count(*) FROM collected_records c WHERE c.source_system = $1 AND NOT EXISTS (SELECT 1 FROM "
             "policies p WHERE p.source_system = c.source_system AND p.external_id = c.external_id "
-            "AND p.content_hash = c.content_hash)", source)
+            "AND p.published_hash = c.content_hash)", source)  # as collectors.state.CollectorState.unstored
 
 
 async def _cold_runs(settings: Settings, source: str, status: str) -> int:

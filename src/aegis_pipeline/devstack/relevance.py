@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from aegis_pipeline.schemas.records import CollectionMetadata, RawPolicyData
+from aegis_pipeline.domain.records import CollectionMetadata, RawPolicyData
 from aegis_pipeline.sync.embeddings import Encoder, encode_in_batches
 from aegis_pipeline.sync.targets.base import SyncBatch, SyncDocument, SyncTarget
 
@@ -60,7 +60,7 @@ class Announcement:
     def document(self) -> SyncDocument:
         return SyncDocument(
             id=self.policy_id, version=1, checksum=hashlib.md5(self.id.encode()).hexdigest(),
-            source_system=self.source_system,
+            source_system=self.source_system, external_id=self.external_id,
             title=self.title, content=self.content, issuing_organization=self.issuing_organization,
             target_region=self.target_region, target_industry=(), funding_type=None, application_start_date=None,
             application_end_date=None, original_url=None, quality_score=None, canonical_id=None, duplicate_ids=())

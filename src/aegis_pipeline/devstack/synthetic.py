@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from aegis_pipeline.schemas.records import CollectionMetadata, RawPolicyData
+from aegis_pipeline.domain.records import CollectionMetadata, RawPolicyData
 
 MINISTRIES = [
     "중소벤처기업부", "고용노동부", "과학기술정보통신부", "산업통상자원부", "농림축산식품부", "문화체육관광부",

@@ -3,6 +3,10 @@
 Kept apart from the Kafka consumer so the same code serves the consumer, `dlq retry` and the benchmark.
 A record that fails validation goes to the dead-letter queue (DP_2001 with every field error) and the batch
 goes on; a transient store failure raises (the caller retries the whole batch, which is idempotent).
+
+Cleaning (`domain.cleaning.normalize_record`: masking, normalisation, canonical regions, content hashes) happens
+here, once per record, and nowhere else: the raw topic is the trust boundary (whatever any producer published
+there passes this step before storage) and this is the last stop before storage.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from pydantic import ValidationError
 
 from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import ErrorCode
+from aegis_pipeline.domain.cleaning import normalize_record
+from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS, CleanPolicy, ProcessingPath
+from aegis_pipeline.domain.records import RawPolicyData
 from aegis_pipeline.hot_path.cache import PolicyCache
-from aegis_pipeline.hot_path.cleaning import CleanPolicy, normalize_record
 from aegis_pipeline.hot_path.store import PolicyStore, StoredPolicy
 from aegis_pipeline.schemas.events import EventType, build_event, fact_event_id
-from aegis_pipeline.schemas.records import ProcessingPath, RawPolicyData
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue
 from aegis_pipeline.stores.outbox import OutboxEvent
@@ -111,13 +116,9 @@ def validate_message(message: RawMessage, *, max_record_bytes: int) -> RawPolicy
         )
 
 
-# The stored fields `policy.validated` carries as they are (design §5.3): `CleanPolicy` attributes and
-# `policies` columns by the same names.
-POLICY_VALIDATED_FIELDS = (
-    "title", "content", "issuing_organization", "source_system", "external_id", "content_hash", "collected_at",
-    "target_region", "target_industry", "funding_type", "application_start_date", "application_end_date",
-    "original_url",
-)
+# The stored fields `policy.validated` carries as they are (design §5.3): the policy's content and its content
+# hash and collection time, `CleanPolicy` attributes and `policies` columns by the same names.
+POLICY_VALIDATED_FIELDS = (*POLICY_CONTENT_COLUMNS, "content_hash", "collected_at")
 
 
 def policy_validated_event(policy_id: str, version: int, stored: Callable[[str], Any], validated_at: datetime,
@@ -127,8 +128,7 @@ def policy_validated_event(policy_id: str, version: int, stored: Callable[[str],
     (`hot_path.broker_watch`), so both announce the same event."""
     data = {name: stored(name) for name in POLICY_VALIDATED_FIELDS}
     data.update(policy_id=policy_id, version=version, processing_path=ProcessingPath.HOT.value,
-                validated_at=validated_at, target_region=list(data["target_region"]),
-                target_industry=list(data["target_industry"]))
+                validated_at=validated_at)  # tuples (a CleanPolicy's arrays) become JSON arrays in build_event
     event_id = policy_validated_event_id(policy_id, version)
     envelope = build_event(EventType.POLICY_VALIDATED, data, producer=producer, event_id=event_id,
                            occurred_at=validated_at)

@@ -36,7 +36,6 @@ from aegis_pipeline.common.ops_server import OpsServer
 from aegis_pipeline.common.retry import backoff_seconds
 from aegis_pipeline.hot_path.broker_watch import BrokerWatch
 from aegis_pipeline.hot_path.cache import PolicyCache
-from aegis_pipeline.hot_path.cleaning import mask_text
 from aegis_pipeline.hot_path.processor import OUTCOME_COUNTS, BatchResult, HotPathProcessor, PreparedBatch, RawMessage
 from aegis_pipeline.hot_path.store import PolicyStore
 from aegis_pipeline.schemas.events import EventType
@@ -297,7 +296,7 @@ async def open_hot_path(settings: Settings, *, group_id: str | None = None) -> A
         with kafka.translate_errors("start"):
             await producer.start()
             await consumer.start()
-        dead_letters = DeadLetterQueue(pool, producer, settings.kafka_topic_dlq, mask_text=mask_text)
+        dead_letters = DeadLetterQueue(pool, producer, settings.kafka_topic_dlq)
         processor = HotPathProcessor(
             settings, PolicyStore(pool), PolicyCache(redis_client, ttl_seconds=settings.policy_cache_ttl_seconds),
             dead_letters,

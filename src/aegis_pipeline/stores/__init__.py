@@ -4,5 +4,6 @@ Each module builds its client from `Settings` (or a plain URL), offers `ping()`,
 exceptions into `common.errors` once, here, so callers never catch driver exceptions themselves. The work done
 with a connection (upserts, sync, checks) lives in `hot_path/`, `cold_path/`, `sync/`, not here.
 
-May import: `settings`, `common`, the engines' client libraries.
+May import: `domain` (dead letters are masked with `domain.masking`), `settings`, `common`, the engines' client
+libraries.
 """

@@ -6,9 +6,9 @@ fails, the letter is still kept (and is re-announced by a later retry), never lo
 
 A letter is refused input, so it may hold anything: every text and JSON value is made storable before it is
 written (NUL and lone surrogates removed, NaN and infinities written as text), so the queue itself never refuses
-a letter. With `mask_text` (the hot path's contact masking, passed in by the collectors and the hot path), personal
-contact data in the message, details, payload and payload text is masked in the table and on the topic alike:
-the queue is read by people (`dlq list`) and by other services. A topic message that would be larger than
+a letter. Personal contact data in the message, details, payload and payload text is always masked
+(`domain.masking.mask_text`, imported here, so no caller can forget it) in the table and on the topic alike: the
+queue is read by people (`dlq list`) and by other services. A topic message that would be larger than
 `TOPIC_MESSAGE_LIMIT_BYTES` goes without its `original_data` (the table keeps it).
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import ErrorCode, PipelineError
 from aegis_pipeline.common.logging import get_logger
+from aegis_pipeline.domain.masking import mask_text
 from aegis_pipeline.stores import kafka, postgres
 
 log = get_logger(__name__)
@@ -54,39 +54,35 @@ TOPIC_MESSAGE_LIMIT_BYTES = 900_000  # under Kafka's default message.max.bytes (
 _NOT_STORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
-def _storable(value: Any, mask_text: Callable[[str], str]) -> Any:
+def _storable(value: Any, *, masked: bool = True) -> Any:
     if isinstance(value, str):
-        return mask_text(_NOT_STORABLE.sub("", value))
+        storable = _NOT_STORABLE.sub("", value)
+        return mask_text(storable) if masked else storable
     if isinstance(value, dict):
-        return {_NOT_STORABLE.sub("", str(key)): _storable(item, mask_text) for key, item in value.items()}
+        return {_NOT_STORABLE.sub("", str(key)): _storable(item, masked=masked) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_storable(item, mask_text) for item in value]
+        return [_storable(item, masked=masked) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # NaN and infinities are not JSON
     return value
 
 
-def _keep(text: str) -> str:
-    return text
-
-
 class DeadLetterQueue:
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer | None, topic: str, *,
-                 mask_text: Callable[[str], str] | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer | None, topic: str) -> None:
         self._pool = pool
         self._producer = producer
         self._topic = topic
-        self._mask_text = mask_text or _keep
 
     def _prepared(self, letter: DeadLetter) -> DeadLetter:
+        # The source and the record key identify the letter (and the record it holds): kept as they are.
         return DeadLetter(
             stage=letter.stage, error_code=letter.error_code,
-            error_message=_storable(letter.error_message, self._mask_text),
-            source_system=_storable(letter.source_system, _keep),
-            record_key=_storable(letter.record_key, _keep),
-            error_details=_storable(letter.error_details, self._mask_text),
-            payload=_storable(letter.payload, self._mask_text),
-            payload_text=_storable(letter.payload_text, self._mask_text),
+            error_message=_storable(letter.error_message),
+            source_system=_storable(letter.source_system, masked=False),
+            record_key=_storable(letter.record_key, masked=False),
+            error_details=_storable(letter.error_details),
+            payload=_storable(letter.payload),
+            payload_text=_storable(letter.payload_text),
         )
 
     async def refresh_unresolved_gauge(self) -> None:

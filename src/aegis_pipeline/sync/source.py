@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS, content_from_columns
 from aegis_pipeline.stores import postgres
 from aegis_pipeline.sync.targets.base import SyncDocument
 
@@ -27,10 +28,10 @@ CHECKSUM_SQL = ("md5(concat_ws('|', p.id::text, p.version::text, p.content_hash,
                 "coalesce(p.quality_score::text, ''), coalesce(d.canonical_id::text, ''), "
                 "CASE WHEN d.canonical_id IS NOT NULL AND c.id IS NULL THEN 'canonical-not-active' END))")
 
+_CONTENT_COLUMNS = ", ".join(f"p.{name}" for name in POLICY_CONTENT_COLUMNS)  # the policy's content
 _DOCUMENT_COLUMNS = f"""
-    p.id::text AS id, p.sync_xid, p.status, p.version, p.source_system, p.title, p.content, p.issuing_organization,
-    p.target_region, p.target_industry, p.funding_type, p.application_start_date, p.application_end_date,
-    p.original_url, p.quality_score, d.canonical_id::text AS canonical_id, c.id::text AS duplicate_of,
+    p.id::text AS id, p.sync_xid, p.status, p.version, {_CONTENT_COLUMNS},
+    p.quality_score, d.canonical_id::text AS canonical_id, c.id::text AS duplicate_of,
     ARRAY(SELECT x.policy_id::text FROM policy_duplicates x WHERE x.canonical_id = p.id ORDER BY 1) AS duplicate_ids,
     {CHECKSUM_SQL} AS checksum
 """  # noqa: S608 (constants only; values are always bound parameters)
@@ -72,11 +73,7 @@ class ChangedRecord:
 
 def _document(row: asyncpg.Record) -> SyncDocument:
     return SyncDocument(
-        id=row["id"], version=row["version"], checksum=row["checksum"], source_system=row["source_system"],
-        title=row["title"], content=row["content"], issuing_organization=row["issuing_organization"],
-        target_region=tuple(row["target_region"] or ()), target_industry=tuple(row["target_industry"] or ()),
-        funding_type=row["funding_type"], application_start_date=row["application_start_date"],
-        application_end_date=row["application_end_date"], original_url=row["original_url"],
+        **content_from_columns(row), id=row["id"], version=row["version"], checksum=row["checksum"],
         quality_score=row["quality_score"], canonical_id=row["canonical_id"],
         duplicate_ids=tuple(row["duplicate_ids"] or ()), duplicate_of=row["duplicate_of"],
     )

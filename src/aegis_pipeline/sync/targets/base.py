@@ -16,10 +16,10 @@ import abc
 import contextlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import ClassVar
 
 from aegis_pipeline.common.errors import ErrorCode, PipelineError, SyncFailedError
+from aegis_pipeline.domain.policy import PolicyContent
 from aegis_pipeline.sync.digest import BucketDigest, bucket_of, digest_of
 
 TARGET_NAMES = ("vectors", "graph", "search")
@@ -33,23 +33,15 @@ def embedding_text(title: str, content: str) -> str:
     return f"{title}\n{content[:EMBEDDED_CONTENT_CHARACTERS]}"
 
 
-@dataclass(frozen=True)
-class SyncDocument:
-    """One active policy as the targets receive it (read from PostgreSQL by `sync.source`)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncDocument(PolicyContent):
+    """One active policy as the targets receive it (read from PostgreSQL by `sync.source`): the policy's content
+    (`domain.policy.PolicyContent`) and what the sync adds. It stays in the sync, not the domain: its checksum,
+    bucket and digest are the sync's own notions (`sync.digest`)."""
 
     id: str
     version: int
     checksum: str
-    source_system: str
-    title: str
-    content: str
-    issuing_organization: str
-    target_region: tuple[str, ...]
-    target_industry: tuple[str, ...]
-    funding_type: str | None
-    application_start_date: date | None
-    application_end_date: date | None
-    original_url: str | None
     quality_score: float | None
     canonical_id: str | None          # the policy this one duplicates (cold path), if any
     duplicate_ids: tuple[str, ...]    # policies that duplicate this one

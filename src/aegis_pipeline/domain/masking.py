@@ -1,17 +1,21 @@
-"""The hot path's pure cleaning step: personal contact data masked, text normalised, regions made canonical.
+"""Masking of personal data: phone and fax numbers, e-mail addresses and resident / foreign registration numbers
+in free Korean text replaced by fixed tokens.
 
 What lives here:
 
-- ``mask_personal_data(text) -> (masked_text, MaskCounts)`` and ``mask_text(text)``: phone and fax numbers,
-  e-mail addresses and resident / foreign registration numbers in free Korean text replaced by fixed tokens.
-- ``canonical_region(value)``: one name per 시·도 for the many ways sources write it (names and codes).
-- ``normalize_record(record) -> CleanPolicy``: a validated ``RawPolicyData`` turned into what the hot path
-  stores, caches and announces, with its ``content_hash`` and how much was masked.
+- ``mask_personal_data(text) -> (masked_text, MaskCounts)`` and ``mask_text(text)``: the rules below, on any text.
+- ``mask_url(url)``: the same inside a link that must keep working (e-mails and separated numbers only).
+- The tokens (``PHONE_TOKEN`` ...) and ``MaskCounts`` (how many values of each kind were masked, never the
+  values).
+- For the policy's cleaning (``domain.cleaning``), which masks many fields and counts them together: a running
+  ``Tally`` (``new_tally``), ``mask_counted(text, tally)``, ``mask_url_counted(url, tally)`` and
+  ``counts_of(tally)``.
 
-No I/O, no clock, no logging: the same input always gives the same output. May import the standard library,
-pydantic, orjson, ``schemas`` and ``collectors.parsing`` only (today it needs only the standard library,
-orjson and ``schemas``: collectors already turned HTML into plain text with ``collectors.parsing.clean_text``,
-which is far too slow for the hot path and has nothing left to do here).
+Every text that leaves the pipeline towards people or other services is masked with these rules: the stored
+policy (the hot path's cleaning), every log line (``common.logging``) and every dead letter
+(``stores.dead_letters``), which import ``mask_text`` from here directly, so masking cannot be forgotten.
+
+No I/O, no clock, no logging: the same input always gives the same output. May import the standard library only.
 
 Masking rules
 -------------
@@ -74,29 +78,23 @@ Masking runs until nothing more matches, so ``mask_text(mask_text(x)) == mask_te
 
 from __future__ import annotations
 
-import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
-
-import orjson
-
-from aegis_pipeline.schemas.records import RawPolicyData, without_control_characters
 
 __all__ = [
     "EMAIL_TOKEN",
     "FOREIGNER_REGISTRATION_TOKEN",
-    "NATIONWIDE",
     "PHONE_TOKEN",
     "RESIDENT_REGISTRATION_TOKEN",
-    "CleanPolicy",
     "MaskCounts",
-    "canonical_region",
+    "Tally",
+    "counts_of",
+    "mask_counted",
     "mask_personal_data",
     "mask_text",
-    "normalize_record",
+    "mask_url",
+    "mask_url_counted",
+    "new_tally",
 ]
 
 PHONE_TOKEN = "[전화번호]"
@@ -200,13 +198,15 @@ _FOREIGNER_HOLDER_DIGITS = frozenset("5678")
 
 # Index of each kind in the running tally (a plain list is the cheapest counter to bump per match).
 _PHONE, _EMAIL, _REGISTRATION = 0, 1, 2
+Tally = list[int]  # counts per kind while masking, by the indexes above; `counts_of` reads it
 
 
-def _new_tally() -> list[int]:
+def new_tally() -> Tally:
+    """An empty running count, for `mask_counted` and `mask_url_counted`."""
     return [0, 0, 0]
 
 
-def _mask_emails(text: str, view: str, tally: list[int], anchors: re.Pattern[str]) -> tuple[str, str]:
+def _mask_emails(text: str, view: str, tally: Tally, anchors: re.Pattern[str]) -> tuple[str, str]:
     """Mask every e-mail address; returns the new text and its folded view."""
     pieces: list[str] = []
     kept_from = 0
@@ -231,7 +231,7 @@ def _mask_emails(text: str, view: str, tally: list[int], anchors: re.Pattern[str
     return masked, masked.translate(_FOLD_TO_ASCII)
 
 
-def _mask_pass(text: str, tally: list[int], *, in_url: bool = False) -> tuple[str, bool]:
+def _mask_pass(text: str, tally: Tally, *, in_url: bool = False) -> tuple[str, bool]:
     """One scan of `text`; returns the new text and whether another scan could find more.
 
     E-mails first: an address claims the digits of its local part before they can be read as a phone.
@@ -271,7 +271,7 @@ def _mask_pass(text: str, tally: list[int], *, in_url: bool = False) -> tuple[st
     return "".join(pieces), scan_again
 
 
-def _mask(text: str, tally: list[int]) -> str:
+def _mask(text: str, tally: Tally) -> str:
     # Scanning again while a token may have freed a neighbour makes masking idempotent: the result holds
     # nothing any scan would mask. Each scan that masks replaces ASCII letters or digits by a token that has
     # none, so this ends; almost every text takes one scan.
@@ -283,7 +283,8 @@ def _mask(text: str, tally: list[int]) -> str:
     return text
 
 
-def _counts(tally: list[int]) -> MaskCounts:
+def counts_of(tally: Tally) -> MaskCounts:
+    """What a running count holds, as `MaskCounts`."""
     return MaskCounts(
         phone_numbers=tally[_PHONE], email_addresses=tally[_EMAIL], registration_numbers=tally[_REGISTRATION]
     )
@@ -296,256 +297,34 @@ def mask_personal_data(text: str) -> tuple[str, MaskCounts]:
     character for character (no trimming, no Unicode normalisation). Never raises for a string; idempotent.
     The rules are in the module docstring.
     """
-    tally = _new_tally()
+    tally = new_tally()
     masked = _mask(text, tally)
-    return masked, _counts(tally)
+    return masked, counts_of(tally)
 
 
 def mask_text(text: str) -> str:
     """`mask_personal_data` without the counts."""
-    return _mask(text, _new_tally())
+    return _mask(text, new_tally())
 
 
-# --- regions ---------------------------------------------------------------------------------------------
-
-# One row per 시·도: canonical name, administrative codes (행정표준코드 / 법정동코드, first two digits; the
-# old codes of 강원 and 전북 before they became 특별자치도 too), and the other names sources use.
-# Deliberately absent: "광주시" (also 경기도 광주시) and "제주시" (a city inside 제주특별자치도), which are kept
-# as written; 통계청 statistical codes (21 부산, 26 울산 ...), which collide with the administrative ones.
-_PROVINCES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("서울특별시", ("11",), ("서울", "서울시")),
-    ("부산광역시", ("26",), ("부산", "부산시")),
-    ("대구광역시", ("27",), ("대구", "대구시")),
-    ("인천광역시", ("28",), ("인천", "인천시")),
-    ("광주광역시", ("29",), ("광주",)),
-    ("대전광역시", ("30",), ("대전", "대전시")),
-    ("울산광역시", ("31",), ("울산", "울산시")),
-    ("세종특별자치시", ("36",), ("세종", "세종시", "세종특별시")),
-    ("경기도", ("41",), ("경기",)),
-    ("강원특별자치도", ("51", "42"), ("강원", "강원도")),
-    ("충청북도", ("43",), ("충북", "충북도")),
-    ("충청남도", ("44",), ("충남", "충남도")),
-    ("전북특별자치도", ("52", "45"), ("전북", "전북도", "전라북도")),
-    ("전라남도", ("46",), ("전남", "전남도")),
-    ("경상북도", ("47",), ("경북", "경북도")),
-    ("경상남도", ("48",), ("경남", "경남도")),
-    ("제주특별자치도", ("50",), ("제주", "제주도")),
-)
-NATIONWIDE = "전국"
-PROVINCES = tuple(canonical for canonical, _, _ in _PROVINCES)  # the 17 시·도 by their canonical names
+def mask_counted(text: str, tally: Tally) -> str:
+    """`mask_text`, adding what it masked to `tally`."""
+    return _mask(text, tally)
 
 
-def _region_lookup() -> dict[str, str]:
-    lookup = {NATIONWIDE: NATIONWIDE}
-    for canonical, codes, other_names in _PROVINCES:
-        for name in (canonical, *other_names):
-            lookup[name] = canonical
-        for code in codes:
-            lookup[code] = canonical
-            lookup[code + "00000000"] = canonical  # the 10-digit 법정동코드 of the 시·도 itself
-    return lookup
-
-
-_REGION_BY_NAME_OR_CODE = _region_lookup()
-_WHITESPACE = re.compile(r"\s+")
-
-
-def canonical_region(value: str) -> str:
-    """The canonical name of a 시·도 (``서울`` / ``서울시`` / ``서울 특별시`` / ``11`` -> ``서울특별시``).
-
-    Names are compared without whitespace; ``전국`` stays ``전국``; anything else (a 시·군·구, an unknown code,
-    an ambiguous ``광주시``) is returned unchanged.
-    """
-    written_as_in_table = _REGION_BY_NAME_OR_CODE.get(value)
-    if written_as_in_table is not None:
-        return written_as_in_table
-    key = _WHITESPACE.sub("", unicodedata.normalize("NFC", value))
-    return _REGION_BY_NAME_OR_CODE.get(key, value)
-
-
-# --- the clean record ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CleanPolicy:
-    """A policy as the hot path stores it: every text masked, NFC-normalised and trimmed; regions canonical.
-
-    ``raw_data`` is the source record, masked the same way (keys as they were); it is the only place the
-    source's own fields survive. ``masked`` counts what was masked across all fields. ``content_hash`` is
-    the SHA-256 of what is stored (see ``normalize_record``). The lists and ``raw_data`` are not to be mutated.
-    """
-
-    source_system: str
-    external_id: str
-    title: str
-    content: str
-    issuing_organization: str
-    target_region: list[str]
-    target_industry: list[str]
-    funding_type: str | None
-    application_start_date: date | None
-    application_end_date: date | None
-    original_url: str | None
-    raw_data: dict[str, Any]
-    collected_at: datetime
-    collector_version: str
-    content_hash: str
-    masked: MaskCounts
-
-    @property
-    def record_key(self) -> str:
-        return f"{self.source_system}:{self.external_id}"
-
-    def as_document(self) -> dict[str, Any]:
-        """The policy as a JSON-ready dict (dates and times as ISO 8601 text), for the cache.
-
-        ``raw_data`` is left out: it can be as large as the content again and readers of the cache want the
-        policy, not the source record (PostgreSQL keeps it). ``masked`` is left out: it is about this run.
-        """
-        return {
-            "source_system": self.source_system,
-            "external_id": self.external_id,
-            "title": self.title,
-            "content": self.content,
-            "issuing_organization": self.issuing_organization,
-            "target_region": list(self.target_region),
-            "target_industry": list(self.target_industry),
-            "funding_type": self.funding_type,
-            "application_start_date": _iso(self.application_start_date),
-            "application_end_date": _iso(self.application_end_date),
-            "original_url": self.original_url,
-            "content_hash": self.content_hash,
-            "collected_at": self.collected_at.isoformat(),
-            "collector_version": self.collector_version,
-        }
-
-
-def _iso(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _clean_text(value: str, tally: list[int]) -> str:
-    return _mask(unicodedata.normalize("NFC", value), tally).strip()
-
-
-def _clean_items(values: list[str], tally: list[int]) -> list[str]:
-    return list(dict.fromkeys(cleaned for cleaned in (_clean_text(value, tally) for value in values) if cleaned))
-
-
-def _clean_regions(values: list[str], tally: list[int]) -> list[str]:
-    # A value written exactly as in the region table (the usual case) has nothing to mask or normalise.
-    regions = (
-        _REGION_BY_NAME_OR_CODE.get(value) or canonical_region(_clean_text(value, tally)) for value in values
-    )
-    return list(dict.fromkeys(region for region in regions if region))
-
-
-def _clean_raw(value: Any, tally: list[int]) -> Any:
-    # Strings are masked and NFC-normalised but not trimmed: raw_data stays the source's record as delivered.
-    # Control characters are removed from strings and keys (PostgreSQL refuses NUL even inside jsonb); keys are
-    # otherwise kept; numbers, booleans and null cannot hold a separated phone number or an e-mail.
-    if isinstance(value, str):
-        return _mask(unicodedata.normalize("NFC", without_control_characters(value)), tally)
-    if isinstance(value, dict):
-        return {without_control_characters(key): _clean_raw(item, tally) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean_raw(item, tally) for item in value]
-    if isinstance(value, int) and not _JSON_INT_MIN <= value <= _JSON_INT_MAX:
-        return str(value)  # JSON allows any integer; the store's encoder (orjson) takes 64 bits, so keep it as text
-    return value
-
-
-_JSON_INT_MIN, _JSON_INT_MAX = -(2**63), 2**64 - 1
-
-
-def _clean_url(value: str | None, tally: list[int]) -> str | None:
+def mask_url_counted(url: str, tally: Tally) -> str:
+    """`mask_url`, adding what it masked to `tally`."""
     # The link must keep working, so only what would be masked inside a URL in text is masked (e-mails,
     # separated numbers); ids made of digits stay.
-    if value is None:
-        return None
-    url = unicodedata.normalize("NFC", value).strip()
     scan_again = _ANY_CANDIDATE.search(url) is not None
     while scan_again:
         url, scan_again = _mask_pass(url, tally, in_url=True)
     return url
 
 
-HASH_SCHEME = "clean-policy/1"  # part of the hashed text: a change of what is hashed changes every hash once
+def mask_url(url: str) -> str:
+    """A link with the personal data it carries masked as inside a URL in text (e-mails and numbers written with a
+    separator; ids made of digits stay), so it keeps working. No trimming, no Unicode normalisation."""
+    return mask_url_counted(url, new_tally())
 
 
-def _content_hash(
-    source_system: str,
-    external_id: str,
-    title: str,
-    content: str,
-    issuing_organization: str,
-    target_region: list[str],
-    target_industry: list[str],
-    funding_type: str | None,
-    application_start_date: date | None,
-    application_end_date: date | None,
-    original_url: str | None,
-) -> str:
-    # A JSON array in a fixed order: unambiguous (strings are quoted and escaped), no key sorting needed,
-    # and cheaper than dumping a dict. orjson writes the same bytes as json.dumps(ensure_ascii=False,
-    # separators=(",", ":")) for strings, lists and null (tests/unit/test_cleaning.py holds it to that) in a
-    # fifth of the time.
-    canonical = orjson.dumps([
-        HASH_SCHEME, source_system, external_id, title, content, issuing_organization, target_region,
-        target_industry, funding_type, _iso(application_start_date), _iso(application_end_date), original_url,
-    ])
-    return hashlib.sha256(canonical).hexdigest()
-
-
-def normalize_record(record: RawPolicyData) -> CleanPolicy:
-    """Turn a validated record into the `CleanPolicy` to store.
-
-    - title, content, issuing_organization, funding_type and every target_region / target_industry item:
-      Unicode NFC, personal data masked, trimmed. A blank funding_type becomes ``None``; blank list items are
-      dropped and repeats removed (first position kept).
-    - target_region: each item through `canonical_region` (before de-duplication, so ``서울`` and
-      ``서울특별시`` become one).
-    - raw_data: every string at any depth NFC-normalised and masked, control characters removed (from keys
-      too); keys, structure and other values kept.
-    - original_url: masked as a URL (e-mails and separated numbers only), so the link keeps working.
-    - source_system, external_id, collected_at, collector_version: from ``collection_metadata``, unchanged.
-
-    ``content_hash`` is the SHA-256 (hex) of the stored, meaningful fields: source, external id, title, content,
-    organisation, regions, industries, funding type, dates and URL. Not hashed: collected_at and
-    collector_version (when or how it was collected is not news) and raw_data (like
-    `RawPolicyData.content_hash`: unmapped source fields changing is not a new version). It differs from
-    `RawPolicyData.content_hash` because it hashes what is stored, after masking and normalisation: two
-    records the store cannot tell apart get the same hash.
-    """
-    tally = _new_tally()
-    metadata = record.collection_metadata
-    title = _clean_text(record.title, tally)
-    content = _clean_text(record.content, tally)
-    issuing_organization = _clean_text(record.issuing_organization, tally)
-    target_region = _clean_regions(record.target_region, tally)
-    target_industry = _clean_items(record.target_industry, tally)
-    funding_type = (_clean_text(record.funding_type, tally) or None) if record.funding_type is not None else None
-    original_url = _clean_url(record.original_url, tally)
-    raw_data = _clean_raw(record.raw_data, tally)
-    return CleanPolicy(
-        source_system=metadata.source,
-        external_id=metadata.external_id,
-        title=title,
-        content=content,
-        issuing_organization=issuing_organization,
-        target_region=target_region,
-        target_industry=target_industry,
-        funding_type=funding_type,
-        application_start_date=record.application_start_date,
-        application_end_date=record.application_end_date,
-        original_url=original_url,
-        raw_data=raw_data,
-        collected_at=metadata.collected_at,
-        collector_version=metadata.collector_version,
-        content_hash=_content_hash(
-            metadata.source, metadata.external_id, title, content, issuing_organization, target_region,
-            target_industry, funding_type, record.application_start_date, record.application_end_date,
-            original_url,
-        ),
-        masked=_counts(tally),
-    )

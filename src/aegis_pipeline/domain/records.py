@@ -1,54 +1,39 @@
-"""The record as collected (`RawPolicyData`, design §5.1) and the enums of its life.
+"""The record as collected (`RawPolicyData`, design §5.1): what collectors publish on the raw topic and what the hot
+path validates, with where and when it was collected (`CollectionMetadata`).
 
-`RawPolicyData` is what collectors publish on the raw topic and what the hot path validates. Deviation from the
-design's sketch, on purpose: `target_region` and `target_industry` are lists (sources give several values
-joined by `@`; a single string is accepted and split), and dates are real dates, not strings.
+Deviation from the design's sketch, on purpose: `target_region` and `target_industry` are lists (sources give
+several values joined by `@`; a single string is accepted and split), and dates are real dates, not strings.
+
+Its policy fields are `PolicyContent`'s (`domain.policy`) by the same names, except the identity, which is in
+`collection_metadata` (`source` is `source_system`, `external_id` is `external_id`); `content_values()` is the
+one mapping between the two, and tests/unit/domain/test_policy.py fails when a field is added to one only.
 
 Input limits: every text field has a maximum length, and so do the list fields (at most 100 items of at most 200
 characters each). Control characters (C0 other than tab, line feed, vertical tab, form feed and carriage return;
 DEL) and lone surrogates are removed from every text field before it is checked: they are never text, and
 PostgreSQL refuses NUL. A field left empty by that fails validation like any empty field. `raw_data` is the
 source's record as delivered; the hot path's cleaning removes the same characters from it.
+
+May import the standard library, pydantic and the other `domain` modules only.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import unicodedata
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aegis_pipeline.domain.policy import POLICY_ARRAY_COLUMNS, POLICY_CONTENT_COLUMNS, PolicyContent
+from aegis_pipeline.domain.text import nfc, without_control_characters
+
+__all__ = ["COLLECTOR_VERSION", "MAX_LIST_ITEMS", "CollectionMetadata", "RawPolicyData"]
+
 COLLECTOR_VERSION = "1.0"
-
-
-class ProcessingPath(StrEnum):
-    HOT = "hot"
-    COLD = "cold"
-
-
-class DataStatus(StrEnum):
-    PENDING_VALIDATION = "pending_validation"
-    ACTIVE = "active"
-    REJECTED = "rejected"
-    ARCHIVED = "archived"
-
 
 NonBlank = Annotated[str, Field(min_length=1)]
 ListItem = Annotated[str, Field(max_length=200)]
 MAX_LIST_ITEMS = 100
-_NOT_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff]")
-
-
-def without_control_characters(value: Any) -> Any:
-    """A string without control characters and lone surrogates (see the module docstring); other values as given."""
-    if isinstance(value, str) and _NOT_TEXT.search(value):
-        return _NOT_TEXT.sub("", value)
-    return value
 
 
 class CollectionMetadata(BaseModel):
@@ -99,7 +84,7 @@ class RawPolicyData(BaseModel):
         # The length limit must hold for the stored, NFC-normalised title (policies.title is varchar(500)): NFC
         # expands a few characters (U+0958 -> two code points), so it is applied before the length is checked.
         value = without_control_characters(value)
-        return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+        return nfc(value) if isinstance(value, str) else value
 
     @field_validator("target_region", "target_industry", mode="before")
     @classmethod
@@ -118,10 +103,20 @@ class RawPolicyData(BaseModel):
             raise ValueError(f"application_end_date {end} is before application_start_date {start}")
         return self
 
-    def content_hash(self) -> str:
-        """SHA-256 of what the record says (not when it was collected): equal hash, nothing new to publish."""
-        meaningful = self.model_dump(mode="json", exclude={"collection_metadata", "raw_data"})
-        meaningful["source"] = self.collection_metadata.source
-        meaningful["external_id"] = self.collection_metadata.external_id
-        canonical = json.dumps(meaningful, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    def content_values(self) -> tuple[Any, ...]:
+        """What this record says, as published (not cleaned: `domain.cleaning` makes the stored version): the values
+        of `POLICY_CONTENT_COLUMNS` in order, arrays as the lists they are here. The one mapping of this model's
+        fields onto the policy's content."""
+        metadata = self.collection_metadata
+        return (
+            metadata.source, metadata.external_id, self.title, self.content, self.issuing_organization,
+            self.target_region, self.target_industry, self.funding_type, self.application_start_date,
+            self.application_end_date, self.original_url,
+        )
+
+    def policy_content(self) -> PolicyContent:
+        """`content_values` as a `PolicyContent` (arrays as tuples)."""
+        content = dict(zip(POLICY_CONTENT_COLUMNS, self.content_values(), strict=True))
+        for name in POLICY_ARRAY_COLUMNS:
+            content[name] = tuple(content[name])
+        return PolicyContent(**content)
