@@ -8,5 +8,7 @@ Floors, lowest first; a package imports only from floors below it (checked by im
 - `schemas`: the contracts other services depend on: events and database migrations.
 - `stores`: one connection module per engine (the hooks), drivers' errors translated once.
 - `collectors`, `hot_path`, `sync`: the stages; `cold_path` uses `sync` (it syncs after scoring).
-- `devstack`, `airflow_tasks`, `cli`: what runs the stages (the embedded stack, the DAG tasks, the command).
+- `devstack`, `airflow_tasks`, `dead_letter_retry`: what runs the stages (the embedded stack, the DAG tasks, the
+  retry of dead letters);
+- `cli`: the `aegis-pipeline` command.
 """

@@ -1,6 +1,6 @@
 """Fault scenarios on the embedded stack: records flow through the real collectors (the `scheduler` process),
 the hot path (a `hot-path` process) and PostgreSQL while an engine is stopped or a process is killed; then what
-was collected is compared with what was stored and announced. Used by tests/integration/test_faults.py (short
+was collected is compared with what was stored and announced. Used by tests/devstack/test_faults.py (short
 outages) and bench/faults.py (the issue's durations).
 
 A scenario is a small declarative entry (`Scenario`): which engine to stop and for how long, or which process to

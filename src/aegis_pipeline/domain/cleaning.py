@@ -92,7 +92,7 @@ def normalize_record(record: RawPolicyData) -> CleanPolicy:
     funding_type = (_clean_text(record.funding_type, tally) or None) if record.funding_type is not None else None
     original_url = _clean_url(record.original_url, tally)
     raw_data = _clean_raw(record.raw_data, tally)
-    # In POLICY_CONTENT_COLUMNS order (tests/unit/domain/test_cleaning.py holds this to `hashing.content_hash`).
+    # In POLICY_CONTENT_COLUMNS order (tests/domain/test_cleaning.py holds this to `hashing.content_hash`).
     stored_hash = content_hash_of_values((
         metadata.source, metadata.external_id, title, content, issuing_organization, target_region,
         target_industry, funding_type, record.application_start_date, record.application_end_date, original_url,

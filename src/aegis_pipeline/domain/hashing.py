@@ -7,7 +7,7 @@ as UTF-8, the array written like ``json.dumps(..., ensure_ascii=False, separator
 content, organisation, regions, industries, funding type, dates and URL. Not hashed: when and by which collector
 version it was collected (not news) and ``raw_data`` (unmapped source fields changing is not a new version).
 
-The same recipe serves two purposes (tests/unit/domain/test_hashing.py holds both to it):
+The same recipe serves two purposes (tests/domain/test_hashing.py holds both to it):
 
 - ``CleanPolicy.content_hash``: of the policy as stored, after cleaning (`domain.cleaning`). Two records the
   store cannot tell apart get the same hash, so the hot path's upsert changes nothing for a record it has.
@@ -44,8 +44,8 @@ def content_hash_of_values(values: Sequence[Any]) -> str:
         raise ValueError(f"{len(values)} values for {len(POLICY_CONTENT_COLUMNS)} content columns")
     # A JSON array in a fixed order: unambiguous (strings are quoted and escaped), no key sorting needed, and
     # cheaper than dumping a dict. orjson writes the same bytes as json.dumps(ensure_ascii=False,
-    # separators=(",", ":")) for strings, lists, tuples and null, and dates as ISO 8601 (tests/unit/domain/
-    # test_hashing.py holds it to that) in a fifth of the time.
+    # separators=(",", ":")) for strings, lists, tuples and null, and dates as ISO 8601 (tests/domain/test_hashing.py
+    # holds it to that) in a fifth of the time.
     return hashlib.sha256(orjson.dumps([HASH_SCHEME, *values])).hexdigest()
 
 

@@ -6,7 +6,7 @@ several values joined by `@`; a single string is accepted and split), and dates 
 
 Its policy fields are `PolicyContent`'s (`domain.policy`) by the same names, except the identity, which is in
 `collection_metadata` (`source` is `source_system`, `external_id` is `external_id`); `content_values()` is the
-one mapping between the two, and tests/unit/domain/test_policy.py fails when a field is added to one only.
+one mapping between the two, and tests/domain/test_policy.py fails when a field is added to one only.
 
 Input limits: every text field has a maximum length, and so do the list fields (at most 100 items of at most 200
 characters each). Control characters (C0 other than tab, line feed, vertical tab, form feed and carriage return;

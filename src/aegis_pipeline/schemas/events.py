@@ -106,7 +106,7 @@ class _Schema(NamedTuple):
 # jsonschema walks a schema in Python (~140 µs for a policy.validated event, about 7 000 events/s); the hot path
 # needs more. jsonschema-rs (compiled) says yes or no in ~2 µs, so it checks every event first, and only an event
 # it refuses goes through jsonschema, for the messages. It must never accept what jsonschema refuses: besides
-# the schema's own formats, both check `date-time` the same way (RFC 3339), and tests/unit/test_events.py runs
+# the schema's own formats, both check `date-time` the same way (RFC 3339), and tests/schemas/test_events.py runs
 # every case through both.
 def _load(name: str) -> _Schema:
     schema = load_schema(name)
@@ -230,7 +230,7 @@ _FACT_EVENT_ID_PREFIX = FACT_EVENT_ID_NAMESPACE.bytes
 
 def _uuid5_text(name: str) -> str:
     """`str(uuid.uuid5(FACT_EVENT_ID_NAMESPACE, name))`, in a third of the time (one per hot-path event): the
-    same SHA-1 and version/variant bits, without building a `UUID` object. tests/unit/test_events.py holds the
+    same SHA-1 and version/variant bits, without building a `UUID` object. tests/schemas/test_events.py holds the
     two equal."""
     value = int.from_bytes(hashlib.sha1(_FACT_EVENT_ID_PREFIX + name.encode("utf-8")).digest()[:16])
     value = value & ~(0xF000 << 64) | 5 << 76  # version 5

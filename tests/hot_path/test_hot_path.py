@@ -169,7 +169,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(hot_
     records = make_records(5, source=source)
     # Valid to the model, refused by PostgreSQL: the stored policy is at the largest version an integer holds, so
     # the new version overflows. Retrying cannot help. (Input the model lets through is otherwise storable: NUL
-    # and other control characters are removed, tests/unit/test_hostile_input.py.)
+    # and other control characters are removed, tests/end_to_end/test_hostile_input.py.)
     poison = records[2].model_copy(update={"title": "바뀐 제목"})
     async with postgres.connect(hot_settings.postgres_dsn()) as connection:
         await connection.execute(

@@ -282,7 +282,7 @@ def test_airflow_values_feed_the_tasks_the_pipeline_settings() -> None:
 
 
 def test_airflow_tasks_get_the_sources_file_at_sources_file() -> None:
-    """`dlq_retry` runs `aegis-pipeline dlq retry`, which loads SOURCES_FILE for the collectors' letters."""
+    """`dlq_retry` retries dead letters, loading SOURCES_FILE for the collectors' letters."""
     sources_file = Path(find(CHART_DEFAULTS, "ConfigMap", "-settings")["data"]["SOURCES_FILE"])
     sources_map = find(CHART_DEFAULTS, "ConfigMap", "-sources")
     assert sources_file.name in sources_map["data"]

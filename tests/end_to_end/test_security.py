@@ -8,7 +8,7 @@ registry, or the source results shown to users; contact data appears in none of 
 output, including its errors when a store is unreachable, is checked the same way in subprocesses.
 
 (Log lines are checked by the log-hygiene test; robots.txt and rate limits by test_html_board.py and
-test_rate_limit.py; parameterised SQL by tests/unit/test_sql_parameterised.py.)
+test_rate_limit.py; parameterised SQL by tests/ops/test_sql_parameterised.py.)
 """
 
 from __future__ import annotations

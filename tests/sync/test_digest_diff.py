@@ -1,4 +1,4 @@
-"""`sync.digest`, beyond tests/unit/test_sync_digest.py: the bucket sums themselves, what a bucket digest can and
+"""`sync.digest`, beyond tests/sync/test_sync_digest.py: the bucket sums themselves, what a bucket digest can and
 cannot see, the diff of all three kinds at once, and the stability of the keys stored in the engines."""
 
 from __future__ import annotations
