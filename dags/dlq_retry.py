@@ -34,17 +34,10 @@ from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, run_pipeline_step
 def dlq_retry() -> None:
     @task
     def retry_letters(params: dict[str, Any] | None = None) -> str:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from aegis_pipeline.common.errors import ErrorCode
         from aegis_pipeline.dead_letter_retry import retry_dead_letters
-        from aegis_pipeline.settings import SettingsError
 
         ids = [str(letter_id) for letter_id in (params or {}).get("ids") or []]
-        try:
-            report = run_pipeline_step(lambda settings: retry_dead_letters(settings, ids=ids), metrics_job="dlq")
-        except SettingsError as error:  # a setting missing or wrong (a SystemExit): no retry can help
-            raise AirflowFailException(f"{ErrorCode.BATCH_PROCESSING_ERROR.value}: {error}") from error
+        report = run_pipeline_step(lambda settings: retry_dead_letters(settings, ids=ids), metrics_job="dlq")
         return report.summary()
 
     retry_letters()

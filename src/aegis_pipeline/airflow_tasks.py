@@ -38,14 +38,18 @@ def run_pipeline_step(step: Callable[[Any], Awaitable[T]], *, metrics_job: str) 
       or a driver error no store module knows): it is raised as a DP_4003 `PipelineError` with the original as
       its `__cause__`, and retried, since we cannot tell which it is. Either way the message starts with the DP
       code.
+    - A setting missing or wrong (`SettingsError`) fails the task at once with DP_4003: no retry can fix it.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     from aegis_pipeline.common.errors import ErrorCode, PipelineError
     from aegis_pipeline.common.metrics import push_batch_metrics
-    from aegis_pipeline.settings import load_settings
+    from aegis_pipeline.settings import SettingsError, load_settings
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:  # a SystemExit, which Airflow would retry
+        raise AirflowFailException(f"{ErrorCode.BATCH_PROCESSING_ERROR.value}: {error}") from error
     with _pipeline_logging(settings), _task_log_context(settings):
         try:
             return asyncio.run(step(settings))

@@ -20,7 +20,6 @@ status.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +27,12 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from aegis_pipeline.collectors.dead_letter_retry import retry_collect_letter
-from aegis_pipeline.collectors.definitions import load_sources
+from aegis_pipeline.collectors.definitions import load_configured_sources
 from aegis_pipeline.common.errors import PipelineError
-from aegis_pipeline.common.logging import get_logger, register_secrets
+from aegis_pipeline.common.logging import get_logger
 from aegis_pipeline.hot_path.dead_letter_retry import retry_hot_letter
 from aegis_pipeline.hot_path.service import open_hot_path
-from aegis_pipeline.settings import Settings, environment_values
+from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import postgres
 from aegis_pipeline.stores.dead_letters import DeadLetterStore
 
@@ -44,9 +43,6 @@ log = get_logger(__name__)
 
 # The consumer group of the hot path service a retry opens (it consumes nothing: it lends its processor).
 RETRY_GROUP_ID = "aegis-dlq-retry"
-# Source keys reach the sources file as ${NAME}s: the values of variables named like a secret stay out of logs
-# (the same names as the CLI's `SECRET_VARIABLE`).
-SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
 
 @dataclass
@@ -82,7 +78,7 @@ async def retry_dead_letters(settings: Settings, *, ids: Iterable[str | UUID] | 
             for letter in await letters.retriable(ids=wanted):
                 if letter.stage == "collect":
                     if sources is None:
-                        sources = load_sources_file(settings, sources_file)
+                        sources = load_configured_sources(settings, sources_file)
                     status = await retry_collect_letter(letter, sources, service.producer,
                                                         settings.kafka_topic_raw_policies, letters)
                 elif letter.stage == "hot":
@@ -105,8 +101,3 @@ def _letter_id(value: str | UUID) -> str:
         raise PipelineError(f"not a dead-letter id (a UUID): {str(value)[:100]!r}") from None
 
 
-def load_sources_file(settings: Settings, sources_file: Path | None) -> SourcesFile:
-    """`sources_file`, else SOURCES_FILE, read and validated; `SourceConfigError` names what is wrong in it."""
-    environment = environment_values()
-    register_secrets(value for name, value in environment.items() if SECRET_VARIABLE.search(name))
-    return load_sources(sources_file or settings.sources_file, environment)

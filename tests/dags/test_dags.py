@@ -238,17 +238,21 @@ async def test_a_target_that_is_down_fails_sync_and_repair_with_its_dp_code(
         await run_sync(stack, targets=["search"])  # the search target catches up, for the tests after this one
 
 
-async def test_a_dlq_retry_that_cannot_start_fails_at_once_with_a_dp_code(airflow_env: dict[str, str]) -> None:
-    """`dlq_retry` with a setting that is wrong (here a Pushgateway address that is no URL) fails the task without
-    retries, its message a DP code and the setting named."""
+async def test_a_dag_that_cannot_start_fails_at_once_with_a_dp_code(airflow_env: dict[str, str]) -> None:
+    """A DAG run with a setting that is wrong (here a Pushgateway address that is no URL) fails its first task
+    without retries, its message a DP code and the setting named: every DAG, since `run_pipeline_step` loads the
+    settings."""
     env = {**airflow_env, "PROMETHEUS_PUSHGATEWAY_URL": "not a url"}
 
-    output = await run_dags(env, REPO / "dags", [{"dag_id": "dlq_retry", "retries": 1}])
+    output = await run_dags(env, REPO / "dags", [{"dag_id": "dlq_retry", "retries": 1},
+                                                 {"dag_id": "policy_cold_path", "retries": 1}])
 
-    (run,) = output.runs
-    assert (run["tasks"], run["tries"]) == ({"retry_letters": "failed"}, {"retry_letters": 1}), output.stdout[-3000:]
-    (raised,) = output.raised()
-    assert raised.startswith("airflow.sdk.exceptions.AirflowFailException: DP_4003: "), raised
+    dlq, hourly = output.runs
+    assert (dlq["tasks"], dlq["tries"]) == ({"retry_letters": "failed"}, {"retry_letters": 1}), output.stdout[-3000:]
+    assert (hourly["tasks"]["plan_scoring"], hourly["tries"]["plan_scoring"]) == ("failed", 1), hourly
+    raised = output.raised()
+    assert len(raised) == 2, raised
+    assert all(line.startswith("airflow.sdk.exceptions.AirflowFailException: DP_4003: ") for line in raised), raised
     assert "PROMETHEUS_PUSHGATEWAY_URL" in output.stdout
 
 

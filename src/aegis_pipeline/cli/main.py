@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import sys
 import uuid
 from pathlib import Path
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     from aegis_pipeline.collectors.definitions import SourcesFile
 
 
-SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 # Commands that run once and end before Prometheus could scrape them: their metrics go to the Pushgateway.
 BATCH_COMMANDS = frozenset({"cold-path", "sync", "consistency", "collect", "dlq"})
 
@@ -496,15 +494,11 @@ def scheduler(sources_file: Path | None) -> None:
 
 def _load_sources_or_exit(settings: Settings, sources_file: Path | None) -> SourcesFile:
     """The sources file given on the command line, else SOURCES_FILE; exit 2 naming what is wrong in it."""
-    from aegis_pipeline.collectors.definitions import load_sources
+    from aegis_pipeline.collectors.definitions import load_configured_sources
     from aegis_pipeline.common.errors import SourceConfigError
-    from aegis_pipeline.settings import environment_values
 
-    environment = environment_values()
-    # Source keys reach the sources file as ${NAME}s: values of variables named like a secret stay out of logs.
-    register_secrets(value for name, value in environment.items() if SECRET_VARIABLE.search(name))
     try:
-        return load_sources(sources_file or settings.sources_file, environment)
+        return load_configured_sources(settings, sources_file)
     except SourceConfigError as error:
         click.echo(str(error.args[0]), err=True)
         sys.exit(2)

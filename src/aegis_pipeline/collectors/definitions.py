@@ -31,14 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aegis_pipeline.collectors.parsing.records import dig
 from aegis_pipeline.collectors.parsing.values import VALUE_PARSERS
 from aegis_pipeline.common.errors import SourceConfigError
+from aegis_pipeline.common.logging import register_secrets
+from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS
+from aegis_pipeline.settings import Settings, environment_values
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Query parameters and headers whose value is a credential (serviceKey, crtfcKey, Authorization, token ...).
 _CREDENTIAL_NAME = re.compile(r"key|token|secret|passw|auth|signature|credential", re.IGNORECASE)
-RECORD_FIELDS = {
-    "title", "content", "issuing_organization", "target_region", "target_industry", "funding_type",
-    "application_start_date", "application_end_date", "original_url",
-}
+# What a source's field mapping may fill: the policy's content, less the two ids the collector sets itself.
+RECORD_FIELDS = set(POLICY_CONTENT_COLUMNS) - {"source_system", "external_id"}
 REQUIRED_RECORD_FIELDS = {"title", "content", "issuing_organization"}
 RSS_RECORDS_PATH = "rss.channel.item"  # where a feed's items are unless the source says otherwise
 # "url" is resolved against the source's URL (relative links are common); the rest are VALUE_PARSERS' names.
@@ -465,3 +466,15 @@ def load_sources(path: Path, environment: Mapping[str, str]) -> SourcesFile:
     except (OSError, yaml.YAMLError) as error:
         raise SourceConfigError(f"cannot read sources file {path}: {error}") from None
     return parse_sources(document, environment, origin=str(path))
+
+
+# Source keys reach the sources file as ${NAME}s: the values of variables named like a secret stay out of logs.
+SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+
+
+def load_configured_sources(settings: Settings, sources_file: Path | None = None) -> SourcesFile:
+    """`sources_file`, else SOURCES_FILE, read with this process's environment and validated (`SourceConfigError`
+    names what is wrong); the values of secret-looking variables are registered for redaction first."""
+    environment = environment_values()
+    register_secrets(value for name, value in environment.items() if SECRET_VARIABLE.search(name))
+    return load_sources(sources_file or settings.sources_file, environment)

@@ -29,6 +29,7 @@ import asyncpg
 from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import PipelineError
 from aegis_pipeline.common.logging import get_logger
+from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS
 from aegis_pipeline.hot_path.processor import policy_validated_event
 from aegis_pipeline.schemas.events import EventType
 from aegis_pipeline.settings import Settings
@@ -40,14 +41,13 @@ log = get_logger(__name__)
 REANNOUNCE_BATCH_SIZE = 2000
 
 # Keyset pages over the policies changed within the horizon, oldest id first.
-CHANGED_POLICIES_SQL = """
-SELECT id::text AS policy_id, source_system, external_id, title, content, issuing_organization, target_region,
-       target_industry, funding_type, application_start_date, application_end_date, original_url, content_hash,
+CHANGED_POLICIES_SQL = f"""
+SELECT id::text AS policy_id, {", ".join(POLICY_CONTENT_COLUMNS)}, content_hash,
        COALESCE(collected_at, created_at) AS collected_at, version, updated_at
 FROM policies
 WHERE updated_at >= now() - make_interval(secs => $1) AND id > $2::uuid
 ORDER BY id LIMIT $3
-"""
+"""  # noqa: S608 (a constant column list, no input)
 
 
 def sentinel_topic(settings: Settings) -> str:
