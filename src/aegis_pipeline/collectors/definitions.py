@@ -19,7 +19,7 @@ data.go.kr `serviceKey` stay out of the file).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -120,69 +120,61 @@ def _read_total_count(document: Any, path: str | None) -> int | None:
         raise ResponseShapeError(f"total count {str(raw_total)[:100]!r} is not a number") from None
 
 
-def _next_counted_request(previous: PageRequest, page: Page, page_size: int,
-                          page_params: Callable[[int], dict[str, str | int]]) -> PageRequest | None:
-    """For counted pages (page numbers, offsets): the request after `previous`, or None when `page` is the last:
-    it came back short (an empty page included), or the total count it gave (`page.paging`) is reached."""
-    fetched = previous.records_before + len(page.records)
-    if len(page.records) < page_size:
-        return None  # a short page is the last one
-    if page.paging is not None and fetched >= page.paging:
-        return None
-    index = previous.index + 1
-    return PageRequest(previous.url, {**previous.params, **page_params(index)}, index, fetched)
+class _CountedPagination(_Paginator):
+    """Pages of `page_size` records asked for by position (a page number, an offset): the last page came back
+    short (an empty page included), or the total count the response gives at `total_count_path` is reached.
+    A kind says only how a position is written as query parameters (`page_params`)."""
+
+    page_size: int = Field(default=10, ge=1, le=10_000)
+    total_count_path: str | None = None
+
+    def page_params(self, index: int) -> dict[str, str | int]:
+        """The query parameters of the page `index` pages after the first."""
+        raise NotImplementedError
+
+    def first_request(self, url: str, params: Mapping[str, str | int]) -> PageRequest:
+        return PageRequest(url, {**params, **self.page_params(0)})
+
+    def read_response(self, document: Any) -> int | None:
+        """The total count at `total_count_path`, None without one."""
+        return _read_total_count(document, self.total_count_path)
+
+    def _request_after(self, previous: PageRequest, page: Page) -> PageRequest | None:
+        fetched = previous.records_before + len(page.records)
+        if len(page.records) < self.page_size:
+            return None  # a short page is the last one
+        if page.paging is not None and fetched >= page.paging:
+            return None
+        index = previous.index + 1
+        return PageRequest(previous.url, {**previous.params, **self.page_params(index)}, index, fetched)
 
 
-class PageNumberPagination(_Paginator):
+class PageNumberPagination(_CountedPagination):
     """`?page=1&size=10`, `?page=2&size=10`, ... until the total count is reached or a page comes back short."""
 
     type: Literal["page_number"]
     page_param: str
     size_param: str | None = None
-    page_size: int = Field(default=10, ge=1, le=10_000)
     start_page: int = Field(default=1, ge=0)
-    total_count_path: str | None = None
 
     def page_params(self, index: int) -> dict[str, str | int]:
-        """The query parameters of the page `index` pages after the first: its number, and the size if named."""
+        """Its number, and the size if the source names a size parameter."""
         params: dict[str, str | int] = {self.page_param: self.start_page + index}
         if self.size_param:
             params[self.size_param] = self.page_size
         return params
 
-    def first_request(self, url: str, params: Mapping[str, str | int]) -> PageRequest:
-        return PageRequest(url, {**params, **self.page_params(0)})
 
-    def read_response(self, document: Any) -> int | None:
-        """The total count at `total_count_path`, None without one."""
-        return _read_total_count(document, self.total_count_path)
-
-    def _request_after(self, previous: PageRequest, page: Page) -> PageRequest | None:
-        return _next_counted_request(previous, page, self.page_size, self.page_params)
-
-
-class OffsetPagination(_Paginator):
+class OffsetPagination(_CountedPagination):
     """`?offset=0&limit=10`, `?offset=10&limit=10`, ... with the same stop rules as page numbers."""
 
     type: Literal["offset"]
     offset_param: str
     limit_param: str
-    page_size: int = Field(default=10, ge=1, le=10_000)
-    total_count_path: str | None = None
 
     def page_params(self, index: int) -> dict[str, str | int]:
-        """The query parameters of the page `index` pages after the first: its offset and the limit."""
+        """Its offset and the limit."""
         return {self.offset_param: index * self.page_size, self.limit_param: self.page_size}
-
-    def first_request(self, url: str, params: Mapping[str, str | int]) -> PageRequest:
-        return PageRequest(url, {**params, **self.page_params(0)})
-
-    def read_response(self, document: Any) -> int | None:
-        """The total count at `total_count_path`, None without one."""
-        return _read_total_count(document, self.total_count_path)
-
-    def _request_after(self, previous: PageRequest, page: Page) -> PageRequest | None:
-        return _next_counted_request(previous, page, self.page_size, self.page_params)
 
 
 class NextLinkPagination(_Paginator):
