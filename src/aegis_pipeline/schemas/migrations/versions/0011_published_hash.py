@@ -18,7 +18,7 @@ from the record it received, beside the version it made of it:
 
 Revision ID: 0011
 Revises: 0010
-Create Date: 2026-12-08
+Create Date: 2026-12-05
 """
 
 from __future__ import annotations
