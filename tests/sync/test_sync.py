@@ -396,6 +396,10 @@ async def test_search_target_down_does_not_block_the_others_and_catches_up(synce
     assert not report.success
     assert report.result("search").error_code == ErrorCode.ELASTICSEARCH_SYNC_FAILED
     assert report.result("vectors").success and report.result("graph").success
+    # A target that cannot be checked is reported with its DP code once ("DP_3003: ...", not "DP_3003: DP_3003: ...").
+    unchecked = (await check_consistency(search_down, targets=["search"])).summary()["targets"]["search"]["error"]
+    code = unchecked.split(":")[0]
+    assert code.startswith("DP_") and unchecked.count(code) == 1, unchecked
     expected = await expected_checksums(settings)
     assert target_checksums(settings, "vectors") == expected
     assert target_checksums(settings, "search") != expected

@@ -53,6 +53,11 @@ class PipelineError(Exception):
     def __str__(self) -> str:
         return f"{self.code.value}: {self.args[0]}"
 
+    @property
+    def message(self) -> str:
+        """What went wrong, without the DP code (for reports that keep the code in a field of its own)."""
+        return str(self.args[0])
+
 
 class TransientError(PipelineError):
     """A failure that may pass: a timeout, a connection refused, a broker or store that pushed back."""

@@ -152,7 +152,7 @@ async def _check_target(settings: Settings, name: str, expected: dict[str, str],
                     check.drift = diff(wanted, actual)
     except Exception as error:
         code = error.code.value if isinstance(error, PipelineError) else ErrorCode.CONSISTENCY_CHECK_FAILED.value
-        check.error_code, check.error = code, str(error)
+        check.error_code, check.error = code, error.message if isinstance(error, PipelineError) else str(error)
         log.error("consistency_check_failed", target=name, error_code=code, error=str(error),
                   exc_info=not isinstance(error, PipelineError))
     check.duration_seconds = round(time.monotonic() - started, 3)
@@ -206,7 +206,7 @@ async def _repair_target(pool: asyncpg.Pool, settings: Settings, check: TargetCh
         result.success = True
     except Exception as error:
         code = error.code if isinstance(error, PipelineError) else ErrorCode.CONSISTENCY_CHECK_FAILED
-        result.error_code, result.error = code.value, str(error)
+        result.error_code, result.error = code.value, error.message if isinstance(error, PipelineError) else str(error)
         log.error("consistency_repair_failed", target=check.target, error_code=code.value, error=str(error),
                   exc_info=not isinstance(error, PipelineError))
     result.duration_seconds = round(time.monotonic() - started, 3)
