@@ -36,25 +36,20 @@ def test_the_package_keeps_its_floors(package_copy: Path) -> None:
     assert "1 kept, 0 broken" in done.stdout
 
 
-def test_an_import_from_a_higher_floor_fails_the_lint(package_copy: Path) -> None:
-    masking = package_copy / "aegis_pipeline" / "domain" / "masking.py"
-    original = masking.read_text(encoding="utf-8")
-    masking.write_text(original + "\nfrom aegis_pipeline.stores import kafka  # noqa: E402\n", encoding="utf-8")
+@pytest.mark.parametrize(("module", "bad_import", "reported"), [
+    ("domain/masking.py", "from aegis_pipeline.stores import kafka",
+     "aegis_pipeline.domain.masking -> aegis_pipeline.stores.kafka"),  # an import from a higher floor
+    ("cold_path/features.py", "from aegis_pipeline.hot_path import store",
+     "aegis_pipeline.cold_path.features -> aegis_pipeline.hot_path.store"),  # between stages on one floor
+])
+def test_an_import_that_breaks_a_floor_fails_the_lint(package_copy: Path, module: str, bad_import: str,
+                                                       reported: str) -> None:
+    path = package_copy / "aegis_pipeline" / module
+    original = path.read_text(encoding="utf-8")
+    path.write_text(original + f"\n{bad_import}  # noqa: E402\n", encoding="utf-8")
     try:
         done = lint_imports(package_copy)
     finally:
-        masking.write_text(original, encoding="utf-8")
+        path.write_text(original, encoding="utf-8")
     assert done.returncode != 0
-    assert "aegis_pipeline.domain.masking -> aegis_pipeline.stores.kafka" in done.stdout, done.stdout
-
-
-def test_stages_on_one_floor_do_not_import_each_other(package_copy: Path) -> None:
-    features = package_copy / "aegis_pipeline" / "cold_path" / "features.py"
-    original = features.read_text(encoding="utf-8")
-    features.write_text(original + "\nfrom aegis_pipeline.hot_path import store  # noqa: E402\n", encoding="utf-8")
-    try:
-        done = lint_imports(package_copy)
-    finally:
-        features.write_text(original, encoding="utf-8")
-    assert done.returncode != 0
-    assert "aegis_pipeline.cold_path.features -> aegis_pipeline.hot_path.store" in done.stdout, done.stdout
+    assert reported in done.stdout, done.stdout
