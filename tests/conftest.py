@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from aegis_pipeline.settings import ENGINE_FIELDS, Settings, load_core_settings
+from aegis_pipeline.settings import ENGINE_FIELDS, CoreSettings, Settings, load_core_settings
 
 # Hypothesis: a failing property test must show its failing example. Hypothesis's pytest plugin also writes a
 # patch adding `@example(...)` for it, with libcst; but once Twisted is imported (Scrapy, `collectors.html_board`),
@@ -49,8 +49,43 @@ def stack(_isolated_environment: Path) -> Iterator[Settings]:
 
     core = load_core_settings(aegis_data_dir=_isolated_environment)
     settings = devstack.up(core)
+    _session_stacks.append(core)
     yield settings
     devstack.down(core, purge=True)
+
+
+_session_stacks: list[CoreSettings] = []  # the started session stack, once `stack` has run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _session_engines_outlive_each_module() -> Iterator[None]:
+    """An engine of the session stack that dies makes every later test fail far from the cause: name the module
+    it died in (its last test errors at teardown) with the end of the engine's log."""
+    yield
+    if not _session_stacks:
+        return
+    from aegis_pipeline.devstack import stack as devstack
+    from aegis_pipeline.devstack.engines import ENGINE_TYPES, is_running
+
+    core = _session_stacks[0]
+    state = devstack.StackState.load(core.stack_state_path)
+    records = state.engines if state else {}
+    dead = [engine for engine in ENGINE_TYPES
+            if (process := records[engine.name].process if engine.name in records else None) is not None
+            and not is_running(process)]
+    if state is None or dead:
+        _session_stacks.clear()  # report it once
+        logs = "\n".join(f"--- {engine.name}: {engine(core.aegis_data_dir).log_path}\n"
+                         f"{_tail(engine(core.aegis_data_dir).log_path)}" for engine in dead)
+        pytest.fail(f"session stack engine(s) died during this module: {[engine.name for engine in dead]}"
+                    f"{' (stack state file gone)' if state is None else ''}\n{logs}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(log unreadable: {error})"
 
 
 @pytest.fixture
