@@ -17,19 +17,28 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# promtool checks the alert rules in the tests. It comes from Debian's `prometheus` package: only the binary is
-# unpacked into the venv (no Prometheus service is installed or started); one already on PATH is linked instead.
-$(PROMTOOL): | $(STAMP)
-	@set -e; if command -v promtool >/dev/null 2>&1; then ln -sf "$$(command -v promtool)" $@; exit 0; fi; \
+# The monitoring engines of the embedded stack (Prometheus, Pushgateway, Alertmanager) and promtool, which checks
+# the alert rules in the tests, come from Debian's packages: only their binaries are unpacked into the venv (no
+# service is installed or started); one already on PATH is linked instead.
+MONITORING := $(BIN)/prometheus $(PROMTOOL) $(BIN)/prometheus-pushgateway $(BIN)/prometheus-alertmanager
+debian_package = $(if $(filter promtool,$(1)),prometheus,$(1))
+# Debian's Alertmanager reads its notification templates from this fixed path (not from its binary).
+ALERTMANAGER_TEMPLATES := /usr/share/prometheus/alertmanager
+$(MONITORING): | $(STAMP)
+	@set -e; name=$(notdir $@); package=$(call debian_package,$(notdir $@)); \
+	if command -v $$name >/dev/null 2>&1; then ln -sf "$$(command -v $$name)" $@; exit 0; fi; \
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
-	apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus; }; \
-	dpkg-deb -x prometheus_*.deb unpacked; cd - >/dev/null; cp "$$tmp/unpacked/usr/bin/promtool" $@; \
-	echo "installed $@ from Debian's prometheus package"
+	apt-get download -qq $$package 2>/dev/null || { apt-get update -qq && apt-get download -qq $$package; }; \
+	dpkg-deb -x $${package}_*.deb unpacked; cd - >/dev/null; cp "$$tmp/unpacked/usr/bin/$$name" $@; \
+	if [ $$name = prometheus-alertmanager ]; then \
+	  mkdir -p $(ALERTMANAGER_TEMPLATES); cp -n "$$tmp"/unpacked$(ALERTMANAGER_TEMPLATES)/*.tmpl $(ALERTMANAGER_TEMPLATES)/; fi; \
+	echo "installed $@ from Debian's $$package package"
 
-install: $(STAMP) $(PROMTOOL)
+install: $(STAMP) $(MONITORING)
 
 # Brings the embedded stack up (unless one is already running), runs the pipeline's main job on it, prints the
-# results, and stops the engines it started. KEEP=1 leaves them running for a look around.
+# results, ending with what an operator looks at (scrape targets, alert rules, the alerts in Alertmanager), and stops
+# the engines it started. KEEP=1 leaves them running for a look around.
 demo: install
 	@already_running=0; $(PIPELINE) dev status >/dev/null 2>&1 && already_running=1; \
 	stop_engines() { if [ "$$already_running" = 0 ] && [ -z "$(KEEP)" ]; then $(PIPELINE) dev down; fi; }; \
@@ -38,7 +47,11 @@ demo: install
 	echo "== starting the embedded stack"; $(PIPELINE) dev up; \
 	echo "== engine status"; $(PIPELINE) dev status; \
 	echo "== one record through each engine"; $(PIPELINE) dev roundtrip; \
-	LOG_JSON=false LOG_LEVEL=ERROR $(PIPELINE) dev demo
+	LOG_JSON=false LOG_LEVEL=ERROR $(PIPELINE) dev demo; \
+	if [ -n "$(KEEP)" ]; then \
+	  echo "== left running (KEEP=1): the engines above, with Prometheus and Alertmanager at the addresses shown"; \
+	  echo "   the Airflow UI on this stack: make airflow (http://localhost:$(AIRFLOW_PORT)); stop all: $(PIPELINE) dev down"; \
+	fi
 
 # Airflow 3 standalone (API server and UI, scheduler, DAG processor, triggerer) against the embedded stack (started
 # if needed): its home and SQLite metadata database under the data dir, this repository's dags/ as its DAG folder.

@@ -40,6 +40,10 @@ ENGINE_FIELDS: dict[str, tuple[str, ...]] = {
     "milvus": ("milvus_uri",),
     "graph": ("graph_uri",),
     "search": ("elasticsearch_url",),
+    # Monitoring: where batch work pushes its metrics, and where operators (and `dev demo`) read alerts.
+    "pushgateway": ("prometheus_pushgateway_url",),
+    "alertmanager": ("alertmanager_url",),
+    "prometheus": ("prometheus_url", "prometheus_file_sd_dir"),
 }
 
 
@@ -146,6 +150,13 @@ class CoreSettings(BaseSettings):
     # Operations (issue 7): batch commands (cold-path, sync, consistency, collect, dlq) push their metrics here
     # when they finish (a Prometheus Pushgateway URL, e.g. http://pushgateway:9091); empty: they do not push.
     prometheus_pushgateway_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    # The Prometheus that scrapes the pipeline and evaluates its alert rules, and the Alertmanager it sends alerts
+    # to: read by `dev demo`'s alert summary; empty: not known to this process.
+    prometheus_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    alertmanager_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    # Where a long-running command (hot path, scheduler) announces its /metrics address for Prometheus's file-based
+    # discovery: the embedded stack sets it. Compose and Kubernetes discover the pods themselves; empty: none.
+    prometheus_file_sd_dir: Path | None = None
     # Long work (sync, consistency, collect --once, cold path) off a terminal (Airflow, CI) logs a `progress` line
     # at most this often (common/progress.py; on a terminal it draws a live bar instead).
     progress_log_seconds: float = Field(default=5.0, gt=0)
@@ -206,6 +217,9 @@ class Settings(CoreSettings):
             "milvus": self.milvus_uri,
             "graph": self.graph_uri,
             "search": self.elasticsearch_url,
+            "pushgateway": self.prometheus_pushgateway_url,
+            "alertmanager": self.alertmanager_url,
+            "prometheus": self.prometheus_url,
         }
         return urls[engine]
 
@@ -262,11 +276,17 @@ class EmbeddedStackSource(PydanticBaseSettingsSource):
         return values
 
 
-def explicitly_configured_engines() -> set[str]:
-    """Engines the environment or `.env` configures (even partly): the embedded stack leaves those alone."""
+def explicit_values() -> dict[str, Any]:
+    """The settings the environment or `.env` gives, by field name (not validated yet)."""
     explicit: dict[str, Any] = {}
     explicit.update(DotEnvSettingsSource(Settings)())
     explicit.update(EnvSettingsSource(Settings)())
+    return explicit
+
+
+def explicitly_configured_engines() -> set[str]:
+    """Engines the environment or `.env` configures (even partly): the embedded stack leaves those alone."""
+    explicit = explicit_values()
     return {engine for engine, fields in ENGINE_FIELDS.items() if explicit.keys() & set(fields)}
 
 

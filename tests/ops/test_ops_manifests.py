@@ -257,7 +257,7 @@ def test_compose_gives_the_pipeline_real_settings_and_runs_it_like_kubernetes() 
 def test_compose_runs_every_engine_and_mounts_only_files_that_exist() -> None:
     services = COMPOSE["services"]
     assert {"kafka", "postgres", "redis", "milvus", "neo4j", "elasticsearch", "airflow", "prometheus",
-            "pushgateway", "grafana"} <= set(services)
+            "pushgateway", "alertmanager", "grafana"} <= set(services)
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert "analysis-nori" in (ROOT / "deploy" / "elasticsearch" / "Dockerfile").read_text(encoding="utf-8")
     for name, service in services.items():

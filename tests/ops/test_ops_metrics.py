@@ -1,9 +1,11 @@
 """The operations endpoints on the real engines: the dead-letter queue's size (`dead_letters_unresolved`) read
 from the `dead_letters` table on each scrape (a database that fails the refresh does not fail the scrape); batch
-commands pushing to a Pushgateway; the scheduler serving the probes and metrics of its Deployment."""
+commands pushing to a Pushgateway; the scheduler serving the probes and metrics of its Deployment, and the hot
+path's freshness (`pipeline_lag_seconds{path="hot"}`) read from the broker while no hot path runs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +30,7 @@ from aegis_pipeline.stores import postgres
 from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
 
 if TYPE_CHECKING:
-    from conftest import FakePushgateway
+    from conftest import FakePushgateway, OwnTopics
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +123,73 @@ def test_the_scheduler_serves_the_probes_and_metrics_its_deployment_uses(stack: 
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert "# TYPE data_collection_total counter" in metrics
         assert 'dead_letters_unresolved{stage="collect",status="pending"}' in metrics
+        assert hot_path_freshness(metrics) is not None  # read from the broker, whether a hot path runs or not
     finally:
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors.decode()
+
+
+def hot_path_freshness(metrics_text: str) -> float | None:
+    return next((sample.value for family in text_string_to_metric_families(metrics_text)
+                 if family.name == "pipeline_lag_seconds" for sample in family.samples
+                 if sample.labels == {"path": "hot"}), None)
+
+
+async def test_the_scheduler_reports_how_long_raw_records_have_waited_for_a_stopped_hot_path(
+        own_topics: OwnTopics) -> None:
+    """The hot path is not running: only the broker knows its records wait. The scheduler's /metrics says for how
+    long (the oldest one the group has not committed), and follows what the group commits."""
+    settings = await own_topics(partitions=2)
+    group = f"stopped-hot-path-{uuid.uuid4().hex[:8]}"
+    topic = settings.kafka_topic_raw_policies
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        now_ms = int(time.time() * 1000)
+        await producer.send_and_wait(topic, b"{}", key=b"a", partition=0, timestamp_ms=now_ms - 900_000)
+        await producer.send_and_wait(topic, b"{}", key=b"b", partition=1, timestamp_ms=now_ms - 300_000)
+    finally:
+        await producer.stop()
+
+    port = free_port()
+    environment = {**os.environ, "METRICS_PORT": str(port), "SAMPLE_SOURCES_URL": "http://127.0.0.1:9",
+                   "SAMPLE_SERVICE_KEY": "unused", "KAFKA_TOPIC_RAW_POLICIES": topic,
+                   "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "KAFKA_CONSUMER_GROUP": group}
+    sources = Path(__file__).parents[2] / "src" / "aegis_pipeline" / "devstack" / "sample_sources.yaml"
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "aegis-pipeline"), "scheduler", "--sources-file", str(sources),
+        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            async def freshness() -> float | None:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while True:
+                    try:
+                        return hot_path_freshness((await client.get("/metrics")).text)
+                    except httpx.HTTPError:
+                        assert process.returncode is None and loop.time() < deadline, "the scheduler did not serve"
+                        await asyncio.sleep(0.3)
+
+            waited = await freshness()
+            assert waited is not None and 900 <= waited < 930
+
+            # What the hot path does once it stored a record: the group commits past it.
+            consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
+                                        enable_auto_commit=False)
+            await consumer.start()
+            try:
+                partitions = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+                consumer.assign(partitions)
+                await consumer.commit({partitions[0]: 1})
+                waited = await freshness()
+                assert waited is not None and 300 <= waited < 330
+                await consumer.commit({partitions[1]: 1})
+                assert await freshness() == 0
+            finally:
+                await consumer.stop()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, errors.decode()

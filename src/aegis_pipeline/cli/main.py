@@ -19,6 +19,7 @@ from aegis_pipeline.settings import load_settings as _load_settings
 
 if TYPE_CHECKING:
     from aegis_pipeline.collectors.definitions import SourcesFile
+    from aegis_pipeline.devstack.monitoring import MonitoringSummary
 
 
 # Commands that run once and end before Prometheus could scrape them: their metrics go to the Pushgateway.
@@ -128,6 +129,8 @@ def dev_demo() -> None:
             click.echo(f"== aegis-pipeline search {DEMO_QUERY!r} --target {target} --limit 3")
             _print_hits(hits)
         demo_ok = report.sync.success and report.consistency.consistent
+    if report.monitoring is not None:
+        _print_monitoring(report.monitoring)
     sys.exit(0 if demo_ok and all(result.status == "ok" for result in report.collection) else 1)
 
 
@@ -464,8 +467,9 @@ def scheduler(sources_file: Path | None) -> None:
 
     from aegis_pipeline.collectors.run import open_context
     from aegis_pipeline.collectors.scheduler import CollectionScheduler
+    from aegis_pipeline.common import metrics
     from aegis_pipeline.common.ops_server import OpsServer
-    from aegis_pipeline.stores import cache
+    from aegis_pipeline.stores import cache, kafka
 
     settings = load_settings()
     sources = _load_sources_or_exit(settings, sources_file).select()
@@ -476,17 +480,39 @@ def scheduler(sources_file: Path | None) -> None:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signal_number, stop.set)
         lock_client = cache.create_client(settings.redis_url)
+        # The hot path's freshness is measured here, on the broker, not by the hot path: a hot path that is stopped
+        # or stuck exports nothing fresh, and its records waiting on the raw topic must still age on the dashboard
+        # and fire PipelineLagHigh.
+        freshness = kafka.GroupFreshnessProbe(settings.kafka_bootstrap_servers, settings.kafka_topic_raw_policies,
+                                              settings.kafka_consumer_group)
+
+        async def refresh_hot_path_freshness() -> None:
+            metrics.pipeline_lag_seconds.labels(path="hot").set(await freshness.oldest_uncommitted_age())
+
+        async def refresh_gauges() -> None:
+            # Side by side within the one refresh budget of a scrape: a broker slow to answer leaves the dead-letter
+            # counts their time, and either failing still lets the other be set (the first failure is raised, for
+            # the ops server to log).
+            outcomes = await asyncio.gather(context.dead_letters.refresh_unresolved_gauge(),
+                                            refresh_hot_path_freshness(), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+
         try:
             async with open_context(settings) as context:
-                # /health, /health/ready and /metrics (the collectors' metrics live in this process)
-                ops = OpsServer(settings.metrics_port, lambda: None,
-                                before_scrape=context.dead_letters.refresh_unresolved_gauge)
+                await freshness.start()
+                # /health, /health/ready and /metrics (the collectors' metrics live in this process, and the hot
+                # path's freshness: pipeline_lag_seconds{path="hot"})
+                ops = OpsServer(settings.metrics_port, lambda: None, before_scrape=refresh_gauges, job="scheduler",
+                                discovery_dir=settings.prometheus_file_sd_dir)
                 await ops.start()
                 try:
                     await CollectionScheduler(context, sources, lock_client).serve(stop)
                 finally:
                     await ops.stop()
         finally:
+            await freshness.stop()
             await lock_client.aclose()
 
     asyncio.run(serve())
@@ -504,17 +530,34 @@ def _load_sources_or_exit(settings: Settings, sources_file: Path | None) -> Sour
         sys.exit(2)
 
 
+def _print_monitoring(summary: MonitoringSummary) -> None:
+    click.echo(f"== monitoring: Prometheus {summary.prometheus_url}, Alertmanager {summary.alertmanager_url}")
+    for target, health in summary.targets.items():
+        click.echo(f"  scraped {target}: {health}")
+    by_state: dict[str, list[str]] = {}
+    for rule, state in summary.rules.items():
+        by_state.setdefault(state, []).append(rule)
+    click.echo(f"  {len(summary.rules)} alert rules: " + "; ".join(
+        f"{state} {len(rules)}" + (f" ({', '.join(rules)})" if state != "inactive" else "")
+        for state, rules in sorted(by_state.items())))
+    if not summary.alerts:
+        click.echo("  Alertmanager holds no alert")
+    for alert in summary.alerts:
+        click.echo(f"  ALERT {alert.name} [{alert.state}] since {alert.starts_at}: {alert.summary}")
+
+
 def _print_status(report: dict, *, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
     if report.get("error"):
         click.echo(report["error"], err=True)
+    width = max((len(name) for name in report["engines"]), default=0)
     for name, engine in report["engines"].items():
         state = "healthy" if engine["healthy"] else "UNHEALTHY"
         origin = f"embedded pid {engine['pid']}" if engine["embedded"] and engine["pid"] else (
             "embedded" if engine["embedded"] else "external")
-        line = f"  {name:<9} {state:<9} {engine['url']}  ({origin})"
+        line = f"  {name:<{width}} {state:<9} {engine['url']}  ({origin})"
         if engine["error"]:
             line += f"  {engine['error']}"
         click.echo(line)

@@ -38,12 +38,15 @@ pipeline_processing_latency_seconds = Histogram(
 )
 pipeline_lag_seconds = Gauge(
     "pipeline_lag_seconds",
-    "Age of the newest record a path has finished (now minus its broker timestamp)",
+    "How long the records a path has not finished yet have waited. hot: now minus the broker timestamp of the "
+    "oldest record on the raw topic the hot path's consumer group has not committed, 0 when it is caught up; read "
+    "from the broker by the scheduler on each scrape (a stopped hot path exports nothing, its backlog still ages)",
     ["path"],
 )
 kafka_consumer_lag = Gauge(
     "kafka_consumer_lag",
-    "Messages not yet consumed, per partition of the consumed topic (drives the hot path autoscaler)",
+    "Messages not yet consumed, per partition of the consumed topic, by the hot-path replica it is assigned to, "
+    "refreshed apart from its batches (drives the hot path autoscaler)",
     ["topic", "partition"],
 )
 policy_cache_writes_total = Counter(

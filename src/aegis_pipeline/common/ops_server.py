@@ -5,12 +5,20 @@
 - `GET /metrics`: Prometheus exposition of `common.metrics`; `before_scrape` (optional) refreshes gauges read
   from a store first (e.g. the dead-letter counts), within SCRAPE_REFRESH_TIMEOUT_SECONDS: when it fails or is
   slow the scrape still answers, with the values of the last refresh.
+
+With `discovery_dir` (PROMETHEUS_FILE_SD_DIR, set by the embedded stack) the server also announces its address to
+Prometheus's file-based discovery while it runs: one `<job>-<pid>.json` file, written when it starts listening
+and removed when it stops. Compose and Kubernetes discover the processes themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,12 +34,20 @@ SCRAPE_REFRESH_TIMEOUT_SECONDS = 2.0
 
 class OpsServer:
     def __init__(self, port: int, readiness: ReadinessCheck, *, host: str = "0.0.0.0",
-                 before_scrape: ScrapeRefresh | None = None) -> None:
+                 before_scrape: ScrapeRefresh | None = None, job: str = "aegis",
+                 discovery_dir: Path | None = None) -> None:
         self._port = port
         self._host = host
         self._readiness = readiness
         self._before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
+        self._job = job
+        self._discovery_file = discovery_dir / f"{job}-{os.getpid()}.json" if discovery_dir else None
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one the system chose when METRICS_PORT is 0)."""
+        return self._port
 
     async def start(self) -> None:
         app = web.Application()
@@ -40,12 +56,28 @@ class OpsServer:
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server  # aiohttp keeps the asyncio server private; its socket holds the chosen port
+        if server is not None and server.sockets:
+            self._port = next(sock.getsockname()[1] for sock in server.sockets if sock.family == socket.AF_INET)
+        self._announce()
         log.info("ops_server_started", port=self._port)
 
     async def stop(self) -> None:
+        if self._discovery_file is not None:
+            self._discovery_file.unlink(missing_ok=True)
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def _announce(self) -> None:
+        if self._discovery_file is None:
+            return
+        target = [{"targets": [f"127.0.0.1:{self._port}"], "labels": {"service": self._job}}]
+        self._discovery_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._discovery_file.with_suffix(".tmp")  # Prometheus reads *.json: never half a file
+        temporary.write_text(json.dumps(target), encoding="utf-8")
+        temporary.replace(self._discovery_file)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})

@@ -7,12 +7,16 @@ project has so far against them, returning what each stage did. `make demo` runs
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aegis_pipeline.cold_path.run import ColdPathReport, run_cold_path
 from aegis_pipeline.collectors.definitions import load_sources
 from aegis_pipeline.collectors.run import SourceResult, collect_once, open_context
+from aegis_pipeline.common.metrics import push_batch_metrics
+from aegis_pipeline.devstack import monitoring
+from aegis_pipeline.devstack.monitoring import MonitoringSummary
 from aegis_pipeline.devstack.sample_sources import SampleSources
 from aegis_pipeline.hot_path.service import HotPathSummary, run_hot_path
 from aegis_pipeline.settings import Settings
@@ -36,6 +40,7 @@ class DemoReport:
     consistency: ConsistencyReport | None = None
     sync_events_sent: int = 0
     searches: dict[str, list[Hit]] = field(default_factory=dict)  # target -> the best hits for DEMO_QUERY
+    monitoring: MonitoringSummary | None = None  # None when the stack has no Prometheus and Alertmanager
 
 
 async def run_demo(settings: Settings) -> DemoReport:
@@ -57,4 +62,16 @@ async def run_demo(settings: Settings) -> DemoReport:
     report.sync_events_sent = await outbox.send_pending_events(settings)
     report.searches = {target: await search(settings, DEMO_QUERY, target=target, limit=3)
                        for target in SEARCHABLE_TARGETS}
+    report.monitoring = await asyncio.to_thread(_monitoring_after_the_run, settings)
     return report
+
+
+def _monitoring_after_the_run(settings: Settings) -> MonitoringSummary | None:
+    """Push the run's metrics as the batch commands do, let Prometheus scrape them and evaluate its alert rules
+    once, then read what an operator would: targets, rule states, and the alerts Alertmanager holds."""
+    if not (settings.prometheus_url and settings.alertmanager_url and settings.prometheus_pushgateway_url):
+        return None
+    pushed_at = time.time()
+    push_batch_metrics(settings.prometheus_pushgateway_url, "demo")
+    monitoring.wait_for_evaluation(settings.prometheus_url, after=pushed_at)
+    return monitoring.summarize(settings.prometheus_url, settings.alertmanager_url)

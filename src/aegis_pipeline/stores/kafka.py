@@ -1,13 +1,15 @@
-"""The Kafka API: producer and consumer factories, topic administration, error translation."""
+"""The Kafka API: producer and consumer factories, topic administration, error translation, and the broker's
+view of how long a consumer group's waiting records have waited (`GroupFreshnessProbe`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Iterable, Iterator, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     BrokerNotAvailableError,
@@ -196,3 +198,99 @@ async def with_own_topics(settings: Settings, tag: str, *, partitions: int) -> S
               "kafka_topic_dlq": f"dlq-{tag}"}
     await ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()), partitions=partitions)
     return settings.model_copy(update=topics)
+
+
+class GroupFreshnessProbe:
+    """How long the records a consumer group has not committed yet have waited on a topic, read from the broker
+    alone: for each partition, now minus the broker timestamp of the first record at or after the group's committed
+    offset (the partition's beginning when the group never committed there), 0 when the group has committed up to
+    the end. The group's members are not asked, so the answer stands when none is running: a stopped consumer's
+    backlog keeps ageing.
+
+    Holds an admin client (topic metadata, the group's committed offsets) and a consumer of no group (end offsets,
+    and the record at each committed offset), both kept between reads: `start` once, read on every scrape, `stop`.
+    Reads take turns (one consumer is seeked for each). The consumer reads as the pipeline's consumers do
+    (`read_committed`), so the end of a partition is the end they see.
+
+    The embedded broker (tansu 0.6, memory storage) answers the end of a partition as the first offset of its
+    newest batch + 1: there, records after a commit inside the newest batch of a partition are not seen until the
+    next batch arrives (Kafka answers the true end).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, group_id: str, *, read_timeout_seconds: float = 2.0) -> None:
+        self.topic = topic
+        self.group_id = group_id
+        self._read_timeout_seconds = read_timeout_seconds
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+            isolation_level="read_committed", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, request_timeout_ms=10_000,
+        )
+        self._turn = asyncio.Lock()
+
+    async def start(self) -> None:
+        with translate_errors("start freshness probe"):
+            await self._admin.start()
+            await self._consumer.start()
+
+    async def stop(self) -> None:
+        for closing in (self._consumer.stop(), self._admin.close()):
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):  # stopping: nothing left to report
+                await closing
+
+    async def oldest_uncommitted_age(self) -> float:
+        """Seconds the oldest record the group has not committed has waited, over all partitions; 0 when the
+        group is caught up (or the topic is empty)."""
+        return max((await self.uncommitted_ages()).values(), default=0.0)
+
+    async def uncommitted_ages(self) -> dict[int, float]:
+        """Per partition of the topic: seconds its oldest record the group has not committed has waited (0 when
+        the group committed up to the end). Raises `StoreUnavailableError` when the broker does not answer, or
+        does not know the topic."""
+        async with self._turn:
+            with translate_errors("read group freshness"):
+                partitions = await self._partitions()
+                committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=partitions)
+                ends = await self._consumer.end_offsets(partitions)
+                beginnings = await self._consumer.beginning_offsets(partitions)
+                # Where the group would go on from: its committed offset (-1 or missing: never committed; an offset
+                # before the beginning: those records are gone), else the first record still on the partition.
+                starts = {partition: max(committed[partition].offset if partition in committed else -1,
+                                         beginnings[partition]) for partition in partitions}
+                waiting = [partition for partition in partitions if starts[partition] < ends[partition]]
+                firsts = await self._first_records(waiting, starts) if waiting else {}
+        now_ms = time.time() * 1000
+        return {partition.partition: max(0.0, (now_ms - firsts[partition].timestamp) / 1000)
+                if partition in firsts else 0.0 for partition in partitions}
+
+    async def _partitions(self) -> list[TopicPartition]:
+        # Metadata of every topic rather than of this one by name: a broker that creates topics on demand (tansu
+        # does) would create it, and a topic the broker lost is the hot path's to create again, with its
+        # partitions (hot_path/broker_watch.py).
+        described = [topic for topic in await self._admin.describe_topics() if topic["topic"] == self.topic]
+        if not described or not described[0]["partitions"]:
+            raise StoreUnavailableError(f"kafka topic {self.topic} is not on the broker", store="kafka")
+        return sorted(TopicPartition(self.topic, partition["partition"]) for partition in described[0]["partitions"])
+
+    async def _first_records(self, partitions: list[TopicPartition],
+                             starts: dict[TopicPartition, int]) -> dict[TopicPartition, ConsumerRecord]:
+        """The first record at or after `starts` of each partition; `KafkaTimeoutError` when one is not read
+        within the read timeout (there is one: every partition given lags)."""
+        self._consumer.assign(partitions)
+        try:
+            for partition in partitions:
+                self._consumer.seek(partition, starts[partition])
+            firsts: dict[TopicPartition, ConsumerRecord] = {}
+            deadline = time.monotonic() + self._read_timeout_seconds
+            while len(firsts) < len(partitions):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise KafkaTimeoutError(f"no record read at the committed offsets of {self.topic} in time")
+                missing = [partition for partition in partitions if partition not in firsts]
+                fetched = await self._consumer.getmany(*missing, timeout_ms=max(1, int(remaining * 1000)))
+                for partition, records in fetched.items():
+                    if records:
+                        firsts.setdefault(partition, records[0])
+            return firsts
+        finally:
+            self._consumer.unsubscribe()  # no fetching ahead between scrapes
