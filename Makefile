@@ -34,7 +34,16 @@ $(MONITORING): | $(STAMP)
 	  mkdir -p $(ALERTMANAGER_TEMPLATES); cp -n "$$tmp"/unpacked$(ALERTMANAGER_TEMPLATES)/*.tmpl $(ALERTMANAGER_TEMPLATES)/; fi; \
 	echo "installed $@ from Debian's $$package package"
 
-install: $(STAMP) $(MONITORING)
+# The Airflow UI test (tests/dags/test_airflow_ui.py) drives Debian's chromium with Playwright (Playwright's own
+# browser downloads are not used). Chromium needs its libraries, so it is installed with apt, not unpacked (root).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@set -e; export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; \
+	echo "installed $@ from Debian's chromium package"
+
+install: $(STAMP) $(MONITORING) $(CHROMIUM)
 
 # Brings the embedded stack up (unless one is already running), runs the pipeline's main job on it, prints the
 # results, ending with what an operator looks at (scrape targets, alert rules, the alerts in Alertmanager), and stops

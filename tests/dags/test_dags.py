@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,49 +29,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aegis_pipeline.devstack.stack import free_port
 from aegis_pipeline.devstack.synthetic import make_record
-from aegis_pipeline.domain.cleaning import normalize_record
-from aegis_pipeline.hot_path.store import PolicyStore
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import postgres
 from aegis_pipeline.sync.run import run_sync
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from conftest import FakePushgateway
+
+    StorePending = Callable[[Settings, str, int], Awaitable[list[str]]]  # the `store_pending` fixture
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG_FILES = ("policy_cold_path", "policy_consistency_repair", "dlq_retry")
 DAG_IDS = set(DAG_FILES)
 ERRORS = "aegis_pipeline.common.errors"  # the module path tracebacks name
-
-
-@pytest.fixture(scope="module")
-def airflow_env(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("airflow")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "LOG_JSON": "false",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    return env
-
-
-async def store_pending(settings: Settings, source: str, count: int) -> list[str]:
-    records = [make_record(index, source=source) for index in range(count)]
-    pool = await postgres.create_pool(settings)
-    try:
-        outcome = await PolicyStore(pool).store_batch([normalize_record(r) for r in records], lambda stored: [])
-    finally:
-        await pool.close()
-    return [item.policy_id for item in outcome.stored]
 
 
 async def fetch(settings: Settings, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -150,7 +121,8 @@ def pushed_samples(body: str, metric: str) -> list[dict[str, str]]:
 
 
 async def test_the_hourly_dag_scores_at_most_limit_then_rescore_all_scores_everything(
-        stack: Settings, airflow_env: dict[str, str], pushgateway: FakePushgateway) -> None:
+        stack: Settings, airflow_env: dict[str, str], pushgateway: FakePushgateway,
+        store_pending: StorePending) -> None:
     source = f"dag_{uuid.uuid4().hex[:6]}"
     await store_pending(stack, source, 6)
     assert await statuses(stack, source) == {"pending_validation": 6}
@@ -201,7 +173,7 @@ async def test_the_hourly_dag_scores_at_most_limit_then_rescore_all_scores_every
 
 
 async def test_a_target_that_is_down_fails_sync_and_repair_with_its_dp_code(
-        stack: Settings, airflow_env: dict[str, str]) -> None:
+        stack: Settings, airflow_env: dict[str, str], store_pending: StorePending) -> None:
     source = f"down_{uuid.uuid4().hex[:6]}"
     await store_pending(stack, source, 3)
     env = {**airflow_env, "LOG_JSON": "true",
@@ -401,43 +373,6 @@ def test_each_dag_file_imports_fast_and_does_no_io(airflow_env: dict[str, str], 
     assert seconds < 2.0, f"dags/{dag_file}.py took {seconds:.2f} s to import"
 
 
-@pytest.fixture(scope="module")
-def airflow_server(airflow_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`airflow standalone` (API server, scheduler, DAG processor, triggerer) on a free port; stopped after."""
-    port = free_port()
-    env = {**airflow_env, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
-           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-           "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-           "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2", "COLD_PATH_BATCH_SIZE": "25",
-           # Only the run the test triggers: no hourly run created when the DAG is unpaused.
-           "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
-    log_path = tmp_path_factory.mktemp("airflow-log") / "standalone.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(2)
-        else:
-            pytest.fail("Airflow did not start: " + log_path.read_text()[-3000:])
-        yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def _token(base: str) -> str:
     # Simple auth manager with every user an admin (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS): no password.
     response = httpx.get(f"{base}/auth/token", timeout=10, follow_redirects=True)
@@ -445,7 +380,8 @@ def _token(base: str) -> str:
     return response.json()["access_token"]
 
 
-async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, airflow_server: str) -> None:
+async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, airflow_server: str,
+                                                             store_pending: StorePending) -> None:
     headers = {"Authorization": f"Bearer {_token(airflow_server)}"}
     async with httpx.AsyncClient(base_url=f"{airflow_server}/api/v2", headers=headers, timeout=20) as client:
         deadline = time.monotonic() + 180
@@ -472,7 +408,7 @@ async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, ai
 
 
 async def test_two_mapped_workers_score_a_backlog_once_each_and_the_run_counts_it_whole(
-        stack: Settings, airflow_server: str) -> None:
+        stack: Settings, airflow_server: str, store_pending: StorePending) -> None:
     """The backlog is claimed batch by batch (COLD_PATH_BATCH_SIZE 25 in the server's environment) by two mapped
     `score` tasks that the executor runs at once: every record is decided once, under the DAG run's cold-path run
     id, and the summary counts all of them."""

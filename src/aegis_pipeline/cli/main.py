@@ -26,6 +26,19 @@ if TYPE_CHECKING:
 BATCH_COMMANDS = frozenset({"cold-path", "sync", "consistency", "collect", "dlq"})
 
 
+def _push_metrics(configured_url: str, command: str) -> None:
+    """Push a batch command's metrics to the Pushgateway the environment names, else the embedded stack's (core
+    settings do not read the stack's state file; the full settings do)."""
+    from aegis_pipeline.common.metrics import push_batch_metrics
+
+    url = configured_url
+    if not url:
+        with contextlib.suppress(SettingsError, SystemExit):
+            url = _load_settings().prometheus_pushgateway_url
+    if url:
+        push_batch_metrics(url, command)
+
+
 @click.group()
 @click.pass_context
 def main(context: click.Context) -> None:
@@ -39,10 +52,8 @@ def main(context: click.Context) -> None:
     command = context.invoked_subcommand
     # Every line of this run says which command and which run it came from (to follow one run across lines).
     bind_context(service=core.service_name, command=command, run_id=uuid.uuid4().hex)
-    if core.prometheus_pushgateway_url and command in BATCH_COMMANDS:
-        from aegis_pipeline.common.metrics import push_batch_metrics
-
-        context.call_on_close(lambda: push_batch_metrics(core.prometheus_pushgateway_url, command))
+    if command in BATCH_COMMANDS:
+        context.call_on_close(lambda: _push_metrics(core.prometheus_pushgateway_url, command))
 
 
 def load_settings(**overrides: Any) -> Settings:
