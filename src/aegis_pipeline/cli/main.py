@@ -33,7 +33,7 @@ def _push_metrics(configured_url: str, command: str) -> None:
 
     url = configured_url
     if not url:
-        with contextlib.suppress(SettingsError, SystemExit):
+        with contextlib.suppress(SettingsError):
             url = _load_settings().prometheus_pushgateway_url
     if url:
         push_batch_metrics(url, command)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -56,11 +55,8 @@ class OpsServer:
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        server = site._server  # aiohttp keeps the asyncio server private; its socket holds the chosen port
-        if server is not None and server.sockets:
-            self._port = next(sock.getsockname()[1] for sock in server.sockets if sock.family == socket.AF_INET)
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        self._port = self._runner.addresses[0][1]  # the port the system chose when METRICS_PORT is 0
         self._announce()
         log.info("ops_server_started", port=self._port)
 

@@ -104,12 +104,12 @@ def _host_port(url: str) -> str:
 def write_prometheus_files(home: Path, *, services: Mapping[str, str], scrape_interval: str | None = None,
                            rules: str | None = None) -> Path:
     """Write Prometheus's configuration and rule file under `home`; returns the configuration's path."""
-    rules_dir, discovery_dir = home / "rules", home / "targets"
+    rules_dir, targets_dir = home / "rules", discovery_dir(home)
     rules_dir.mkdir(parents=True, exist_ok=True)
-    discovery_dir.mkdir(parents=True, exist_ok=True)
+    targets_dir.mkdir(parents=True, exist_ok=True)
     (rules_dir / RULES_FILE_NAME).write_text(rules if rules is not None else alert_rules(), encoding="utf-8")
     config_path = home / "prometheus.yml"
-    config = prometheus_config(rules_dir=rules_dir, discovery_dir=discovery_dir, services=services,
+    config = prometheus_config(rules_dir=rules_dir, discovery_dir=targets_dir, services=services,
                                scrape_interval=scrape_interval)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return config_path
@@ -161,13 +161,20 @@ class MonitoringSummary:
     alerts: list[Alert]
 
 
+def _scrape_targets(prometheus_url: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{prometheus_url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+
+
+def _rule_groups(prometheus_url: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+
+
 def wait_for_evaluation(prometheus_url: str, *, after: float, timeout_seconds: float = 60) -> None:
     """Wait until Prometheus has scraped every target and evaluated its rules since the Unix time `after`, so a
     summary shows what a run changed. Gives up quietly at the timeout: the summary then says what it saw."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
-        targets = httpx.get(f"{prometheus_url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
-        groups = httpx.get(f"{prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        targets, groups = _scrape_targets(prometheus_url), _rule_groups(prometheus_url)
         scraped = all(_unix(target["lastScrape"]) > after for target in targets)
         evaluated = all(_unix(group["lastEvaluation"]) > after for group in groups)
         if scraped and evaluated:
@@ -183,8 +190,7 @@ def _unix(timestamp: str) -> float:
 
 
 def summarize(prometheus_url: str, alertmanager_url: str) -> MonitoringSummary:
-    targets = httpx.get(f"{prometheus_url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
-    groups = httpx.get(f"{prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    targets, groups = _scrape_targets(prometheus_url), _rule_groups(prometheus_url)
     return MonitoringSummary(
         prometheus_url=prometheus_url,
         alertmanager_url=alertmanager_url,

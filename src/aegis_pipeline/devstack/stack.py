@@ -110,6 +110,7 @@ def up(core: CoreSettings, *, startup_timeout_seconds: float = 90) -> Settings:
     """Start what is not running, wait for health, create topics, apply migrations; return the settings."""
     data_dir = core.aegis_data_dir
     explicit = explicitly_configured_engines()
+    configured = explicit_values()  # read once: each engine's peers are those started so far, and these
     with _exclusive(data_dir):
         state = StackState.load(core.stack_state_path) or StackState(data_dir=str(data_dir.resolve()))
         for engine_type in ENGINE_TYPES:
@@ -127,7 +128,7 @@ def up(core: CoreSettings, *, startup_timeout_seconds: float = 90) -> Settings:
             port = record.port if record is not None and port_is_free(record.port) else free_port()
             started = time.monotonic()
             known = {name: value for values in state.settings.values() for name, value in values.items()}
-            process = engine.launch(port, peers={**known, **explicit_values()})
+            process = engine.launch(port, peers={**known, **configured})
             state.engines[engine.name] = EngineRecord(
                 port=port,
                 pid=process.pid if process else None,
