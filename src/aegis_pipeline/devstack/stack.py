@@ -87,6 +87,15 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def _unclaimed_port(state: StackState) -> int:
+    """A free port that no engine of this stack holds. An engine launched a moment ago may not listen yet (the
+    Tansu broker binds after it starts), so the system could hand its port out again to the next engine."""
+    claimed = {record.port for record in state.engines.values()}
+    while (port := free_port()) in claimed:
+        pass
+    return port
+
+
 @contextlib.contextmanager
 def _exclusive(data_dir: Path) -> Iterator[None]:
     """Serialise `up` and `down` on one data directory across processes."""
@@ -125,7 +134,7 @@ def up(core: CoreSettings, *, startup_timeout_seconds: float = 90) -> Settings:
                 log.info("engine_already_running", engine=engine.name, pid=record.pid if record else None)
                 continue
             # An engine that died comes back on its port, so running clients (and their settings) reach it again.
-            port = record.port if record is not None and port_is_free(record.port) else free_port()
+            port = record.port if record is not None and port_is_free(record.port) else _unclaimed_port(state)
             started = time.monotonic()
             known = {name: value for values in state.settings.values() for name, value in values.items()}
             process = engine.launch(port, peers={**known, **configured})
