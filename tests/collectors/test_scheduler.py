@@ -71,3 +71,36 @@ async def test_two_replicas_collect_each_slot_once(stack: Settings) -> None:
     assert 3 <= len(runs) <= 5
     # Every run is one request for the (unpaginated) list: nothing ran without being counted.
     assert len(list_requests) == len(runs)
+
+
+def slow_source(server: SampleSources, suffix: str) -> list:
+    api = {"name": f"slow_{suffix}", "kind": "json_api", "url": f"{server.base_url}/slow/api", "records_path": "data",
+           "id_field": "id", "fields": {"title": {"path": "t"}, "content": {"path": "c"},
+                                        "issuing_organization": {"path": "o"}},
+           "schedule": {"interval_hours": 1 / 3600}, "timeout_seconds": 30}
+    return parse_sources({"sources": [api]}, {}).sources
+
+
+@pytest.mark.parametrize(("grace_seconds", "runs_finished"), [(10.0, 1), (0.5, 0)])
+async def test_stopping_lets_a_run_in_progress_finish_within_the_grace_period(
+        stack: Settings, grace_seconds: float, runs_finished: int) -> None:
+    with SampleSources(slow_response_seconds=3) as server:
+        lock_client = cache.create_client(stack.redis_url)
+        async with open_context(stack) as context:
+            scheduler = CollectionScheduler(context, slow_source(server, uuid.uuid4().hex[:6]), lock_client,
+                                            stop_grace_seconds=grace_seconds)
+            stop = asyncio.Event()
+            serving = asyncio.create_task(scheduler.serve(stop))
+            for _ in range(100):  # the first run starts within a second
+                if scheduler.runs_in_progress:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1)  # the run now waits for the slow answer (3 s)
+            stop.set()  # no second run may start
+            await serving
+        await lock_client.aclose()
+        slow_requests = sum(request.path == "/slow/api" for request in server.requests)
+
+    assert slow_requests <= 1  # no run started after the stop (a cancelled request may go unrecorded)
+    assert len(scheduler.runs) == runs_finished
+    assert scheduler.runs_in_progress == 0

@@ -5,6 +5,9 @@ Several replicas may run the scheduler. Interval triggers are anchored to a fixe
 computes the same fire times; before collecting, a replica claims the source's current time slot in Redis
 (`SET NX` with the slot's length as expiry) and only the replica that claimed it collects. Overlapping runs of
 one source inside a process are prevented by `max_instances=1`.
+
+Stopping (SIGTERM on a deploy) starts no new run and lets the runs in progress finish for up to
+`stop_grace_seconds`: a run cut off midway would have made its requests without publishing or counting them.
 """
 
 from __future__ import annotations
@@ -30,13 +33,18 @@ KST = timezone(timedelta(hours=9), "KST")
 # Every replica's interval schedule counts from here, so they agree on fire times.
 SCHEDULE_ANCHOR = datetime(2026, 1, 1, tzinfo=KST)
 CRON_SLOT_SECONDS = 3600  # a cron job's runs are claimed per hour
+# Below Kubernetes' default termination grace period (30 s), so a run ends before the pod is killed.
+STOP_GRACE_SECONDS = 20.0
 
 
 class CollectionScheduler:
-    def __init__(self, context: CollectorContext, sources: list[SourceDefinition], lock_client: redis.Redis) -> None:
+    def __init__(self, context: CollectorContext, sources: list[SourceDefinition], lock_client: redis.Redis, *,
+                 stop_grace_seconds: float = STOP_GRACE_SECONDS) -> None:
         self._context = context
         self._sources = {source.name: source for source in sources}
         self._locks = lock_client
+        self._stop_grace_seconds = stop_grace_seconds
+        self._in_progress: set[asyncio.Task[SourceResult | None]] = set()
         self.scheduler = AsyncIOScheduler(timezone=KST)
         self.runs: list[SourceResult] = []
 
@@ -64,7 +72,20 @@ class CollectionScheduler:
         with cache.translate_errors("claim collection slot"):
             return bool(await self._locks.set(key, b"1", nx=True, ex=slot_seconds))
 
+    @property
+    def runs_in_progress(self) -> int:
+        return len(self._in_progress)
+
     async def run_source(self, source_name: str, slot_seconds: int) -> SourceResult | None:
+        """Collect the source if this replica claims its slot (APScheduler's job)."""
+        # Its own task, shielded: APScheduler's shutdown cancels the job, but the run goes on until stopping has
+        # waited for it (see `_finish_runs_in_progress`).
+        run = asyncio.create_task(self._claim_and_collect(source_name, slot_seconds))
+        self._in_progress.add(run)
+        run.add_done_callback(self._in_progress.discard)
+        return await asyncio.shield(run)
+
+    async def _claim_and_collect(self, source_name: str, slot_seconds: int) -> SourceResult | None:
         try:
             claimed = await self.claim_slot(source_name, slot_seconds)
         except StoreUnavailableError as error:
@@ -85,5 +106,18 @@ class CollectionScheduler:
         try:
             await stop.wait()
         finally:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=False)  # no new runs (its wait=True would block the event loop)
+            await self._finish_runs_in_progress()
             log.info("collection_scheduler_stopped")
+
+    async def _finish_runs_in_progress(self) -> None:
+        if not self._in_progress:
+            return
+        running = set(self._in_progress)
+        log.info("collection_scheduler_finishing_runs", runs=len(running))
+        _, unfinished = await asyncio.wait(running, timeout=self._stop_grace_seconds)
+        for task in unfinished:  # past the grace period: stop now; the next run collects it again
+            task.cancel()
+        if unfinished:
+            log.warning("collection_runs_cancelled_at_stop", runs=len(unfinished))
+            await asyncio.wait(unfinished)
