@@ -31,10 +31,11 @@ async def test_two_replicas_share_one_rate(stack: Settings) -> None:
     elapsed = time.monotonic() - started
     for client in clients:
         await client.aclose()
-    # 20 requests at 20/s shared: about 1 s. Each replica alone at 20/s would have taken about 0.5 s.
+    # 20 requests at 20/s shared: the last is granted 19 slots of 50 ms after the first, so all take at least
+    # 0.95 s; each replica alone at 20/s would have finished in about 0.5 s. (Gaps between grants as this process
+    # sees them are not checked: a busy host delays when a grant is seen, not when Redis gave it.)
+    assert len(granted) == 20
     assert elapsed >= 0.9
-    gaps = [later - earlier for earlier, later in zip(sorted(granted), sorted(granted)[1:], strict=False)]
-    assert min(gaps) >= 0.03  # never two grants in the same 50 ms slot (small scheduling slack allowed)
 
 
 async def test_without_redis_the_limit_still_holds_per_process() -> None:
