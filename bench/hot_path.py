@@ -38,7 +38,6 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import TypeAdapter
 
 from aegis_pipeline.common.logging import configure_logging
@@ -197,7 +196,7 @@ async def wait_until_group_stable(settings: Settings, members: int, timeout_seco
     """Wait until the consumer group has `members` members and no rebalance under way: measured earlier, a
     replica joining mid-measurement stopped every member for the rebalance and the stream's backlog from that
     pause was counted as the hot path's latency."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = kafka.create_admin(settings)
     await admin.start()
     try:
         deadline = time.monotonic() + timeout_seconds
@@ -214,7 +213,7 @@ async def wait_until_group_stable(settings: Settings, members: int, timeout_seco
 
 async def read_events(settings: Settings, source: str, wanted: set[str]) -> dict[str, datetime]:
     """The `collected_at` of each wanted record's `policy.validated` event, read from the start of the topic."""
-    consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, **kafka.client_options(settings),
                                 auto_offset_reset="earliest")
     await consumer.start()
     found: dict[str, datetime] = {}
@@ -247,9 +246,8 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
         # The measuring consumer must not add latency of its own: the embedded broker answers a fetch only when
         # the fetch's wait runs out, so with the default 500 ms wait an event could sit up to half a second
         # before this consumer even asked for it. 10 ms keeps that under 1% of the target.
-        consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events,
-                                    bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="latest",
-                                    fetch_max_wait_ms=10)
+        consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, **kafka.client_options(settings),
+                                    auto_offset_reset="latest", fetch_max_wait_ms=10)
         await consumer.start()
         await asyncio.sleep(1)  # let the consumer take its partitions before the measured records flow
         probe_id = make_record(PROBE_INDEX, source=source).collection_metadata.external_id
@@ -307,8 +305,8 @@ async def measure_baseline(settings: Settings, count: int) -> dict:
     skipped work."""
     source = f"baseline_{uuid.uuid4().hex[:6]}"
     payloads = [record.model_dump_json().encode() for record in make_records(count, source=source)]
-    redis_client = cache.create_client(settings.redis_url)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    redis_client = cache.create_client(settings)
+    producer = AIOKafkaProducer(**kafka.client_options(settings))
     await producer.start()
     try:
         async with postgres.connect(settings.postgres_dsn()) as connection:

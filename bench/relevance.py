@@ -57,7 +57,7 @@ def measure_model(settings: Settings, relevance_set: relevance.RelevanceSet, nam
     pairs = relevance.pair_report(relevance_set, embeddings)
 
     alias = f"bench_relevance_{uuid.uuid4().hex[:8]}"
-    client = vectors_store.create_client(settings.milvus_uri, timeout_seconds=60.0)
+    client = vectors_store.create_client(settings, timeout_seconds=60.0)
     target = VectorsTarget(client, alias, encoder.name, encoder.dimension)
     try:
         target.setup()
@@ -85,7 +85,7 @@ def measure_model(settings: Settings, relevance_set: relevance.RelevanceSet, nam
 
 def measure_analyzer(settings: Settings, relevance_set: relevance.RelevanceSet, analyzer: str) -> dict[str, Any]:
     alias = f"bench-relevance-{uuid.uuid4().hex[:8]}"
-    target = SearchTarget(search_store.create_client(settings.elasticsearch_url, timeout_seconds=60.0), alias,
+    target = SearchTarget(search_store.create_client(settings, timeout_seconds=60.0), alias,
                           analyzer)
     try:
         target.setup()

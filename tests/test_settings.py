@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from aegis_pipeline.settings import SettingsError, load_core_settings, load_settings
+from aegis_pipeline.settings import (
+    SettingsError,
+    explicitly_configured_engines,
+    load_core_settings,
+    load_settings,
+)
 
 VALID = {
     "POSTGRES_HOST": "db.internal",
@@ -123,11 +128,127 @@ def test_production_refuses_each_default_password(
     assert "s3cret-Value" not in str(raised.value) and "n30j-Real-Secret" not in str(raised.value)
 
 
-def test_production_starts_with_real_passwords(environment: pytest.MonkeyPatch) -> None:
+# A production configuration every engine of which is reached over TLS with credentials.
+SECURE = {
+    "ENVIRONMENT": "production",
+    "POSTGRES_SSLMODE": "verify-full",
+    "POSTGRES_SSL_ROOT_CERT": "/etc/aegis-tls/ca.crt",
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KAFKA_SASL_USERNAME": "aegis",
+    "KAFKA_SASL_PASSWORD": "k4fka-Secret",
+    "REDIS_URL": "rediss://cache:6380/0",
+    "REDIS_PASSWORD": "r3dis-Secret",
+    "MILVUS_URI": "https://milvus:19530",
+    "MILVUS_TOKEN": "aegis:m1lvus-Secret",
+    "GRAPH_URI": "neo4j+s://neo4j:7687",
+    "NEO4J_PASSWORD": "n30j-Real-Secret",
+    "ELASTICSEARCH_URL": "https://es:9200",
+    "ELASTICSEARCH_API_KEY": "ZWxhc3RpYzpzZWNyZXQ=",
+}
+
+
+@pytest.fixture
+def production(environment: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in SECURE.items():
+        environment.setenv(name, value)
+    return environment
+
+
+def test_production_starts_with_real_passwords_and_secure_connections(production: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.insecure_connections() == []
+    shown = repr(settings)
+    assert not [secret for secret in ("s3cret-Value", "k4fka-Secret", "r3dis-Secret", "m1lvus-Secret",
+                                      "n30j-Real-Secret", "ZWxhc3RpYzpzZWNyZXQ=") if secret in shown]
+
+
+@pytest.mark.parametrize(
+    ("engine", "variable", "value", "message"),
+    [
+        ("postgres", "POSTGRES_SSLMODE", "prefer",
+         "POSTGRES_SSLMODE is prefer: production needs require, verify-ca or verify-full"),
+        ("kafka", "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+         "KAFKA_SECURITY_PROTOCOL is PLAINTEXT: production needs SSL or SASL_SSL"),
+        ("kafka", "KAFKA_SECURITY_PROTOCOL", "SSL",
+         "KAFKA_SECURITY_PROTOCOL is SSL without KAFKA_CLIENT_CERT_FILE: production needs a client certificate "
+         "or SASL_SSL"),
+        ("redis", "REDIS_URL", "redis://cache:6379/0", "REDIS_URL is redis://: production needs rediss://"),
+        ("redis", "REDIS_PASSWORD", "", "REDIS_PASSWORD is empty: production needs one"),
+        ("milvus", "MILVUS_URI", "http://milvus:19530", "MILVUS_URI is http://: production needs https://"),
+        ("milvus", "MILVUS_TOKEN", "", "MILVUS_TOKEN is empty: production needs one"),
+        ("graph", "GRAPH_URI", "bolt://neo4j:7687", "GRAPH_URI is bolt://: production needs neo4j+s:// or bolt+s://"),
+        ("search", "ELASTICSEARCH_URL", "http://es:9200",
+         "ELASTICSEARCH_URL is http://: production needs https://"),
+        ("search", "ELASTICSEARCH_API_KEY", "",
+         "ELASTICSEARCH_API_KEY and ELASTICSEARCH_PASSWORD are empty: production needs an API key or basic auth"),
+    ],
+    ids=["postgres-sslmode", "kafka-plaintext", "kafka-ssl-no-client-cert", "redis-scheme", "redis-password",
+         "milvus-scheme", "milvus-token", "graph-scheme", "search-scheme", "search-credentials"],
+)
+def test_production_refuses_an_insecure_connection_unless_allowed(
+    production: pytest.MonkeyPatch, engine: str, variable: str, value: str, message: str
+) -> None:
+    production.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert f"{message}, or list {engine} in ALLOW_INSECURE_CONNECTIONS" in str(raised.value)
+    assert str(raised.value).count("production needs") == 1  # only the engine changed is named
+    production.setenv("ALLOW_INSECURE_CONNECTIONS", f"{engine},redis")  # an explicit allowance starts it
+    assert load_settings().allow_insecure_connections == {engine, "redis"}
+
+
+def test_production_names_every_insecure_connection_at_once(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("ENVIRONMENT", "production")
     environment.setenv("NEO4J_PASSWORD", "n30j-Real-Secret")
-    settings = load_settings()
-    assert "n30j-Real-Secret" not in repr(settings) and "s3cret-Value" not in repr(settings)
+    with pytest.raises(SettingsError) as raised:  # VALID: plaintext, unauthenticated engines
+        load_settings()
+    named = {engine for engine in ("postgres", "kafka", "redis", "milvus", "graph", "search")
+             if f"list {engine} in ALLOW_INSECURE_CONNECTIONS" in str(raised.value)}
+    assert named == {"postgres", "kafka", "redis", "milvus", "graph", "search"}
+
+
+def test_embedded_files_need_no_credentials_in_production(production: pytest.MonkeyPatch) -> None:
+    production.setenv("MILVUS_URI", "/var/lib/aegis/milvus.db")  # Milvus Lite: a file, no server
+    production.setenv("MILVUS_TOKEN", "")
+    production.setenv("GRAPH_URI", "/var/lib/aegis/graph.lbug")
+    production.setenv("NEO4J_PASSWORD", "")  # the embedded graph takes none
+    assert load_settings().insecure_connections() == []
+
+
+def test_allow_insecure_connections_takes_only_engine_names(production: pytest.MonkeyPatch) -> None:
+    production.setenv("ALLOW_INSECURE_CONNECTIONS", "kafka, elasticsearch")
+    with pytest.raises(SettingsError, match=r"ALLOW_INSECURE_CONNECTIONS: .*unknown engine.*elasticsearch"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"),
+        ({"POSTGRES_SSLMODE": "verify-ca"}, "POSTGRES_SSLMODE is verify-ca: set POSTGRES_SSL_ROOT_CERT"),
+        ({"ELASTICSEARCH_API_KEY": "a2V5", "ELASTICSEARCH_USERNAME": "aegis", "ELASTICSEARCH_PASSWORD": "pw"},
+         "ELASTICSEARCH_API_KEY and ELASTICSEARCH_PASSWORD are both set"),
+        ({"ELASTICSEARCH_PASSWORD": "pw"}, "ELASTICSEARCH_PASSWORD is set without ELASTICSEARCH_USERNAME"),
+    ],
+    ids=["sasl-without-login", "verify-without-root-cert", "es-two-logins", "es-password-alone"],
+)
+def test_security_settings_that_cannot_work_are_refused_everywhere(
+    environment: pytest.MonkeyPatch, values: dict[str, str], message: str
+) -> None:
+    for name, value in values.items():
+        environment.setenv(name, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert message in str(raised.value)
+
+
+def test_postgres_tls_settings_travel_in_the_connection_url(environment: pytest.MonkeyPatch) -> None:
+    assert load_settings().postgres_dsn().endswith("/aegis?sslmode=prefer")  # libpq's default, said explicitly
+    environment.setenv("POSTGRES_SSLMODE", "verify-full")
+    environment.setenv("POSTGRES_SSL_ROOT_CERT", "/etc/aegis tls/ca.crt")
+    assert load_settings().postgres_dsn() == (
+        "postgresql://aegis:s3cret-Value@db.internal:5432/aegis?sslmode=verify-full&sslrootcert=%2Fetc%2Faegis+tls%2Fca.crt")
 
 
 def _write_stack_state(data_dir: Path) -> None:
@@ -182,6 +303,23 @@ def test_an_explicit_engine_takes_nothing_from_the_stack(monkeypatch: pytest.Mon
     assert settings.postgres_host == "pg.prod"
     assert settings.postgres_port == 5432  # not the stack's port: never mix an explicit host with it
     assert settings.redis_url == "redis://127.0.0.1:46379/0"  # the other engines still come from the stack
+
+
+def test_a_security_setting_configures_its_engine_explicitly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """TLS or a login is never paired with an embedded engine (which has neither): setting one takes the engine
+    off the stack, and `dev up` leaves it alone."""
+    monkeypatch.chdir(tmp_path)
+    for name in VALID:
+        monkeypatch.delenv(name, raising=False)
+    _write_stack_state(tmp_path / "stack-dir")
+    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "stack-dir"))
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("REDIS_PASSWORD", "r3dis-Secret")
+    assert explicitly_configured_engines() == {"kafka", "redis"}
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "KAFKA_BOOTSTRAP_SERVERS: missing" in str(raised.value) and "REDIS_URL: missing" in str(raised.value)
+    assert "POSTGRES_HOST" not in str(raised.value)  # the other engines still come from the stack
 
 
 def test_core_settings_need_no_connections(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
+from urllib.parse import urlencode
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -26,6 +27,7 @@ from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -33,13 +35,21 @@ from pydantic_settings import (
 STACK_STATE_FILE = "stack.json"
 
 # Which connection fields belong to which engine (names as in `dev status --json`).
+# Security settings belong to their engine too: setting one (say KAFKA_SECURITY_PROTOCOL) configures the engine
+# explicitly, so it takes nothing from the embedded stack and `dev up` starts none (the embedded engines have no
+# TLS or credentials). NEO4J_USER and NEO4J_PASSWORD are the exception: the embedded graph is a file that ignores
+# them, and a Neo4j server is named by GRAPH_URI anyway.
 ENGINE_FIELDS: dict[str, tuple[str, ...]] = {
-    "postgres": ("postgres_host", "postgres_port", "postgres_user", "postgres_password", "postgres_db"),
-    "kafka": ("kafka_bootstrap_servers", "kafka_enable_idempotence"),
-    "redis": ("redis_url",),
-    "milvus": ("milvus_uri",),
+    "postgres": ("postgres_host", "postgres_port", "postgres_user", "postgres_password", "postgres_db",
+                 "postgres_sslmode", "postgres_ssl_root_cert"),
+    "kafka": ("kafka_bootstrap_servers", "kafka_enable_idempotence", "kafka_security_protocol", "kafka_sasl_mechanism",
+              "kafka_sasl_username", "kafka_sasl_password", "kafka_ca_file", "kafka_client_cert_file",
+              "kafka_client_key_file"),
+    "redis": ("redis_url", "redis_username", "redis_password", "redis_ca_file"),
+    "milvus": ("milvus_uri", "milvus_token", "milvus_ca_file"),
     "graph": ("graph_uri",),
-    "search": ("elasticsearch_url",),
+    "search": ("elasticsearch_url", "elasticsearch_api_key", "elasticsearch_username", "elasticsearch_password",
+               "elasticsearch_ca_file"),
     # Monitoring: where batch work pushes its metrics, and where operators (and `dev demo`) read alerts.
     "pushgateway": ("prometheus_pushgateway_url",),
     "alertmanager": ("alertmanager_url",),
@@ -52,6 +62,38 @@ class Environment(StrEnum):
     TEST = "test"
     STAGING = "staging"
     PRODUCTION = "production"
+
+
+class PostgresSslMode(StrEnum):
+    """libpq's `sslmode`, which asyncpg takes too: from no TLS at all to TLS with the server's certificate checked
+    against the root certificate and its host name against POSTGRES_HOST."""
+
+    DISABLE = "disable"
+    ALLOW = "allow"  # TLS only if the server insists
+    PREFER = "prefer"  # TLS if the server offers it, certificate not checked (libpq's default)
+    REQUIRE = "require"  # TLS; the certificate is checked only when POSTGRES_SSL_ROOT_CERT is given (as libpq)
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
+
+
+class KafkaSecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+# Engines whose connection production checks: the keys of ENGINE_FIELDS that ALLOW_INSECURE_CONNECTIONS may name.
+SECURED_ENGINES = ("postgres", "kafka", "redis", "milvus", "graph", "search")
+NEO4J_TLS_SCHEMES = ("neo4j+s://", "bolt+s://")
+# Passwords that are never a real secret.
+WEAK_PASSWORDS = frozenset({"", "postgres", "password", "neo4j", "changeme"})
 
 
 class CoreSettings(BaseSettings):
@@ -143,7 +185,8 @@ class CoreSettings(BaseSettings):
     # A record published this long ago whose version is still not in PostgreSQL is published again by the next run.
     collector_republish_grace_seconds: float = Field(default=900.0, ge=0)
     # How often the hot path checks that the broker still has its data (a sentinel topic); after a loss it
-    # re-creates the topics and announces again, through the outbox, every policy changed within the horizon.
+    # re-creates the topics and announces again, through the outbox, what was stored within the horizon: every
+    # policy changed (policy.validated), scored (data.quality_updated), every sync run (data.sync_completed).
     kafka_broker_check_seconds: float = Field(default=30.0, gt=0)
     event_reannounce_horizon_hours: float = Field(default=168.0, ge=0)
 
@@ -175,34 +218,157 @@ class Settings(CoreSettings):
     postgres_password: SecretStr = SecretStr("")
     postgres_db: str = Field(min_length=1)
     postgres_pool_max_size: int = Field(default=10, ge=1)
+    postgres_sslmode: PostgresSslMode = PostgresSslMode.PREFER
+    # The CA that signed the server's certificate (libpq's sslrootcert); verify-ca and verify-full need one.
+    postgres_ssl_root_cert: Path | None = None
 
     kafka_bootstrap_servers: str = Field(pattern=r"^[^\s,:]+:\d+(,[^\s,:]+:\d+)*$")
     # The embedded broker (Tansu) cannot InitProducerId, so the stack turns this off; real Kafka keeps it on.
     kafka_enable_idempotence: bool = True
+    kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    # SASL_SSL and SASL_PLAINTEXT log in with these.
+    kafka_sasl_mechanism: KafkaSaslMechanism = KafkaSaslMechanism.PLAIN
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    # SSL and SASL_SSL: the CA of the brokers' certificates (empty: the system's CAs), and for SSL the client's own
+    # certificate and key, by which the broker knows the client (mutual TLS). Each engine's CA file is read only by
+    # a TLS connection (so one CA bundle can be given to every engine, whichever of them use TLS).
+    kafka_ca_file: Path | None = None
+    kafka_client_cert_file: Path | None = None
+    kafka_client_key_file: Path | None = None
 
     redis_url: str = Field(pattern=r"^(redis|rediss|unix)://")
+    # An ACL user (empty: Redis's `default` user) and its password; rediss:// URLs check the server against the CA.
+    redis_username: str = ""
+    redis_password: SecretStr = SecretStr("")
+    redis_ca_file: Path | None = None
+    # http(s)://host:19530 for a Milvus server, or a file path for Milvus Lite (which takes no token).
     milvus_uri: str = Field(min_length=1)
-    # neo4j://host:7687 or bolt://host:7687 for a Neo4j server, or a filesystem path for the embedded engine.
+    milvus_token: SecretStr = SecretStr("")  # `user:password`, or an API key
+    milvus_ca_file: Path | None = None  # https:// only; empty: the system's CAs
+    # neo4j://host:7687 or bolt://host:7687 for a Neo4j server (neo4j+s://, bolt+s://: TLS), or a filesystem path
+    # for the embedded engine.
     graph_uri: str = Field(min_length=1)
     neo4j_user: str = "neo4j"
     neo4j_password: SecretStr = SecretStr("")
+    neo4j_ca_file: Path | None = None  # neo4j+s:// and bolt+s:// only; empty: the system's CAs
     elasticsearch_url: str = Field(pattern=r"^https?://")
+    # One of the two: an API key (base64 `id:key`, as Elasticsearch returns it) or basic auth.
+    elasticsearch_api_key: SecretStr = SecretStr("")
+    elasticsearch_username: str = ""
+    elasticsearch_password: SecretStr = SecretStr("")
+    elasticsearch_ca_file: Path | None = None  # https:// only; empty: the system's CAs
+
+    # Engines (of SECURED_ENGINES) that production may reach without TLS or credentials, comma-separated: e.g.
+    # `redis` for a cache on the pod's own network. Empty: production refuses every insecure connection.
+    allow_insecure_connections: Annotated[frozenset[str], NoDecode] = frozenset()
+
+    @field_validator("postgres_ssl_root_cert", "kafka_ca_file", "kafka_client_cert_file", "kafka_client_key_file",
+                     "redis_ca_file", "milvus_ca_file", "neo4j_ca_file", "elasticsearch_ca_file", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # `KAFKA_CA_FILE=` in .env: no file (not the current directory)
+
+    @field_validator("allow_insecure_connections", mode="before")
+    @classmethod
+    def _split_engine_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("allow_insecure_connections")
+    @classmethod
+    def _known_engines(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(value - set(SECURED_ENGINES))
+        if unknown:
+            raise ValueError(f"unknown engine(s) {', '.join(unknown)}; names are {', '.join(SECURED_ENGINES)}")
+        return value
 
     @field_validator("graph_uri")
     @classmethod
     def _graph_uri_is_server_or_path(cls, value: str) -> str:
-        if "://" in value and not value.startswith(("neo4j://", "neo4j+s://", "bolt://", "bolt+s://")):
+        if "://" in value and not value.startswith(("neo4j://", "bolt://", *NEO4J_TLS_SCHEMES)):
             raise ValueError("must be a neo4j:// or bolt:// URI, or a filesystem path for the embedded engine")
         return value
 
     @model_validator(mode="after")
-    def _no_default_passwords_in_production(self) -> Self:
-        if self.environment is Environment.PRODUCTION:
-            weak = {"", "postgres", "password", "neo4j", "changeme"}
-            for name in ("postgres_password", "neo4j_password"):
-                if getattr(self, name).get_secret_value() in weak:
-                    raise ValueError(f"{name.upper()} must be set to a real secret in production")
+    def _security_settings_fit_together(self) -> Self:
+        """Security settings that cannot work as given, in any environment."""
+        problems = []
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+                self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            problems.append(f"KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}: "
+                            "set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if self.kafka_client_key_file and not self.kafka_client_cert_file:
+            problems.append("KAFKA_CLIENT_KEY_FILE is set without KAFKA_CLIENT_CERT_FILE")
+        if self.elasticsearch_api_key.get_secret_value() and self.elasticsearch_password.get_secret_value():
+            problems.append("ELASTICSEARCH_API_KEY and ELASTICSEARCH_PASSWORD are both set: give one of them")
+        if self.elasticsearch_password.get_secret_value() and not self.elasticsearch_username:
+            problems.append("ELASTICSEARCH_PASSWORD is set without ELASTICSEARCH_USERNAME")
+        # Without one, asyncpg would look for ~/.postgresql/root.crt (it never reads the system's CAs).
+        if self.postgres_sslmode in {PostgresSslMode.VERIFY_CA, PostgresSslMode.VERIFY_FULL} and \
+                self.postgres_ssl_root_cert is None:
+            problems.append(f"POSTGRES_SSLMODE is {self.postgres_sslmode}: set POSTGRES_SSL_ROOT_CERT, the CA the "
+                            "server's certificate is checked against")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _production_connections_are_secure(self) -> Self:
+        """Production starts only with real passwords, and with TLS and credentials for every engine that is not
+        listed in ALLOW_INSECURE_CONNECTIONS: every command stops here, before it connects to anything."""
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        weak = ["postgres_password"] + ([] if self.graph_is_embedded else ["neo4j_password"])
+        problems = [f"{name.upper()} must be set to a real secret in production" for name in weak
+                    if getattr(self, name).get_secret_value() in WEAK_PASSWORDS]
+        problems += [f"{problem}, or list {engine} in ALLOW_INSECURE_CONNECTIONS"
+                     for engine, problem in self.insecure_connections()
+                     if engine not in self.allow_insecure_connections]
+        if problems:  # one line each, so that the operator sees every one at once
+            raise ValueError("production refuses these settings:\n    " + "\n    ".join(problems))
+        return self
+
+    def insecure_connections(self) -> list[tuple[str, str]]:
+        """(engine, problem) for each connection that is plaintext or sends no credentials; production refuses
+        these. An embedded Milvus Lite file or graph file is no connection, so it has none."""
+        scheme = {engine: url.split("://")[0] for engine, url in (
+            ("redis", self.redis_url), ("milvus", self.milvus_uri), ("graph", self.graph_uri),
+            ("search", self.elasticsearch_url))}
+        checks: list[tuple[str, object, str]] = [  # (engine, secure when true, problem)
+            ("postgres", self.postgres_sslmode in {PostgresSslMode.REQUIRE, PostgresSslMode.VERIFY_CA,
+                                                   PostgresSslMode.VERIFY_FULL},
+             f"POSTGRES_SSLMODE is {self.postgres_sslmode}: production needs require, verify-ca or verify-full"),
+            ("kafka", self.kafka_uses_tls,
+             f"KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}: production needs SSL or SASL_SSL"),
+            # SSL alone encrypts, but the broker knows the client only by a client certificate.
+            ("kafka", self.kafka_security_protocol is not KafkaSecurityProtocol.SSL or self.kafka_client_cert_file,
+             "KAFKA_SECURITY_PROTOCOL is SSL without KAFKA_CLIENT_CERT_FILE: production needs a client certificate "
+             "or SASL_SSL"),
+            ("redis", scheme["redis"] == "rediss", f"REDIS_URL is {scheme['redis']}://: production needs rediss://"),
+            ("redis", self.redis_password.get_secret_value(), "REDIS_PASSWORD is empty: production needs one"),
+            ("milvus", self.milvus_is_embedded or scheme["milvus"] == "https",
+             f"MILVUS_URI is {scheme['milvus']}://: production needs https://"),
+            ("milvus", self.milvus_is_embedded or self.milvus_token.get_secret_value(),
+             "MILVUS_TOKEN is empty: production needs one"),
+            ("graph", self.graph_is_embedded or self.graph_uri.startswith(NEO4J_TLS_SCHEMES),
+             f"GRAPH_URI is {scheme['graph']}://: production needs neo4j+s:// or bolt+s://"),
+            ("search", scheme["search"] == "https",
+             f"ELASTICSEARCH_URL is {scheme['search']}://: production needs https://"),
+            ("search", self.elasticsearch_api_key.get_secret_value() or self.elasticsearch_password.get_secret_value(),
+             "ELASTICSEARCH_API_KEY and ELASTICSEARCH_PASSWORD are empty: production needs an API key or basic auth"),
+        ]
+        return [(engine, problem) for engine, secure, problem in checks if not secure]
+
+    @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_security_protocol in {KafkaSecurityProtocol.SSL, KafkaSecurityProtocol.SASL_SSL}
+
+    @property
+    def milvus_is_embedded(self) -> bool:
+        """A Milvus Lite database file, opened in-process (the embedded stack runs Milvus Lite's server instead)."""
+        return "://" not in self.milvus_uri
 
     @property
     def graph_is_embedded(self) -> bool:
@@ -224,11 +390,18 @@ class Settings(CoreSettings):
         return urls[engine]
 
     def postgres_dsn(self, *, with_password: bool = True, database: str | None = None) -> str:
-        """The connection URL, to POSTGRES_DB unless another `database` (e.g. the maintenance `postgres`)."""
+        """The connection URL, to POSTGRES_DB unless another `database` (e.g. the maintenance `postgres`).
+
+        It carries the TLS settings as libpq's `sslmode` and `sslrootcert` parameters, which asyncpg reads the same
+        way: every connection of the pipeline is made from this URL, so each gets them.
+        """
         password = self.postgres_password.get_secret_value()
         credentials = f"{self.postgres_user}:{password}" if password and with_password else self.postgres_user
+        tls = {"sslmode": self.postgres_sslmode.value}
+        if self.postgres_ssl_root_cert is not None:
+            tls["sslrootcert"] = str(self.postgres_ssl_root_cert)
         return (f"postgresql://{credentials}@{self.postgres_host}:{self.postgres_port}/"
-                f"{database or self.postgres_db}")
+                f"{database or self.postgres_db}?{urlencode(tls)}")
 
     @classmethod
     def settings_customise_sources(
@@ -268,10 +441,11 @@ class EmbeddedStackSource(PydanticBaseSettingsSource):
             return {}
         state = json.loads(state_path.read_text(encoding="utf-8"))
         values: dict[str, Any] = {}
-        # Values are grouped per engine: an engine given explicitly (even one of its values) takes nothing
-        # from the stack, so an explicit host is never paired with an embedded port.
-        for engine_values in state.get("settings", {}).values():
-            if not explicit.keys() & engine_values.keys():
+        # Values are grouped per engine: an engine given explicitly (even one of its values, ENGINE_FIELDS) takes
+        # nothing from the stack, so an explicit host is never paired with an embedded port, nor TLS settings with
+        # an embedded engine that has no TLS.
+        for engine, engine_values in state.get("settings", {}).items():
+            if not explicit.keys() & (engine_values.keys() | set(ENGINE_FIELDS.get(engine, ()))):
                 values.update(engine_values)
         return values
 

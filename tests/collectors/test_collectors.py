@@ -52,7 +52,7 @@ def sample_server() -> Iterator[SampleSources]:
 async def run_settings(stack: Settings) -> Settings:
     """The stack's settings with a raw topic of this test's own, so it reads back only its records."""
     topic = f"policy-raw-{uuid.uuid4().hex[:8]}"
-    await kafka.ensure_topics(stack.kafka_bootstrap_servers, [topic], partitions=2)
+    await kafka.ensure_topics(stack, [topic], partitions=2)
     return stack.model_copy(update={"kafka_topic_raw_policies": topic})
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 async def test_two_replicas_share_one_rate(stack: Settings) -> None:
     source = f"shared_{uuid.uuid4().hex[:6]}"
-    clients = [cache.create_client(stack.redis_url) for _ in range(2)]
+    clients = [cache.create_client(stack) for _ in range(2)]
     replicas = [RateLimiter(client) for client in clients]
     granted: list[float] = []
 
@@ -38,8 +38,9 @@ async def test_two_replicas_share_one_rate(stack: Settings) -> None:
     assert elapsed >= 0.9
 
 
-async def test_without_redis_the_limit_still_holds_per_process() -> None:
-    unreachable = cache.create_client("redis://127.0.0.1:1/0", timeout_seconds=0.2)
+async def test_without_redis_the_limit_still_holds_per_process(stack: Settings) -> None:
+    unreachable = cache.create_client(stack.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}),
+                                      timeout_seconds=0.2)
     limiter = RateLimiter(unreachable)
     started = time.monotonic()
     for _ in range(6):

@@ -35,7 +35,7 @@ def sources_for(server: SampleSources, suffix: str, interval_hours: float | None
 async def test_design_schedules_apis_every_6_hours_and_boards_daily_at_midnight(stack: Settings) -> None:
     with SampleSources() as server:
         sources = sources_for(server, uuid.uuid4().hex[:6], interval_hours=None)
-    lock_client = cache.create_client(stack.redis_url)
+    lock_client = cache.create_client(stack)
     async with open_context(stack) as context:
         scheduler = CollectionScheduler(context, sources, lock_client)
         scheduler.add_jobs()
@@ -53,7 +53,7 @@ async def test_two_replicas_collect_each_slot_once(stack: Settings) -> None:
     with SampleSources() as server:
         every_second = sources_for(server, suffix, interval_hours=1 / 3600)
         sources = [source for source in every_second if source.kind == "json_api"]
-        lock_clients = [cache.create_client(stack.redis_url) for _ in range(2)]
+        lock_clients = [cache.create_client(stack) for _ in range(2)]
         async with open_context(stack) as first_context, open_context(stack) as second_context:
             replicas = [CollectionScheduler(first_context, sources, lock_clients[0]),
                         CollectionScheduler(second_context, sources, lock_clients[1])]
@@ -85,7 +85,7 @@ def slow_source(server: SampleSources, suffix: str) -> list:
 async def test_stopping_lets_a_run_in_progress_finish_within_the_grace_period(
         stack: Settings, grace_seconds: float, runs_finished: int) -> None:
     with SampleSources(slow_response_seconds=3) as server:
-        lock_client = cache.create_client(stack.redis_url)
+        lock_client = cache.create_client(stack)
         async with open_context(stack) as context:
             scheduler = CollectionScheduler(context, slow_source(server, uuid.uuid4().hex[:6]), lock_client,
                                             stop_grace_seconds=grace_seconds)

@@ -1,9 +1,11 @@
 """Faults survived with nothing lost (issue 8, part 1): records flow through the real collectors (scheduler
 process), the hot path (process), the cold path and the sync while the Kafka-API broker, PostgreSQL, Redis or a
 sync target (Elasticsearch API) is stopped and restarted, or the hot path or the cold path is killed with SIGKILL
-several times. After each: every record the source offered is in PostgreSQL exactly once, every stored policy's
-events are on the events topic (read from its beginning, by event id), the targets agree with PostgreSQL after
-the next sync and a repair, and no process had to be restarted by hand (only the killed one is started again).
+several times. After each: every record the source offered is in PostgreSQL exactly once, every stored fact's
+event is on the events topic (read from its beginning, by event id: each policy's version and current scoring,
+each sync run), the targets agree with PostgreSQL after the next sync and a repair, and no process had to be
+restarted by hand (only the killed one is started again). The broker, which restarts empty, held events of all
+three types when it stopped (the scenario scores and syncs first): every one is on the topic again at the end.
 
 These faults stop engines, so this module runs on a stack of its own (its own data directory), not on the
 session's. Outages are shorter than the issue's where that keeps the module short (broker 30 s as in the issue,
@@ -26,7 +28,7 @@ from aegis_pipeline.settings import CoreSettings, Settings, load_core_settings
 pytestmark = pytest.mark.integration
 
 TEST_SCENARIOS = [
-    Scenario("broker", engine="kafka", outage_seconds=30, lag_seconds=5),
+    Scenario("broker", engine="kafka", outage_seconds=30, lag_seconds=5, every_event_type_before_fault=True),
     Scenario("postgres", engine="postgres", outage_seconds=20),
     Scenario("redis", engine="redis", outage_seconds=10, publish_during_fault=True),
     Scenario("hot_path_kill", process="hot_path", kills=3),
@@ -65,6 +67,11 @@ def test_fault_loses_nothing_and_stores_nothing_twice(fault_stack: tuple[CoreSet
     assert set(result.notes["exit_codes"].values()) == {0}, explain(result)  # and each stopped cleanly at the end
     if scenario.lag_seconds:  # the broker went down holding acknowledged records nobody had stored yet
         assert result.notes["published_unstored_when_stopped"] > 0, explain(result)
+    if scenario.every_event_type_before_fault:  # the broker lost events of every type: all announced again
+        assert all(figures.lost_with_broker for figures in result.events.values()), explain(result)
+        for event_type in ("data.quality_updated", "data.sync_completed"):  # only made before the fault
+            figures = result.events[event_type]
+            assert figures.lost_with_broker == figures.expected == figures.found, explain(result)
     if scenario.process is not None:
         assert result.notes["kills"] == scenario.kills
     if scenario.cold_path:  # every stored policy scored once its runs were done, the killed ones included

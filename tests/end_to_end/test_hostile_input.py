@@ -3,21 +3,26 @@
 "No crash" means: each pure function returns, or raises only its own documented error (`ValueParseError` from
 the value parsers, a `PipelineError` with a DP code from page parsing and record mapping); the hot path's
 validation never raises at all. What is accepted is safe downstream: it serialises for Kafka and PostgreSQL (no
-NUL, no lone surrogate), carries no script tag from HTML, and masking it twice changes nothing.
+NUL, no lone surrogate), its `policy.validated` event keeps the events' contract, it carries no script tag from
+HTML, and masking it twice changes nothing. (bench/fuzz.py runs generated cases of the same kinds through the
+real stack; each bug it found is a corpus file here.)
 
 The generated cases are counted as they run; the last test checks that the module ran at least 10,000.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import string
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,7 +32,7 @@ from hypothesis import strategies as st
 
 from aegis_pipeline.collectors.definitions import SourceDefinition, parse_sources
 from aegis_pipeline.collectors.extract import MAX_NESTING_DEPTH, Page, RefusedResponseError, parse_page
-from aegis_pipeline.collectors.mapping import build_record
+from aegis_pipeline.collectors.mapping import build_record, external_id_of
 from aegis_pipeline.collectors.parsing.dates import parse_date, parse_date_range, parse_rfc822_datetime
 from aegis_pipeline.collectors.parsing.encodings import decode_body
 from aegis_pipeline.collectors.parsing.errors import ValueParseError
@@ -35,12 +40,18 @@ from aegis_pipeline.collectors.parsing.records import sanitise_record
 from aegis_pipeline.collectors.parsing.text import clean_text, split_list
 from aegis_pipeline.collectors.parsing.urls import join_url
 from aegis_pipeline.collectors.parsing.values import VALUE_PARSERS
-from aegis_pipeline.common.errors import ErrorCode, PipelineError
+from aegis_pipeline.common.errors import ErrorCode, PipelineError, StoreUnavailableError
 from aegis_pipeline.common.redaction import REDACTED
 from aegis_pipeline.domain.cleaning import normalize_record
 from aegis_pipeline.domain.masking import mask_personal_data, mask_text
-from aegis_pipeline.domain.records import RawPolicyData
-from aegis_pipeline.hot_path.processor import RawMessage, validate_message
+from aegis_pipeline.domain.records import MAX_EXTERNAL_ID_CHARS, RawPolicyData
+from aegis_pipeline.hot_path.processor import (
+    RECORD_KEY_LIMIT,
+    HotPathProcessor,
+    RawMessage,
+    policy_validated_event,
+    validate_message,
+)
 from aegis_pipeline.hot_path.store import _json, _row
 from aegis_pipeline.stores.dead_letters import DeadLetter
 
@@ -120,6 +131,10 @@ def assert_publishable_and_storable(record: RawPolicyData) -> None:
     row = _row(clean)
     assert has_no_unstorable_text(row)
     _json([row])  # the hot path's one JSON parameter: must never fail to encode
+    # What is stored is announced: an event that breaks its contract fails the batch's store, and the hot path took
+    # the record for poison (found by bench/fuzz.py: a source that is not a source name, a naive collection time).
+    policy_validated_event(str(uuid.uuid4()), 1, functools.partial(getattr, clean), RUN_AT,
+                           producer="hostile-test/1.0", topic="policy-events")
     assert mask_text(clean.content) == clean.content  # masked already
 
 
@@ -436,6 +451,19 @@ def test_corpus_records_come_out_clean() -> None:
     assert collect_offline("xml_euc_kr.xml")[0][0].title == "청년 창업 똠 지원"  # declared EUC-KR
 
 
+def test_a_record_id_longer_than_any_valid_one_leaves_a_dead_letter_the_queue_can_index() -> None:
+    # Found by bench/fuzz.py: the dead letter of a record whose id is 3,000 Hangul syllables had a key (source:id)
+    # of 9 KB that no compression shrinks, more than the dead_letters.record_key index takes: the insert failed,
+    # and with it every run of the source. The id is cut to one character more than a valid id can have.
+    page = parse_page(corpus_page_text("json_records.json"), JSON_SOURCE)
+    [raw] = [record for record in page.records if str(record.get("id")).startswith("bad-long-id-")]
+    external_id = external_id_of(raw, JSON_SOURCE)
+    assert external_id == raw["id"][: MAX_EXTERNAL_ID_CHARS + 1]
+    with pytest.raises(PipelineError, match="external_id"):
+        build_record(raw, JSON_SOURCE, RUN_AT)
+    assert len(f"{JSON_SOURCE.name}:{external_id}".encode()) <= 2_000
+
+
 def test_a_page_with_a_duplicate_key_is_refused_not_silently_overwritten() -> None:
     with pytest.raises(RefusedResponseError, match="duplicate key 'title'"):
         parse_page(corpus_page_text("json_duplicate_keys.json"), JSON_SOURCE)
@@ -471,6 +499,57 @@ def test_generated_oversized_messages_are_refused_unread() -> None:
     refused = validate_message(RawMessage(huge, key=b"hostile_raw:1"), max_record_bytes=MAX_RECORD_BYTES)
     assert isinstance(refused, DeadLetter) and "MAX_RECORD_BYTES" in refused.error_message
     assert refused.payload is None and len(refused.payload_text or "") <= 10_000  # the start, as text
+
+
+def test_a_refused_message_too_deep_for_the_dead_letter_queue_is_kept_as_text() -> None:
+    # Found by bench/fuzz.py: pydantic refuses JSON 200 levels deep, Python's json still reads it (to about 1,000),
+    # and the dead-letter queue's recursive copy of a payload that deep overflowed the hot path's stack: the message
+    # was isolated as poison (DP_4003) instead of refused (DP_2001).
+    body = (HOSTILE / "messages" / "bad-raw-data-nested-500-deep.json").read_bytes()
+    checked = validate_message(RawMessage(body, key=b"hostile_raw:deep"), max_record_bytes=MAX_RECORD_BYTES)
+    assert isinstance(checked, DeadLetter) and checked.error_code is ErrorCode.VALIDATION_FAILED
+    assert checked.payload is None and checked.payload_text == body.decode("utf-8")
+    assert checked.source_system == "hostile_raw"  # still filed under its source
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in (HOSTILE / "keys").iterdir()))
+def test_a_message_key_is_cut_to_what_the_dead_letter_index_takes(name: str) -> None:
+    # Found by bench/fuzz.py: 6 KB of text no compression shrinks, as a raw message's key, is more than the
+    # dead_letters.record_key index takes (2,704 bytes): the letter's insert failed, then the poison letter's, and
+    # the hot path exited, again after every restart. tests/end_to_end/test_hostile_pipeline.py sends it for real.
+    key = (HOSTILE / "keys" / name).read_bytes()
+    checked = validate_message(RawMessage(b"not json", key=key), max_record_bytes=MAX_RECORD_BYTES)
+    assert isinstance(checked, DeadLetter) and checked.error_code is ErrorCode.VALIDATION_FAILED
+    assert checked.record_key == key.decode("utf-8", "replace")[:RECORD_KEY_LIMIT]
+    assert len(checked.record_key.encode("utf-8")) <= 2_000
+
+
+class _RecordingQueue:
+    def __init__(self) -> None:
+        self.sent: list[DeadLetter] = []
+
+    async def send(self, letters: list[DeadLetter]) -> None:
+        self.sent.extend(letters)
+
+
+class _StoreDown:
+    async def store_batch(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("postgres store batch failed: ConnectionDoesNotExistError", store="postgres")
+
+
+async def test_a_batch_whose_store_fails_has_written_no_dead_letter_its_retry_would_write_again() -> None:
+    # Found by bench/fuzz.py: a batch's dead letters were written before its policies; when the store then failed,
+    # the retry (or the isolation of a poison message, one message at a time) wrote them again.
+    settings = SimpleNamespace(max_record_bytes=MAX_RECORD_BYTES, service_name="hostile-test", service_version="1.0",
+                               kafka_topic_policy_events="policy-events", hot_path_timeout_seconds=1.0)
+    queue = _RecordingQueue()
+    processor = HotPathProcessor(settings, _StoreDown(), cache=None, dead_letters=queue)  # type: ignore[arg-type]
+    prepared = processor.prepare([RawMessage((HOSTILE / "messages" / name).read_bytes(), key=name.encode())
+                                  for name in ("bad-wrong-types.json", "ok-contact.json")])
+    assert len(prepared.letters) == 1 and len(prepared.clean) == 1
+    with pytest.raises(StoreUnavailableError):
+        await processor.store(prepared)
+    assert queue.sent == []
 
 
 def test_the_raw_topic_keeps_the_last_of_duplicate_keys_deterministically() -> None:

@@ -1,5 +1,6 @@
 """The hostile corpus (tests/hostile/) end to end on the real engines: the sample server serves it, the collectors
-fetch it and publish to the raw topic, hostile raw messages join them there, the hot path stores what is valid.
+fetch it and publish to the raw topic, hostile raw messages (and hostile keys) join them there, the hot path stores
+what is valid.
 
 Asserted: no source crashes and the hot path dead-letters nothing as poison; every refused record and page is
 in `dead_letters` with its DP code and reason; every accepted record is stored exactly once, script tags and
@@ -24,6 +25,8 @@ from aiokafka import AIOKafkaProducer
 from aegis_pipeline.collectors.definitions import SourceDefinition, parse_sources
 from aegis_pipeline.collectors.run import collect_once, open_context
 from aegis_pipeline.devstack.sample_sources import SampleSources
+from aegis_pipeline.domain.records import MAX_EXTERNAL_ID_CHARS
+from aegis_pipeline.hot_path.processor import RECORD_KEY_LIMIT
 from aegis_pipeline.hot_path.service import run_hot_path
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import postgres
@@ -101,6 +104,9 @@ async def publish_corpus_messages(settings: Settings, key_prefix: str) -> dict[s
         oversized = json.dumps({"title": "큰 메시지", "raw_data": {"blob": "x" * MAX_RECORD_BYTES}}).encode()
         keys["bad-oversized-message"] = f"{key_prefix}:bad-oversized-message".encode()
         await producer.send(settings.kafka_topic_raw_policies, oversized, key=keys["bad-oversized-message"])
+        for path in sorted((HOSTILE / "keys").iterdir()):  # a hostile key on a message refused for its body
+            keys[f"bad-key-{path.name}"] = f"{key_prefix}:".encode() + path.read_bytes()
+            await producer.send(settings.kafka_topic_raw_policies, b"not json", key=keys[f"bad-key-{path.name}"])
         await producer.flush()
     finally:
         await producer.stop()
@@ -149,7 +155,8 @@ async def test_the_hostile_corpus_end_to_end(server: SampleSources, run_settings
             assert result.published == len({i for i in ids if i.startswith("ok-")}), name
             assert result.invalid == len(own_letters) == result.fetched - result.published
             refused_keys = {letter["record_key"] for letter in own_letters}
-            assert {f"{name}:{i}" for i in ids if i.startswith("bad-")} <= refused_keys
+            # An id longer than any valid one is cut in the key, to one more character (the index's limit).
+            assert {f"{name}:{i[:MAX_EXTERNAL_ID_CHARS + 1]}" for i in ids if i.startswith("bad-")} <= refused_keys
         elif page in ONE_RECORD_PAGES:
             assert (result.status, result.published, own_letters) == ("ok", 1, []), (page, result.error)
         elif page == "oversized_record.json":
@@ -166,7 +173,7 @@ async def test_the_hostile_corpus_end_to_end(server: SampleSources, run_settings
     stored_raw = {policy["external_id"]: policy for policy in policies if policy["source_system"] == "hostile_raw"}
     for name, key in message_keys.items():
         if name.startswith("bad-"):
-            letter = hot_letters[key.decode()]
+            letter = hot_letters[key.decode()[:RECORD_KEY_LIMIT]]  # a longer key is cut (the index's limit)
             assert letter["error_code"] == "DP_2001" and letter["error_message"].startswith("record failed validation")
             assert letter["payload"] is not None or letter["payload_text"] is not None  # kept, even when empty
         else:

@@ -60,7 +60,7 @@ def sources_file(tmp_path: Path, suffix: str) -> Path:
 
 async def publish_contact_records(stack: Settings, topic: str) -> None:
     """Records whose text carries contact data: one valid, one invalid (no title), one that is not JSON."""
-    valid = make_record(1, source=f"hygiene_{topic}")
+    valid = make_record(1, source=f"hygiene_{topic.rsplit('-', 1)[-1]}")  # a source name, as the hot path requires
     valid = valid.model_copy(update={"content": valid.content + " 담당 010-9876-5432, hong.gildong@example.go.kr"})
     invalid = json.loads(valid.model_dump_json())
     invalid["title"] = ""
@@ -104,7 +104,7 @@ def test_collect_and_hot_path_logs_hold_no_secret_and_no_contact_data(
 ) -> None:
     suffix = uuid.uuid4().hex[:6]
     topic = f"hygiene-raw-{suffix}"
-    asyncio.run(kafka.ensure_topics(stack.kafka_bootstrap_servers, [topic], partitions=1))
+    asyncio.run(kafka.ensure_topics(stack, [topic], partitions=1))
     with SampleSources(crawl_delay_seconds=0) as server:
         environment = {**postgres_with_password(stack), "KAFKA_TOPIC_RAW_POLICIES": topic,
                        "SAMPLE_SOURCES_URL": server.base_url, "SAMPLE_SERVICE_KEY": server.service_key}

@@ -108,7 +108,7 @@ async def test_records_are_stored_cached_and_announced_once(hot_settings: Settin
     assert sorted(event["data"]["policy_id"] for event in events) == sorted(policy["id"] for policy in policies)
     assert {event["event_type"] for event in events} == {"policy.validated"}
 
-    client = cache.create_client(hot_settings.redis_url)
+    client = cache.create_client(hot_settings)
     try:
         cached = [await client.get(cache_key(policy["id"])) for policy in policies]
         ttl = await client.ttl(cache_key(policies[0]["id"]))

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def redis_client(stack: Settings) -> AsyncIterator[redis.Redis]:
-    client = cache.create_client(stack.redis_url)
+    client = cache.create_client(stack)
     try:
         yield client
     finally:

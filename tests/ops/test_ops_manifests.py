@@ -23,6 +23,8 @@ from aegis_pipeline.settings import Settings
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "helm" / "aegis-data-pipeline"
 SECRET_VALUES = {"POSTGRES_PASSWORD": "pg-secret", "NEO4J_PASSWORD": "neo-secret",
+                 "KAFKA_SASL_PASSWORD": "kafka-secret", "REDIS_PASSWORD": "redis-secret",
+                 "MILVUS_TOKEN": "aegis:milvus-secret", "ELASTICSEARCH_API_KEY": "ZXMtc2VjcmV0",
                  "DATA_GO_KR_SERVICE_KEY": "dgk", "BIZINFO_API_KEY": "bik"}
 KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())  # Chart.yaml: kubeVersion >=1.27
 CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor"): prometheus_operator.ServiceMonitor,
@@ -47,6 +49,7 @@ CHART_EVERYTHING_OFF = render({"secrets": {"values": SECRET_VALUES}, "scheduler"
                                "hotPath": {"autoscaling": {"enabled": False}}, "networkPolicy": {"enabled": False},
                                "metrics": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
                                            "grafanaDashboard": {"enabled": False}}})
+CHART_TLS = render({"secrets": {"values": SECRET_VALUES}, "tls": {"caSecret": "engines-ca"}})
 PLAIN = documents((ROOT / "k8s" / "data-pipeline.yaml").read_text(encoding="utf-8"))
 SECRET_EXAMPLE = documents((ROOT / "k8s" / "secret.example.yaml").read_text(encoding="utf-8"))
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
@@ -229,6 +232,27 @@ def test_config_map_and_secret_carry_real_settings(docs: list[dict[str, Any]]) -
                             "aegis-data-pipeline-secrets"}
 
 
+@pytest.mark.parametrize("docs", [CHART_TLS, PLAIN + SECRET_EXAMPLE], ids=["chart", "k8s"])
+def test_the_deployment_starts_in_production_with_secure_connections(docs: list[dict[str, Any]]) -> None:
+    """The chart's settings pass production's refusal of plaintext and unauthenticated engines (settings.py),
+    with the engines' CA mounted where the settings point."""
+    config = find(docs, "ConfigMap", "-settings")["data"]
+    secret = {**dict.fromkeys(SECRET_SETTINGS, ""), **SECRET_VALUES}  # k8s: as secret.example.yaml, filled in
+    settings = Settings(**{name.lower(): value for name, value in {**config, **secret}.items()
+                           if name.lower() in Settings.model_fields})
+    assert settings.environment == "production" and settings.insecure_connections() == []
+    ca_file = settings.postgres_ssl_root_cert
+    assert ca_file is not None
+    for where, spec in pod_specs(docs):
+        (container,) = spec["containers"]
+        mounted = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+        (ca_volume,) = [volume for volume in spec["volumes"] if volume["name"] == "engines-ca"]
+        assert mounted["engines-ca"] == str(ca_file.parent), where
+        assert ca_volume["secret"]["items"] == [{"key": "ca.crt", "path": ca_file.name}], where
+    assert {settings.kafka_ca_file, settings.redis_ca_file, settings.milvus_ca_file, settings.neo4j_ca_file,
+            settings.elasticsearch_ca_file} == {settings.postgres_ssl_root_cert}
+
+
 def test_values_name_only_real_settings() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
     assert set(values["settings"]) <= SETTING_NAMES - SECRET_SETTINGS
@@ -288,8 +312,8 @@ def test_airflow_tasks_get_the_sources_file_at_sources_file() -> None:
     assert sources_file.name in sources_map["data"]
 
     workers = yaml.safe_load((ROOT / "helm" / "airflow-values.yaml").read_text(encoding="utf-8"))["workers"]
-    (volume,) = workers["extraVolumes"]
-    (mount,) = workers["extraVolumeMounts"]
+    (volume,) = [volume for volume in workers["extraVolumes"] if "configMap" in volume]
+    (mount,) = [mount for mount in workers["extraVolumeMounts"] if mount["name"] == volume["name"]]
     assert volume["configMap"]["name"] == sources_map["metadata"]["name"]
     assert (mount["name"], Path(mount["mountPath"])) == (volume["name"], sources_file.parent)
 

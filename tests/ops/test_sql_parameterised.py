@@ -30,6 +30,9 @@ ALLOWED = {
     (PACKAGE + "stores/postgres.py", "drop_database"):
         "DROP DATABASE takes no parameters; the name is quote_ident'ed",
     ("bench/cold_path.py", "baseline"): "the column list is cold_path.store's constant _POLICY_COLUMNS; values bound",
+    (PACKAGE + "hot_path/broker_watch.py", "_reannounce_pages"):
+        "one of the module's constant statements (CHANGED_POLICIES_SQL, SCORED_POLICIES_SQL, SYNC_RUNS_SQL), passed "
+        "by _reannounce; values bound",
     (PACKAGE + "stores/graph.py", "run"):
         "Cypher pass-through: sync/targets/graph.py writes constants, labels from its LINKS table, values bound as "
         "$parameters",

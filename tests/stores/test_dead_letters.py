@@ -26,7 +26,7 @@ async def test_retry_resolves_what_is_valid_now_and_exhausts_the_rest(stack: Set
     fixed = make_record(1, source=source).model_dump(mode="json")  # e.g. refused earlier, valid since a fix
     broken = {**make_record(2, source=source).model_dump(mode="json"), "title": ""}
     pool = await postgres.create_pool(stack)
-    redis_client = cache.create_client(stack.redis_url)
+    redis_client = cache.create_client(stack)
     try:
         queue = DeadLetterQueue(pool, None, stack.kafka_topic_dlq)
         await queue.send([

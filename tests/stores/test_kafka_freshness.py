@@ -29,7 +29,7 @@ async def raw_topic(own_topics: Callable[..., Awaitable[Settings]]) -> Settings:
 
 @pytest.fixture
 async def probe(raw_topic: Settings) -> AsyncIterator[GroupFreshnessProbe]:
-    probe = GroupFreshnessProbe(raw_topic.kafka_bootstrap_servers, raw_topic.kafka_topic_raw_policies,
+    probe = GroupFreshnessProbe(raw_topic, raw_topic.kafka_topic_raw_policies,
                                 f"freshness-{uuid.uuid4().hex[:8]}")
     await probe.start()
     yield probe
@@ -107,11 +107,11 @@ async def test_a_topic_the_broker_does_not_have_is_unavailable_and_not_created(s
     from aegis_pipeline.stores import kafka
 
     missing = f"freshness-missing-{uuid.uuid4().hex[:8]}"
-    probe = GroupFreshnessProbe(stack.kafka_bootstrap_servers, missing, "freshness-nobody")
+    probe = GroupFreshnessProbe(stack, missing, "freshness-nobody")
     await probe.start()
     try:
         with pytest.raises(StoreUnavailableError, match="not on the broker"):
             await probe.oldest_uncommitted_age()
     finally:
         await probe.stop()
-    assert missing not in await kafka.list_topics(stack.kafka_bootstrap_servers)
+    assert missing not in await kafka.list_topics(stack)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 async def test_send_all_keeps_each_key_on_its_partition_in_order(stack: Settings) -> None:
     topic = f"send-all-{uuid.uuid4().hex[:8]}"
-    await kafka.ensure_topics(stack.kafka_bootstrap_servers, [topic], partitions=3)
+    await kafka.ensure_topics(stack, [topic], partitions=3)
     # 16 KB batches: 600 messages of 1 KB need several batches per partition.
     producer = kafka.create_producer(stack, max_batch_size=16_384)
     await producer.start()

@@ -339,7 +339,7 @@ async def test_a_new_embedding_model_comes_in_by_a_rebuild_with_search_never_emp
     await seed_records(settings)
     await prefill_embeddings(settings, leave_out=0)
     old_dimension = 384
-    client = vectors.create_client(settings.milvus_uri)
+    client = vectors.create_client(settings)
     try:
         old = VectorsTarget(client, settings.milvus_collection, "all-MiniLM-L6-v2", old_dimension)
         old.setup()
@@ -356,7 +356,7 @@ async def test_a_new_embedding_model_comes_in_by_a_rebuild_with_search_never_emp
     assert (failed.success, failed.error_code) == (False, ErrorCode.MILVUS_SYNC_FAILED)
     assert "all-MiniLM-L6-v2" in (failed.error or "") and "sync rebuild --target vectors" in (failed.error or "")
 
-    reader = vectors.create_client(settings.milvus_uri)
+    reader = vectors.create_client(settings)
 
     def read() -> tuple[str, int]:
         """A search as a user's would run it, through the alias, with a query vector of the live dimension (read
@@ -510,7 +510,7 @@ async def test_search_rebuild_keeps_a_full_index_behind_the_alias_and_drops_the_
         synced_settings: Settings) -> None:
     settings = synced_settings
     alias = settings.elasticsearch_index
-    reader = search.create_client(settings.elasticsearch_url)
+    reader = search.create_client(settings)
 
     def read() -> tuple[str, int]:
         return ",".join(sorted(reader.indices.get_alias(name=alias))), reader.count(index=alias)["count"]
@@ -530,7 +530,7 @@ async def test_vectors_rebuild_keeps_a_full_collection_behind_the_alias_and_drop
         synced_settings: Settings) -> None:
     settings = synced_settings
     alias = settings.milvus_collection
-    reader = vectors.create_client(settings.milvus_uri)
+    reader = vectors.create_client(settings)
 
     def read() -> tuple[str, int]:
         collection = reader.describe_alias(alias)["collection_name"]

@@ -43,6 +43,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
     name: {{ include "aegis.secretName" . }}
 {{- end -}}
 
+{{/* The engines' CA (`tls.caSecret`): where it is mounted, the volume and its mount (each pod that connects). */}}
+{{- define "aegis.caFile" -}}
+/etc/aegis-tls/ca.crt
+{{- end -}}
+
+{{- define "aegis.caVolume" -}}
+- name: engines-ca
+  secret:
+    secretName: {{ .Values.tls.caSecret }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end -}}
+
+{{- define "aegis.caVolumeMount" -}}
+- name: engines-ca
+  mountPath: {{ dir (include "aegis.caFile" .) }}
+  readOnly: true
+{{- end -}}
+
 {{/* Non-root, read-only root filesystem, no privilege escalation, no capabilities. */}}
 {{- define "aegis.podSecurityContext" -}}
 runAsNonRoot: true

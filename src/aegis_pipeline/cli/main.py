@@ -490,11 +490,11 @@ def scheduler(sources_file: Path | None) -> None:
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signal_number, stop.set)
-        lock_client = cache.create_client(settings.redis_url)
+        lock_client = cache.create_client(settings)
         # The hot path's freshness is measured here, on the broker, not by the hot path: a hot path that is stopped
         # or stuck exports nothing fresh, and its records waiting on the raw topic must still age on the dashboard
         # and fire PipelineLagHigh.
-        freshness = kafka.GroupFreshnessProbe(settings.kafka_bootstrap_servers, settings.kafka_topic_raw_policies,
+        freshness = kafka.GroupFreshnessProbe(settings, settings.kafka_topic_raw_policies,
                                               settings.kafka_consumer_group)
 
         async def refresh_hot_path_freshness() -> None:

@@ -31,7 +31,8 @@ from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import ErrorCode, PipelineError
 from aegis_pipeline.common.logging import get_logger
 from aegis_pipeline.common.progress import progress
-from aegis_pipeline.schemas.events import EventType, build_event
+from aegis_pipeline.schemas.events import EventType
+from aegis_pipeline.schemas.fact_events import QualityScoring, quality_updated_envelope
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import postgres
 from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue
@@ -106,19 +107,16 @@ def _weights(settings: Settings) -> QualityWeights:
                           timeliness=settings.quality_weight_timeliness)
 
 
-def _events(decisions: list[Decision], settings: Settings, updated_at: datetime) -> list[OutboxEvent]:
+def _events(decisions: list[Decision], settings: Settings, scored_at: datetime) -> list[OutboxEvent]:
+    """The `data.quality_updated` event of each decision, built from the values `ClaimedBatch.write` stores, by
+    the function the broker watch builds it again with from the stored row (`schemas.fact_events`)."""
     producer = f"{settings.service_name}/{settings.service_version}"
     events = []
     for decision in decisions:
-        code = decision.error_code.value if decision.error_code else None
-        envelope = build_event(EventType.DATA_QUALITY_UPDATED, {
-            "policy_id": decision.record.id,
-            "quality_score": decision.assessment.quality.as_event_data(),
-            "status": decision.status.value,
-            "updated_at": updated_at,
-            "reasons": [f"{code}: {reason}" if code else reason for reason in decision.reasons],
-            "version": decision.record.version,
-        }, producer=producer)
+        scoring = QualityScoring(policy_id=decision.record.id, version=decision.record.version,
+                                 status=decision.status.value, scores=decision.assessment.quality.as_event_data(),
+                                 reasons=decision.stated_reasons, scored_at=scored_at)
+        envelope = quality_updated_envelope(scoring, producer=producer)
         events.append(OutboxEvent(event_id=envelope["event_id"], event_type=EventType.DATA_QUALITY_UPDATED.value,
                                   topic=settings.kafka_topic_policy_events, key=decision.record.id,
                                   envelope=envelope))
@@ -285,9 +283,8 @@ async def _run_batches(store: ColdPathStore, settings: Settings, run_id: str, *,
                 phases["candidates"] = time.monotonic() - batch_started
                 decisions = decide(assessments, canonical, quality_threshold=settings.quality_score_threshold,
                                    duplicate_threshold=settings.duplicate_similarity_threshold)
-                updated_at = datetime.now(UTC)
                 await batch.write(decisions, run_id=run_id, method=weights.method,
-                                  events=_events(decisions, settings, updated_at),
+                                  events=_events(decisions, settings, batch.scored_at),
                                   elapsed_ms=int((time.monotonic() - batch_started) * 1000))
                 phases["write"] = time.monotonic() - batch_started
             batch_seconds.append(time.monotonic() - batch_started)

@@ -44,12 +44,19 @@ class Decision:
     assessment: Assessment
     status: DataStatus
     error_code: ErrorCode | None  # why it was rejected
-    reasons: tuple[str, ...]      # for people: status_reasons and the event's reasons
+    reasons: tuple[str, ...]      # for people
     duplicate_of: Match | None
 
     @property
     def record(self) -> PolicyRecord:
         return self.assessment.record
+
+    @property
+    def stated_reasons(self) -> list[str]:
+        """The reasons as stored (`policies.status_reasons`) and announced (`data.quality_updated`'s `reasons`):
+        a rejection's each start with its DP code."""
+        code = self.error_code.value if self.error_code else None
+        return [f"{code}: {reason}" if code else reason for reason in self.reasons]
 
     @property
     def outcome(self) -> str:

@@ -7,6 +7,11 @@ commit, batches take turns on an advisory lock, so duplicate detection sees ever
 and reasons on `policies`, `quality_metrics`, `processing_history`, `audit_logs` for each status change, duplicate
 links, fingerprints (of active records only) and the `data.quality_updated` events (outbox). A crash rolls the
 whole batch back; the next run takes it again.
+
+Everything a `data.quality_updated` event says is stored with the scoring, so that the broker watch can build the
+same event again after a broker lost it (`schemas.fact_events.QualityScoring`): the status, the reasons as
+announced and the scored version on `policies`, the scores in `quality_metrics`, and one time for both,
+`policies.scored_at` = `quality_metrics.calculated_at` = the event's `updated_at` (`ClaimedBatch.scored_at`).
 """
 
 from __future__ import annotations
@@ -74,14 +79,14 @@ WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' AND NOT (p.id = ANY($2::uui
 """  # noqa: S608 (a constant column list, no input)
 UPDATE_POLICIES_SQL = """
 UPDATE policies p SET status = d.status, quality_score = d.quality_score, scored_version = p.version,
-       scored_at = now(), status_reasons = d.reasons
+       scored_at = $2, status_reasons = d.reasons
 FROM jsonb_to_recordset($1::jsonb) AS d(id uuid, status text, quality_score double precision, reasons jsonb)
 WHERE p.id = d.id
 """
 INSERT_METRICS_SQL = """
 INSERT INTO quality_metrics (policy_id, total_score, completeness, accuracy, consistency, timeliness,
-                             calculation_method, run_id)
-SELECT id, total_score, completeness, accuracy, consistency, timeliness, $2, $3
+                             calculation_method, run_id, calculated_at)
+SELECT id, total_score, completeness, accuracy, consistency, timeliness, $2, $3, $4
 FROM jsonb_to_recordset($1::jsonb) AS m(id uuid, total_score double precision, completeness double precision,
      accuracy double precision, consistency double precision, timeliness double precision)
 """
@@ -280,17 +285,23 @@ class ColdPathStore:
                     rows = await connection.fetch(CLAIM_CHANGED_SQL, source, list(exclude_ids), limit)
                 else:
                     rows = await connection.fetch(CLAIM_ALL_SQL, source, list(exclude_ids), limit, rescore_since)
-                yield ClaimedBatch(connection, [record_of(row) for row in rows], self._features)
+                # The database's clock, not this process's: --rescore-all compares scored_at with the database's
+                # time at the start of the run. now() is the transaction's start, the same all through it.
+                scored_at = await connection.fetchval("SELECT now()")
+                yield ClaimedBatch(connection, [record_of(row) for row in rows], self._features, scored_at)
 
 
 class ClaimedBatch:
     """A batch of claimed records and the writes that go with it, all in one open transaction."""
 
     def __init__(self, connection: asyncpg.Connection, records: list[PolicyRecord],
-                 features_cache: dict[tuple[str, int], DuplicateFeatures]) -> None:
+                 features_cache: dict[tuple[str, int], DuplicateFeatures], scored_at: datetime) -> None:
         self._connection = connection
         self._features = features_cache
         self.records = records
+        # When this batch's decisions are stored: `policies.scored_at`, `quality_metrics.calculated_at` and the
+        # `updated_at` of their events (which the events' ids derive from).
+        self.scored_at = scored_at
 
     async def canonical_candidates(self, probes: Sequence[int]) -> list[tuple[DuplicateFeatures, list[int]]]:
         """Active records (not of this batch) filed under one of `probes`: (features, stored keys) each.
@@ -327,9 +338,8 @@ class ClaimedBatch:
         for decision in decisions:
             record, quality = decision.record, decision.assessment.quality
             code = decision.error_code.value if decision.error_code else None
-            reasons = [f"{code}: {reason}" if code else reason for reason in decision.reasons]
             policies.append({"id": record.id, "status": decision.status.value,
-                             "quality_score": quality.total_score, "reasons": reasons})
+                             "quality_score": quality.total_score, "reasons": decision.stated_reasons})
             metrics.append({"id": record.id, **quality.as_event_data()})
             history.append({"id": record.id, "status": decision.status.value, "quality_score": quality.total_score,
                             "processing_time_ms": elapsed_ms, "details": {
@@ -352,8 +362,8 @@ class ClaimedBatch:
                                "metadata": {"run_id": run_id, "method": match.method, "version": record.version}})
             if decision.status is DataStatus.ACTIVE:
                 prints.append({"id": record.id, "keys": decision.assessment.block_keys.stored})
-        await connection.execute(UPDATE_POLICIES_SQL, _json(policies))
-        await connection.execute(INSERT_METRICS_SQL, _json(metrics), method[:100], run_id)
+        await connection.execute(UPDATE_POLICIES_SQL, _json(policies), self.scored_at)
+        await connection.execute(INSERT_METRICS_SQL, _json(metrics), method[:100], run_id, self.scored_at)
         await connection.execute(INSERT_HISTORY_SQL, _json(history), run_id)
         if audits:
             await connection.execute(INSERT_AUDIT_SQL, _json(audits), actor)

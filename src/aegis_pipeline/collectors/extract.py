@@ -8,9 +8,10 @@ the source's own (`SourceDefinition.record_selector`, `read_response` of its pag
 the body, asks them, and turns their `ResponseShapeError` into a refusal. Pure: no I/O.
 
 A response that cannot be read as a whole (not JSON or not well-formed XML, nested too deep, with a duplicate key or
-a NaN, records that are not a list of objects, too large) is refused with `RefusedResponseError` (DP_1004), which
-keeps the start of the body for the dead-letter queue. JSON is read strictly: a duplicate key would silently keep
-only its last value (RFC 8259 leaves it undefined), and NaN / Infinity are not JSON.
+a NaN, records that are not a list of objects, a data.go.kr code given twice, too large) is refused with
+`RefusedResponseError` (DP_1004), which keeps the start of the body for the dead-letter queue. JSON is read
+strictly: a duplicate key would silently keep only its last value (RFC 8259 leaves it undefined), and NaN /
+Infinity are not JSON.
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ from lxml import etree
 from aegis_pipeline.collectors.definitions import Page, ResponseShapeError, SourceDefinition, SourceKind
 from aegis_pipeline.collectors.parsing.records import dig
 from aegis_pipeline.common.errors import InvalidDataError, RateLimitedError, SourceConfigError
+from aegis_pipeline.domain.records import MAX_NESTING_DEPTH, nesting_depth
 
 BODY_EXCERPT_CHARS = 10_000  # of a refused response, kept in the dead-letter queue
-# Public APIs nest a few levels; deeper documents are refused before any recursive step (mapping, sanitising,
-# pydantic's own limit of about 200 on the hot path) can fail on them.
-MAX_NESTING_DEPTH = 64
 # data.go.kr returnReasonCode values: 22 = request quota exceeded (wait and retry); the others need a person.
 DATA_GO_KR_RATE_LIMITED = {"22"}
 DATA_GO_KR_KEY_ERRORS = {"20", "30", "31", "32", "33"}  # access denied, key not registered / expired / bad IP
@@ -66,11 +65,23 @@ def xml_to_dict(element: etree._Element) -> Any:
     return result
 
 
+def _code_at(document: Any, path: str) -> str:
+    """The text of the code element at `path`, "" when there is none. An element XML gives more than once (a list)
+    or with children (a dict) raises `ResponseShapeError`: which code the source meant cannot be told."""
+    value = dig(document, path)
+    if value is None or isinstance(value, str):
+        return (value or "").strip()
+    raise ResponseShapeError(f"{path} is not one value")
+
+
 def check_data_go_kr_envelope(document: dict[str, Any], source: SourceDefinition) -> None:
-    """Raise for the error envelope data.go.kr sends with HTTP 200 (and for a non-00 resultCode)."""
+    """Raise for the error envelope data.go.kr sends with HTTP 200 (and for a non-00 resultCode); raise
+    `ResponseShapeError` for an envelope or a code that is not one element."""
     header = dig(document, "OpenAPI_ServiceResponse.cmmMsgHeader")
+    if header is not None and not isinstance(header, dict):
+        raise ResponseShapeError("OpenAPI_ServiceResponse.cmmMsgHeader is not one element")
     if isinstance(header, dict):
-        code = str(header.get("returnReasonCode", "")).strip()
+        code = _code_at(header, "returnReasonCode")
         message = f"{header.get('errMsg', '')} {header.get('returnAuthMsg', '')}".strip()
         if code in DATA_GO_KR_RATE_LIMITED:
             raise RateLimitedError(
@@ -79,8 +90,8 @@ def check_data_go_kr_envelope(document: dict[str, Any], source: SourceDefinition
                 source=source.name, reason_code=code,
             )
         raise SourceConfigError(f"{source.name}: {message} (code {code})", source=source.name, reason_code=code)
-    result_code = dig(document, "response.header.resultCode")
-    if result_code not in (None, "", "00", "0", "000"):
+    result_code = _code_at(document, "response.header.resultCode")
+    if result_code not in ("", "00", "0", "000"):
         message = dig(document, "response.header.resultMsg") or ""
         if result_code in DATA_GO_KR_RATE_LIMITED:
             raise RateLimitedError(f"{source.name}: {message} (code {result_code})",
@@ -109,30 +120,19 @@ def _loads_strict_json(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_object_without_duplicate_keys, parse_constant=_no_constant)
 
 
-def nesting_depth(document: Any) -> int:
-    """How many objects and arrays deep `document` goes (0 for a scalar); iterative, so any depth is safe."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(document, 0)]
-    while pending:
-        value, depth = pending.pop()
-        deepest = max(deepest, depth)
-        if isinstance(value, dict):
-            pending.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list):
-            pending.extend((item, depth + 1) for item in value)
-    return deepest
-
-
 def parse_document(text: str, source: SourceDefinition) -> Any:
     """The body as a JSON value or an XML dict; the data.go.kr envelope checked for XML.
 
-    Raises `RefusedResponseError` (DP_1004) for a body that is not strict JSON / well-formed XML, or that nests
-    deeper than MAX_NESTING_DEPTH."""
+    Raises `RefusedResponseError` (DP_1004) for a body that is not strict JSON / well-formed XML, that nests
+    deeper than MAX_NESTING_DEPTH, or whose envelope codes are repeated or nested."""
     document = _parse_body(text, source)
     if nesting_depth(document) > MAX_NESTING_DEPTH:
         raise RefusedResponseError(f"{source.name}: response nests deeper than {MAX_NESTING_DEPTH} levels", body=text)
     if source.kind is SourceKind.XML_API:
-        check_data_go_kr_envelope(document, source)
+        try:
+            check_data_go_kr_envelope(document, source)
+        except ResponseShapeError as error:
+            raise RefusedResponseError(f"{source.name}: {error}", body=text) from None
     return document
 
 

@@ -16,13 +16,17 @@ from aegis_pipeline.collectors.parsing.records import dig
 from aegis_pipeline.collectors.parsing.urls import join_url
 from aegis_pipeline.collectors.parsing.values import VALUE_PARSERS
 from aegis_pipeline.common.errors import InvalidDataError
-from aegis_pipeline.domain.records import COLLECTOR_VERSION, CollectionMetadata, RawPolicyData
+from aegis_pipeline.domain.records import COLLECTOR_VERSION, MAX_EXTERNAL_ID_CHARS, CollectionMetadata, RawPolicyData
 
 
 def external_id_of(raw: dict[str, Any], source: SourceDefinition) -> str | None:
+    """The record's id as text; None when it has none. An id longer than any valid one is cut to one character
+    more (the record is refused either way, as too long): its dead letter's key, source:id, is indexed, and an
+    index takes at most 2,704 bytes a key. Uncut, a page with one id of 3,000 Hangul syllables made the dead-letter
+    insert fail, and with it every run of its source. The letter's payload keeps the whole record."""
     value = dig(raw, source.id_field)
     text = str(value).strip() if value is not None else ""
-    return text or None
+    return text[: MAX_EXTERNAL_ID_CHARS + 1] or None
 
 
 def _raw_value(mapping: FieldMapping, raw: dict[str, Any]) -> Any:

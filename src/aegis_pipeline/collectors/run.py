@@ -107,7 +107,7 @@ class CollectorContext:
 @contextlib.asynccontextmanager
 async def open_context(settings: Settings) -> AsyncIterator[CollectorContext]:
     pool = await postgres.create_pool(settings)
-    redis_client = cache.create_client(settings.redis_url)
+    redis_client = cache.create_client(settings)
     producer = kafka.create_producer(settings)
     http = httpx.AsyncClient(
         headers={"User-Agent": settings.collector_user_agent}, follow_redirects=True,
@@ -269,7 +269,7 @@ async def _publish(records: list[tuple[RawPolicyData, str]], context: CollectorC
     settings = context.settings
     topic = settings.kafka_topic_raw_policies
     # A broker that lost its data acknowledges sends to a topic it no longer has, and keeps nothing of them.
-    await kafka.ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.kafka_topic_partitions)
+    await kafka.ensure_topics(settings, [topic], partitions=settings.kafka_topic_partitions)
     with kafka.translate_errors("publish raw records"):
         deliveries = [
             await context.producer.send(

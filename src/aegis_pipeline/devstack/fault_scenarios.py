@@ -17,10 +17,18 @@ so runs on one stack never see each other's records:
   its beginning, as a new downstream consumer would.
 
 Counted per scenario: sent, stored (records in `policies`), lost (sent, not stored), duplicated (a stored record
-with more than one hot-path write or a version above 1: it was stored twice), events missing (a stored policy
-whose `policy.validated` of its version is not on the topic, keyed by event id; with the cold path, also one
-whose `data.quality_updated` of its version is not), recovery time (from the end of
-the fault until every record offered by then is stored), unexpected exits (a process that died on its own).
+with more than one hot-path write or a version above 1: it was stored twice), events missing (of the events
+expected below, those not on the topic), recovery time (from the end of the fault until every record offered
+by then is stored), unexpected exits (a process that died on its own).
+
+Events, per event type (`EventFigures`), by event id (each is derived from its fact, so the id says which event
+is which, however often it was sent): expected, one per fact the scenario stored: `policy.validated` of each
+stored policy's version, `data.quality_updated` of each stored policy's current scoring (the cold path's),
+`data.sync_completed` of each sync run the scenario recorded; found on the topic at the end; missing. When the
+broker is the engine stopped (it restarts empty), also how many of the expected events were on the topic just
+before it stopped: all of them were lost with it and had to be announced again (`hot_path.broker_watch`). The
+broker scenario scores and syncs once before the fault (`every_event_type_before_fault`), so that the broker
+loses events of all three types.
 Noted besides: the hot path's cache writes by outcome (from its /metrics) and how many stored policies are in
 the Redis cache at the end (a Redis restart empties it: what was cached before is gone; what was stored while
 it was down must be there, refilled).
@@ -60,11 +68,13 @@ from aegis_pipeline.devstack.synthetic import make_record
 from aegis_pipeline.hot_path.cache import cache_key
 from aegis_pipeline.hot_path.processor import policy_validated_event_id
 from aegis_pipeline.schemas.events import EventType
+from aegis_pipeline.schemas.fact_events import quality_updated_event_id, sync_completed_event_id
 from aegis_pipeline.settings import ENGINE_FIELDS, CoreSettings, Settings
-from aegis_pipeline.stores import cache, kafka, postgres
+from aegis_pipeline.stores import cache, kafka, outbox, postgres
 
 PIPELINE = str(Path(sys.executable).parent / "aegis-pipeline")
 PAGE_SIZE = 100
+BROKER_ENGINE = "kafka"  # the engine whose restart loses every event it held (the embedded broker keeps them in memory)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,9 @@ class Scenario:
     # Pause the hot path (SIGSTOP) this long before the engine stops, resume it right after: the broker then holds
     # records it acknowledged that nobody stored yet (a consumer lag), as it would under load.
     lag_seconds: float = 0.0
+    # Before the fault, one cold-path run and one sync, their events sent: the topic then holds events of every
+    # type when the fault comes (for the broker: events of every type lost, to be announced again).
+    every_event_type_before_fault: bool = False
 
     def describe(self) -> str:
         if self.engine is not None:
@@ -98,7 +111,8 @@ class Scenario:
 
 # The issue's scenarios at the issue's durations (bench/faults.py); the tests shorten the outages.
 SCENARIOS: dict[str, Scenario] = {
-    "broker": Scenario("broker", engine="kafka", outage_seconds=30, lag_seconds=5),
+    "broker": Scenario("broker", engine=BROKER_ENGINE, outage_seconds=30, lag_seconds=5,
+                       every_event_type_before_fault=True),
     "postgres": Scenario("postgres", engine="postgres", outage_seconds=60),
     "redis": Scenario("redis", engine="redis", outage_seconds=30, publish_during_fault=True),
     "hot_path_kill": Scenario("hot_path_kill", process="hot_path", kills=3),
@@ -109,6 +123,16 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 @dataclass
+class EventFigures:
+    """One event type's events of a scenario, counted by event id."""
+
+    expected: int = 0                   # one per fact the scenario stored
+    lost_with_broker: int | None = None  # of those, on the topic just before the broker stopped (broker faults)
+    found: int = 0                      # of those, on the topic at the end
+    missing: int = 0                    # expected, not found: the target is 0
+
+
+@dataclass
 class ScenarioResult:
     scenario: str
     fault: str
@@ -116,10 +140,11 @@ class ScenarioResult:
     stored: int = 0
     lost: int = 0
     duplicated: int = 0
-    events_missing: int = 0
+    events_missing: int = 0  # the sum of `events`' missing
     recovery_seconds: float | None = None
     unexpected_exits: list[str] = field(default_factory=list)
     targets_converged: bool | None = None  # with sync: every target agrees with PostgreSQL after sync and repair
+    events: dict[str, EventFigures] = field(default_factory=dict)  # by event type
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -157,10 +182,10 @@ class GrowingSource:
             start = len(self._records)
             self._records.extend(self._record(number) for number in range(start, start + count))
 
-    def _record(self, number: int) -> dict[str, str]:
+    def _record(self, number: int, revision: int = 0) -> dict[str, str]:
         """Record `number` as the source serves it: the synthetic generator's texts (varied, so the cold path does
-        not take them for duplicates of each other), open for applications."""
-        record = make_record(number, source=self._prefix)
+        not take them for duplicates of each other), open for applications; a `revision` above 0 changes its text."""
+        record = make_record(number, source=self._prefix, revision=revision)
         return {"id": f"{self._prefix}-{number:06d}", "title": record.title, "content": record.content,
                 "org": record.issuing_organization, "region": "@".join(record.target_region),
                 "industry": "@".join(record.target_industry), "funding": record.funding_type or "",
@@ -177,7 +202,7 @@ class GrowingSource:
         return json.dumps({"data": chosen}, ensure_ascii=False).encode("utf-8")
 
 
-def _sources_document(name: str, url: str, every_seconds: float) -> dict[str, Any]:
+def sources_document(name: str, url: str, every_seconds: float) -> dict[str, Any]:
     return {"sources": [{
         "name": name, "kind": "json_api", "url": url,
         "pagination": {"type": "page_number", "page_param": "page", "size_param": "perPage",
@@ -203,7 +228,7 @@ class PipelineProcesses:
                  source_name: str) -> None:
         self.source_name = source_name
         engine_variables = {name.upper() for names in ENGINE_FIELDS.values() for name in names}
-        self._environment = {
+        self.environment = {
             **{name: value for name, value in os.environ.items() if name.upper() not in engine_variables},
             "AEGIS_DATA_DIR": str(settings.aegis_data_dir),
             "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
@@ -228,7 +253,7 @@ class PipelineProcesses:
         command = {"hot_path": [PIPELINE, "hot-path"],
                    "scheduler": [PIPELINE, "scheduler", "--sources-file", str(self._sources_file)],
                    "cold_path": [PIPELINE, "cold-path", "run", "--source", self.source_name]}[name]
-        environment = {**self._environment,
+        environment = {**self.environment,
                        "METRICS_PORT": str(self.hot_path_metrics_port) if name == "hot_path" else "0"}
         with open(self._logs / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
@@ -281,7 +306,7 @@ async def _stored(settings: Settings, source: str) -> dict[str, dict[str, Any]]:
     async with postgres.connect(settings.postgres_dsn()) as connection:
         rows = await connection.fetch(
             """
-            SELECT p.external_id, p.id::text AS policy_id, p.version, p.status,
+            SELECT p.external_id, p.id::text AS policy_id, p.version, p.status, p.scored_version, p.scored_at,
                    (SELECT count(*) FROM processing_history h
                     WHERE h.policy_id = p.id AND h.processing_path = 'hot') AS hot_writes,
                    (SELECT count(*) FROM processing_history h
@@ -313,7 +338,7 @@ async def _wait_until_stored(settings: Settings, source: str, ids: list[str], ti
 
 async def read_events(settings: Settings, *, idle_seconds: float = 3.0) -> list[dict[str, Any]]:
     """Every event on the events topic, read from its beginning by a consumer of no group."""
-    consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, **kafka.client_options(settings),
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     events: list[dict[str, Any]] = []
@@ -336,7 +361,7 @@ async def _cache_writes(port: int) -> dict[str, float]:
 
 async def _uncached(settings: Settings, policy_ids: list[str]) -> list[str]:
     """The policies of `policy_ids` not in the Redis cache."""
-    client = cache.create_client(settings.redis_url)
+    client = cache.create_client(settings)
     try:
         uncached: list[str] = []
         for start in range(0, len(policy_ids), 500):
@@ -403,14 +428,16 @@ async def _cold_run_started(settings: Settings, source: str, *, timeout_seconds:
     return False
 
 
-async def _sync_until(settings: Settings, stop: asyncio.Event, notes: dict[str, Any]) -> None:
-    """Sync runs one after the other until `stop`; counts the runs and the target results that failed."""
+async def _sync_until(settings: Settings, stop: asyncio.Event, notes: dict[str, Any], run_ids: list[str]) -> None:
+    """Sync runs one after the other until `stop`; counts the runs and the target results that failed, and adds
+    the id of each run recorded to `run_ids`."""
     from aegis_pipeline.sync.run import run_sync
 
     runs = failed = 0
     while not stop.is_set():
         try:
             report = await run_sync(settings)
+            run_ids.append(report.run_id)
             failed += sum(1 for target in report.results if not target.success)
         except PipelineError:  # PostgreSQL unreachable: the next run catches up
             failed += 1
@@ -420,12 +447,13 @@ async def _sync_until(settings: Settings, stop: asyncio.Event, notes: dict[str, 
     notes["sync_runs"], notes["sync_target_failures"] = runs, failed
 
 
-async def _converge_targets(settings: Settings, notes: dict[str, Any]) -> bool:
+async def _converge_targets(settings: Settings, notes: dict[str, Any], sync_run_ids: list[str]) -> bool:
     """The next sync, then a repair, then a check: True when every target agrees with PostgreSQL."""
     from aegis_pipeline.sync.consistency import check_consistency, repair
     from aegis_pipeline.sync.run import run_sync
 
     report = await run_sync(settings)
+    sync_run_ids.append(report.run_id)
     notes["final_sync_failed_targets"] = [target.target for target in report.results if not target.success]
     repaired = await repair(settings)
     notes["repaired"] = {name: counts for name, counts in repaired.fixed.items() if any(counts.values())}
@@ -435,15 +463,37 @@ async def _converge_targets(settings: Settings, notes: dict[str, Any]) -> bool:
     return check.consistent
 
 
+async def _score_and_sync_once(settings: Settings, processes: PipelineProcesses, notes: dict[str, Any],
+                               sync_run_ids: list[str]) -> None:
+    """One cold-path run of the scenario's source (the command sends its events when it is done) and one sync
+    (its event sent here): `data.quality_updated` and `data.sync_completed` events on the topic, as well as the
+    hot path's `policy.validated`. The sync writes the graph target only: one target is enough for an event, and
+    the graph has no server and no embeddings to wait for."""
+    from aegis_pipeline.sync.run import run_sync
+
+    processes.start("cold_path")
+    notes["cold_path_before_fault_exit_code"] = await asyncio.to_thread(processes.processes["cold_path"].wait)
+    report = await run_sync(settings, targets=["graph"])
+    sync_run_ids.append(report.run_id)
+    await outbox.send_pending_events(settings)
+
+
 async def _inject(scenario: Scenario, core: CoreSettings, settings: Settings, processes: PipelineProcesses,
-                  rng: random.Random, notes: dict[str, Any], in_place: asyncio.Event) -> None:
-    """The scenario's fault; `in_place` is set once it is in effect (the engine stopped, the first kill done)."""
+                  rng: random.Random, notes: dict[str, Any], in_place: asyncio.Event,
+                  event_ids_before_loss: set[str]) -> None:
+    """The scenario's fault; `in_place` is set once it is in effect (the engine stopped, the first kill done).
+    Stopping the broker, adds the ids of the events on the topic just before to `event_ids_before_loss`."""
     if scenario.engine is not None:
+        paused_at = time.monotonic()
         if scenario.lag_seconds:
             processes.processes["hot_path"].send_signal(signal.SIGSTOP)
-            await asyncio.sleep(scenario.lag_seconds)
-            notes["published_unstored_when_stopped"] = await _published_unstored(settings, processes.source_name)
         try:
+            if scenario.engine == BROKER_ENGINE:  # what the broker holds when it goes (it comes back empty)
+                event_ids_before_loss.update(event["event_id"] for event in await read_events(settings))
+            if scenario.lag_seconds:
+                await asyncio.sleep(max(0.0, scenario.lag_seconds - (time.monotonic() - paused_at)))
+                notes["published_unstored_when_stopped"] = await _published_unstored(settings,
+                                                                                     processes.source_name)
             await asyncio.to_thread(faults.stop_engine, core, scenario.engine)
         finally:
             if scenario.lag_seconds:
@@ -478,10 +528,12 @@ async def _inject(scenario: Scenario, core: CoreSettings, settings: Settings, pr
 
 async def _stream_through_fault(scenario: Scenario, core: CoreSettings, settings: Settings, options: RunOptions,
                                 feed: GrowingSource, processes: PipelineProcesses, result: ScenarioResult,
-                                rng: random.Random, progress: Callable[[str], None]) -> tuple[list[str], list[str]]:
+                                rng: random.Random, progress: Callable[[str], None], sync_run_ids: list[str],
+                                event_ids_before_loss: set[str]) -> tuple[list[str], list[str]]:
     """Records flowing, the fault, the wait for everything offered to be stored, the cold path's and the sync's
     last runs, then the processes stopped. Returns the external ids of every record offered, and of those
-    published straight to the raw topic while the fault lasted."""
+    published straight to the raw topic while the fault lasted; adds the id of every sync run recorded to
+    `sync_run_ids`, and, for a broker fault, the ids of the events it lost to `event_ids_before_loss`."""
     source_name = processes.source_name
     cold_path_stop, sync_stop = asyncio.Event(), asyncio.Event()
     cold_path_runs: asyncio.Task[None] | None = None
@@ -506,18 +558,22 @@ async def _stream_through_fault(scenario: Scenario, core: CoreSettings, settings
         if scenario.cold_path:
             cold_path_runs = asyncio.create_task(processes.run_cold_path_until(cold_path_stop))
         if scenario.sync:
-            sync_runs = asyncio.create_task(_sync_until(settings, sync_stop, result.notes))
+            sync_runs = asyncio.create_task(_sync_until(settings, sync_stop, result.notes, sync_run_ids))
         progress(f"{scenario.name}: records flowing")
         await asyncio.sleep(options.warmup_seconds)
         if not await _wait_until_stored(settings, source_name, feed.ids()[:1], options.timeout_seconds):
             raise RuntimeError(f"{scenario.name}: nothing was stored before the fault")
+        if scenario.every_event_type_before_fault:
+            progress(f"{scenario.name}: scoring and syncing before the fault")
+            await _score_and_sync_once(settings, processes, result.notes, sync_run_ids)
         progress(f"{scenario.name}: fault: {scenario.describe()}")
         fault_in_place, fault_over = asyncio.Event(), asyncio.Event()
         direct = asyncio.create_task(_publish_directly(settings, source_name, options.rate_per_second,
                                                        fault_in_place, fault_over, published_directly)
                                      ) if scenario.publish_during_fault else None
         try:
-            await _inject(scenario, core, settings, processes, rng, result.notes, fault_in_place)
+            await _inject(scenario, core, settings, processes, rng, result.notes, fault_in_place,
+                          event_ids_before_loss)
         finally:
             fault_over.set()
             fault_in_place.set()  # when the injection failed: the publisher sees the fault over and stops
@@ -542,7 +598,7 @@ async def _stream_through_fault(scenario: Scenario, core: CoreSettings, settings
     if sync_runs is not None:
         sync_stop.set()
         await sync_runs
-        result.targets_converged = await _converge_targets(settings, result.notes)
+        result.targets_converged = await _converge_targets(settings, result.notes, sync_run_ids)
     result.unexpected_exits = processes.dead()
     if "hot_path" not in result.unexpected_exits:
         result.notes["cache_writes"] = await _cache_writes(processes.hot_path_metrics_port)
@@ -564,28 +620,30 @@ async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenari
     with SampleSources(crawl_delay_seconds=0) as server:
         url = server.add_payload(f"/fault/{token}/api", feed.page, "application/json; charset=utf-8")
         sources_file = work / "sources.yaml"
-        sources_file.write_text(yaml.safe_dump(_sources_document(source_name, url, options.collect_every_seconds),
+        sources_file.write_text(yaml.safe_dump(sources_document(source_name, url, options.collect_every_seconds),
                                                allow_unicode=True), encoding="utf-8")
         processes = PipelineProcesses(settings, options, sources_file, work, source_name)
+        sync_run_ids: list[str] = []
+        event_ids_before_loss: set[str] = set()
         try:
             offered, published_directly = await _stream_through_fault(
-                scenario, core, settings, options, feed, processes, result, random.Random(options.seed), progress)
+                scenario, core, settings, options, feed, processes, result, random.Random(options.seed), progress,
+                sync_run_ids, event_ids_before_loss)
         finally:
             await asyncio.to_thread(processes.stop_all)  # after a failure too: nothing is left running
     stored = await _stored(settings, source_name)
-    events = await read_events(settings)
-    event_ids = {event["event_id"] for event in events}
-    scored_versions = {(event["data"]["policy_id"], event["data"].get("version")) for event in events
-                       if event["event_type"] == EventType.DATA_QUALITY_UPDATED.value}
+    on_topic = {event["event_id"] for event in await read_events(settings)}
     result.sent = len(offered)
     result.stored = len(stored)
     result.lost = len(set(offered) - stored.keys())
     result.duplicated = sum(1 for row in stored.values() if row["version"] > 1 or row["hot_writes"] > 1)
-    result.events_missing = sum(1 for row in stored.values()
-                                if policy_validated_event_id(row["policy_id"], row["version"]) not in event_ids)
+    broker_lost = event_ids_before_loss if scenario.engine == BROKER_ENGINE else None
+    for event_type, expected in (await _expected_event_ids(settings, stored, sync_run_ids)).items():
+        result.events[event_type] = EventFigures(
+            expected=len(expected), lost_with_broker=None if broker_lost is None else len(expected & broker_lost),
+            found=len(expected & on_topic), missing=len(expected - on_topic))
+    result.events_missing = sum(figures.missing for figures in result.events.values())
     if scenario.cold_path:
-        result.events_missing += sum(1 for row in stored.values()
-                                     if (row["policy_id"], row["version"]) not in scored_versions)
         result.notes["unscored"] = sum(1 for row in stored.values() if row["status"] == "pending_validation")
         result.notes["statuses"] = dict(Counter(row["status"] for row in stored.values()))
         result.notes["scored_more_than_once"] = sum(1 for row in stored.values() if row["cold_writes"] > 1)
@@ -602,17 +660,51 @@ async def run_scenario(core: CoreSettings, settings: Settings, scenario: Scenari
     return result
 
 
+async def _expected_event_ids(settings: Settings, stored: dict[str, dict[str, Any]],
+                              sync_run_ids: list[str]) -> dict[str, set[str]]:
+    """By event type, the ids of the events the scenario's stored facts must have on the topic: each stored
+    policy's version, each stored policy's current scoring, each sync run recorded (by `sync_run_ids`)."""
+    async with postgres.connect(settings.postgres_dsn()) as connection:
+        sync_runs = await connection.fetch(
+            "SELECT pipeline_run_id, completed_at FROM pipeline_metadata "
+            "WHERE metadata->>'kind' = 'sync' AND pipeline_run_id = ANY($1::text[])", sync_run_ids)
+    return {
+        EventType.POLICY_VALIDATED.value: {policy_validated_event_id(row["policy_id"], row["version"])
+                                           for row in stored.values()},
+        # What the broker watch announces again after a loss: a scoring of the current version (one of an older
+        # version was superseded by the newer version's policy.validated).
+        EventType.DATA_QUALITY_UPDATED.value: {
+            quality_updated_event_id(row["policy_id"], row["scored_version"], row["scored_at"])
+            for row in stored.values()
+            if row["scored_version"] == row["version"] and row["status"] in ("active", "rejected")},
+        EventType.DATA_SYNC_COMPLETED.value: {sync_completed_event_id(row["pipeline_run_id"], row["completed_at"])
+                                              for row in sync_runs},
+    }
+
+
 def table(results: list[ScenarioResult]) -> str:
-    """The results as a fixed-width text table."""
+    """The results as fixed-width text tables: one row per scenario, then one per scenario and event type."""
     header = ("scenario", "fault", "sent", "stored", "lost", "duplicated", "events missing", "recovery s",
               "targets converged")
-    rows = [header] + [
+    rows = [
         (result.scenario, result.fault, str(result.sent), str(result.stored), str(result.lost),
          str(result.duplicated), str(result.events_missing),
          "-" if result.recovery_seconds is None else f"{result.recovery_seconds:.1f}",
          {None: "-", True: "yes", False: "NO"}[result.targets_converged])
         for result in results
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    event_header = ("scenario", "event type", "expected", "lost with broker", "found after", "missing")
+    event_rows = [
+        (result.scenario, event_type, str(figures.expected),
+         "-" if figures.lost_with_broker is None else str(figures.lost_with_broker), str(figures.found),
+         str(figures.missing))
+        for result in results for event_type, figures in result.events.items()
+    ]
+    return f"{_fixed_width(header, rows)}\n\n{_fixed_width(event_header, event_rows)}"
+
+
+def _fixed_width(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
     return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])

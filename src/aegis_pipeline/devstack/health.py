@@ -31,11 +31,11 @@ def _ping_graph(settings: Settings) -> None:
 def _checks(settings: Settings) -> dict[str, Callable[[], Awaitable[None]]]:
     return {
         "postgres": lambda: postgres.ping(settings.postgres_dsn()),
-        "kafka": lambda: kafka.ping(settings.kafka_bootstrap_servers),
-        "redis": lambda: cache.ping(settings.redis_url),
-        "milvus": lambda: asyncio.to_thread(vectors.ping, settings.milvus_uri),
+        "kafka": lambda: kafka.ping(settings),
+        "redis": lambda: cache.ping(settings),
+        "milvus": lambda: asyncio.to_thread(vectors.ping, settings),
         "graph": lambda: asyncio.to_thread(_ping_graph, settings),
-        "search": lambda: asyncio.to_thread(search.ping, settings.elasticsearch_url),
+        "search": lambda: asyncio.to_thread(search.ping, settings),
         "pushgateway": _monitoring_check(settings.prometheus_pushgateway_url),
         "alertmanager": _monitoring_check(settings.alertmanager_url),
         "prometheus": _monitoring_check(settings.prometheus_url),

@@ -42,7 +42,7 @@ async def _postgres(settings: Settings, token: str) -> str:
 
 async def _kafka(settings: Settings, token: str) -> str:
     topic = f"{SCRATCH}-{token}"
-    await kafka.ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=1)
+    await kafka.ensure_topics(settings, [topic], partitions=1)
     producer = kafka.create_producer(settings)
     with kafka.translate_errors("produce"):
         await producer.start()
@@ -62,7 +62,7 @@ async def _kafka(settings: Settings, token: str) -> str:
 
 
 async def _redis(settings: Settings, token: str) -> str:
-    client = cache.create_client(settings.redis_url)
+    client = cache.create_client(settings)
     try:
         with cache.translate_errors("set/get"):
             await client.set(f"{SCRATCH}:{token}", "정책", ex=60)
@@ -76,7 +76,7 @@ async def _redis(settings: Settings, token: str) -> str:
 
 def _milvus(settings: Settings, token: str) -> str:
     collection = f"{SCRATCH}_{token}"
-    client = vectors.create_client(settings.milvus_uri)
+    client = vectors.create_client(settings)
     try:
         with vectors.translate_errors("upsert/get"):
             client.create_collection(collection, dimension=4, primary_field_name="id", id_type="string",
@@ -103,7 +103,7 @@ def _graph(settings: Settings, token: str) -> str:
 
 def _search(settings: Settings, token: str) -> str:
     index = f"{SCRATCH}-{token}"
-    client = search.create_client(settings.elasticsearch_url)
+    client = search.create_client(settings)
     try:
         with search.translate_errors("index/get"):
             client.indices.create(index=index, mappings={"properties": {"title": {"type": "text"}}})

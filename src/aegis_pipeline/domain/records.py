@@ -12,28 +12,57 @@ Input limits: every text field has a maximum length, and so do the list fields (
 characters each). Control characters (C0 other than tab, line feed, vertical tab, form feed and carriage return;
 DEL) and lone surrogates are removed from every text field before it is checked: they are never text, and
 PostgreSQL refuses NUL. A field left empty by that fails validation like any empty field. `raw_data` is the
-source's record as delivered; the hot path's cleaning removes the same characters from it.
+source's record as delivered; the hot path's cleaning removes the same characters from it. `collected_at` must say
+its time zone and be a time every step can write in UTC (the events carry it so).
+
+A source's name has one form (`SOURCE_NAME`: the sources file's `name`, the events' `source_system`). The model
+does not require it of `collection_metadata.source` (tests and benchmarks build records of sources named
+otherwise, which never become events); the hot path refuses a raw-topic record whose source is not one.
+
+JSON nests at most `MAX_NESTING_DEPTH` levels where the pipeline reads it as a whole (`nesting_depth` measures it
+without recursion): the collectors refuse a deeper page, the hot path keeps a deeper refused message as text.
 
 May import the standard library, pydantic and the other `domain` modules only.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aegis_pipeline.domain.policy import POLICY_ARRAY_COLUMNS, POLICY_CONTENT_COLUMNS, PolicyContent
 from aegis_pipeline.domain.text import nfc, without_control_characters
 
-__all__ = ["COLLECTOR_VERSION", "MAX_LIST_ITEMS", "CollectionMetadata", "RawPolicyData"]
+__all__ = ["COLLECTOR_VERSION", "MAX_EXTERNAL_ID_CHARS", "MAX_LIST_ITEMS", "MAX_NESTING_DEPTH", "SOURCE_NAME",
+           "CollectionMetadata", "RawPolicyData", "nesting_depth"]
 
 COLLECTOR_VERSION = "1.0"
+SOURCE_NAME = re.compile(r"[a-z][a-z0-9_]{1,62}")  # matched whole (fullmatch)
+# Public APIs nest a few levels; deeper documents are refused before any recursive step (mapping, sanitising,
+# pydantic's own limit of about 200 on the hot path, the dead-letter queue's copy) can fail on them.
+MAX_NESTING_DEPTH = 64
+
+
+def nesting_depth(document: Any) -> int:
+    """How many objects and arrays deep `document` goes (0 for a scalar); iterative, so any depth is safe."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return deepest
 
 NonBlank = Annotated[str, Field(min_length=1)]
 ListItem = Annotated[str, Field(max_length=200)]
 MAX_LIST_ITEMS = 100
+MAX_EXTERNAL_ID_CHARS = 255
 
 
 class CollectionMetadata(BaseModel):
@@ -42,14 +71,25 @@ class CollectionMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: NonBlank = Field(max_length=100)
-    external_id: NonBlank = Field(max_length=255)
-    collected_at: datetime
+    external_id: NonBlank = Field(max_length=MAX_EXTERNAL_ID_CHARS)
+    collected_at: AwareDatetime
     collector_version: str = COLLECTOR_VERSION
 
     @field_validator("source", "external_id", "collector_version", mode="before")
     @classmethod
     def _text_only(cls, value: Any) -> Any:
         return without_control_characters(value)
+
+    @field_validator("collected_at")
+    @classmethod
+    def _writable_in_utc(cls, value: datetime) -> datetime:
+        # 0001-01-01T00:00+14:00 is a valid aware datetime whose UTC time is before year 1: the policy.validated
+        # event, which writes it in UTC, failed on it in the middle of storing the record's batch.
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is too close to the ends of the calendar to be written in UTC") from None
+        return value
 
     @property
     def record_key(self) -> str:

@@ -6,15 +6,28 @@ what the broker lost is announced again from it:
 
 - raw records it had acknowledged but the hot path had not stored: the collectors publish them again
   (`collectors.state.CollectorState.unstored`);
-- `policy.validated` events the outbox relay had sent (and deleted): this module.
+- events the outbox relay had sent (and deleted), of every type: this module.
 
 How a loss is noticed: the hot path keeps a sentinel topic (`<events topic>.sentinel`, no messages) and a row
 in `broker_sentinels` saying it created it. Every KAFKA_BROKER_CHECK_SECONDS (and at start) it lists the
 broker's topics: a missing sentinel with a row means the broker lost its data; a missing sentinel without a
-row is a first start. Either way the topics are created again; after a loss, every policy changed within
-EVENT_REANNOUNCE_HORIZON_HOURS gets its `policy.validated` written to the outbox again, with the event id of
-that version (`processor.policy_validated_event_id`), so a consumer that already had it drops the repeat.
-The sentinel is created last: a crash before that repeats the recovery, never skips it.
+row is a first start. Either way the topics are created again. The sentinel is created last: a crash before
+that repeats the recovery, never skips it.
+
+After a loss, the events of what PostgreSQL holds within EVENT_REANNOUNCE_HORIZON_HOURS are written to the
+outbox again, each built from the stored row by the function that built it the first time, so with the same
+event id and the same content (a consumer that already had it drops the repeat), in this order:
+
+1. `policy.validated` of the current version of every policy changed within the horizon
+   (`processor.policy_validated_event`);
+2. `data.quality_updated` of the current scoring of every policy scored within the horizon, when it scored the
+   current version (`schemas.fact_events.quality_updated_envelope`). A scoring of an older version is not
+   announced again, just as an older version's `policy.validated` is not: the version after it superseded it;
+3. `data.sync_completed` of every sync run recorded within the horizon
+   (`schemas.fact_events.sync_completed_envelope`).
+
+Each policy's events keep the order they were first produced in: its `policy.validated` before the
+`data.quality_updated` of the same version (one key, one partition, outbox order).
 
 May import: `common`, `schemas`, `stores`, `hot_path`, `settings`.
 """
@@ -23,8 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
+import orjson
 
 from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import PipelineError
@@ -32,22 +48,55 @@ from aegis_pipeline.common.logging import get_logger
 from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS
 from aegis_pipeline.hot_path.processor import policy_validated_event
 from aegis_pipeline.schemas.events import EventType
+from aegis_pipeline.schemas.fact_events import (
+    QUALITY_SCORE_FIELDS,
+    QualityScoring,
+    SyncRunRecord,
+    quality_updated_envelope,
+    sync_completed_envelope,
+)
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import kafka, outbox, postgres
-from aegis_pipeline.stores.outbox import OutboxRelay
+from aegis_pipeline.stores.outbox import OutboxEvent, OutboxRelay
 
 log = get_logger(__name__)
 
 REANNOUNCE_BATCH_SIZE = 2000
+FIRST_PAGE = "00000000-0000-0000-0000-000000000000"  # below every uuid: the first keyset page starts after it
 
-# Keyset pages over the policies changed within the horizon, oldest id first.
+# Keyset pages of the stored facts within the horizon: each statement takes the horizon in seconds ($1), the
+# last `id` of the page before ($2) and a page size ($3), and returns `id` (a uuid as text) in order.
+
+# The current version of every policy changed within the horizon.
 CHANGED_POLICIES_SQL = f"""
-SELECT id::text AS policy_id, {", ".join(POLICY_CONTENT_COLUMNS)}, content_hash,
+SELECT id::text AS id, {", ".join(POLICY_CONTENT_COLUMNS)}, content_hash,
        COALESCE(collected_at, created_at) AS collected_at, version, updated_at
 FROM policies
 WHERE updated_at >= now() - make_interval(secs => $1) AND id > $2::uuid
 ORDER BY id LIMIT $3
 """  # noqa: S608 (a constant column list, no input)
+
+# The current scoring of every policy scored within the horizon, as cold_path/store.py writes it: status, reasons
+# and scored version on the policy, the scores in the quality_metrics row of the same time. Left out: a scoring of
+# an older version (the hot path stored a newer one since: back to pending_validation), one a later writer undid
+# (a duplicate re-queued: scored_at cleared) or a policy archived since.
+SCORED_POLICIES_SQL = """
+SELECT p.id::text AS id, p.scored_version, p.status, p.scored_at,
+       ARRAY(SELECT jsonb_array_elements_text(p.status_reasons)) AS reasons,
+       m.total_score, m.completeness, m.accuracy, m.consistency, m.timeliness
+FROM policies p JOIN quality_metrics m ON m.policy_id = p.id AND m.calculated_at = p.scored_at
+WHERE p.scored_at >= now() - make_interval(secs => $1) AND p.id > $2::uuid
+  AND p.scored_version = p.version AND p.status IN ('active', 'rejected')
+ORDER BY p.id LIMIT $3
+"""
+
+# Every sync run recorded within the horizon, as sync/run.py records it (one row per run, retries included).
+SYNC_RUNS_SQL = """
+SELECT id::text AS id, pipeline_run_id, metadata->'results' AS results, records_processed, completed_at
+FROM pipeline_metadata
+WHERE metadata->>'kind' = 'sync' AND completed_at >= now() - make_interval(secs => $1) AND id > $2::uuid
+ORDER BY id LIMIT $3
+"""
 
 
 def sentinel_topic(settings: Settings) -> str:
@@ -67,7 +116,7 @@ class BrokerWatch:
         Raises `StoreUnavailableError` when the broker or the database cannot be reached (check again later)."""
         settings = self._settings
         sentinel = sentinel_topic(settings)
-        if sentinel in await kafka.list_topics(settings.kafka_bootstrap_servers):
+        if sentinel in await kafka.list_topics(settings):
             return 0
         # Replicas take turns on a lock and look again once they hold it: the first recovers, the others find
         # its sentinel. Without this, a replica that saw no sentinel just before another created it (with its
@@ -75,7 +124,7 @@ class BrokerWatch:
         # A session lock, not a transaction's: the row must commit before the sentinel topic is created.
         with postgres.translate_errors("check broker sentinel"):
             async with postgres.session_lock(self._pool, sentinel) as connection:
-                if sentinel in await kafka.list_topics(settings.kafka_bootstrap_servers):
+                if sentinel in await kafka.list_topics(settings):
                     return 0
                 return await self._recover(connection, sentinel)
 
@@ -84,8 +133,7 @@ class BrokerWatch:
         create the sentinel last: a crash before that repeats the recovery, never skips it."""
         settings = self._settings
         topics = [settings.kafka_topic_raw_policies, settings.kafka_topic_policy_events, settings.kafka_topic_dlq]
-        created = await kafka.ensure_topics(settings.kafka_bootstrap_servers, topics,
-                                            partitions=settings.kafka_topic_partitions)
+        created = await kafka.ensure_topics(settings, topics, partitions=settings.kafka_topic_partitions)
         lost = await connection.fetchval("SELECT true FROM broker_sentinels WHERE sentinel_topic = $1", sentinel)
         announced = await self._reannounce() if lost else 0
         await connection.execute(
@@ -96,7 +144,7 @@ class BrokerWatch:
             """,
             sentinel,
         )
-        await kafka.ensure_topics(settings.kafka_bootstrap_servers, [sentinel], partitions=1)
+        await kafka.ensure_topics(settings, [sentinel], partitions=1)
         if lost:
             self.recoveries += 1
             metrics.broker_data_loss_recoveries_total.inc()
@@ -107,25 +155,51 @@ class BrokerWatch:
         return announced
 
     async def _reannounce(self) -> int:
-        """Write `policy.validated` of every policy changed within the horizon to the outbox, in batches."""
+        """Write the events of every fact stored within the horizon to the outbox again; returns how many. The
+        policies' versions go first, so that each policy's scoring follows its version as it did the first time."""
+        return (await self._reannounce_pages(EventType.POLICY_VALIDATED, CHANGED_POLICIES_SQL, self._validated)
+                + await self._reannounce_pages(EventType.DATA_QUALITY_UPDATED, SCORED_POLICIES_SQL, self._scored)
+                + await self._reannounce_pages(EventType.DATA_SYNC_COMPLETED, SYNC_RUNS_SQL, self._synced))
+
+    async def _reannounce_pages(self, event_type: EventType, sql: str,
+                                event_of: Callable[[asyncpg.Record], OutboxEvent]) -> int:
+        """Page through `sql` (one of the statements above), writing `event_of(row)` for each row to the outbox,
+        one transaction per page."""
         horizon_seconds = self._settings.event_reannounce_horizon_hours * 3600
-        after = "00000000-0000-0000-0000-000000000000"
+        after = FIRST_PAGE
         total = 0
         while True:
             with postgres.translate_errors("announce again"):
                 async with self._pool.acquire() as connection, connection.transaction():
-                    rows = await connection.fetch(CHANGED_POLICIES_SQL, horizon_seconds, after,
-                                                  REANNOUNCE_BATCH_SIZE)
+                    rows = await connection.fetch(sql, horizon_seconds, after, REANNOUNCE_BATCH_SIZE)
                     if not rows:
                         return total
-                    events = [policy_validated_event(row["policy_id"], row["version"], row.__getitem__,
-                                                     row["updated_at"], producer=self._producer_name,
-                                                     topic=self._settings.kafka_topic_policy_events)
-                              for row in rows]
+                    events = [event_of(row) for row in rows]
                     await outbox.enqueue(connection, events)
             total += len(events)
-            metrics.events_reannounced_total.labels(event_type=EventType.POLICY_VALIDATED.value).inc(len(events))
-            after = rows[-1]["policy_id"]
+            metrics.events_reannounced_total.labels(event_type=event_type.value).inc(len(events))
+            after = rows[-1]["id"]
+
+    # One row of each statement above -> its event, by the function that built the event the first time.
+
+    def _validated(self, row: asyncpg.Record) -> OutboxEvent:
+        return policy_validated_event(row["id"], row["version"], row.__getitem__, row["updated_at"],
+                                      producer=self._producer_name, topic=self._settings.kafka_topic_policy_events)
+
+    def _scored(self, row: asyncpg.Record) -> OutboxEvent:
+        scoring = QualityScoring(policy_id=row["id"], version=row["scored_version"], status=row["status"],
+                                 scores={name: row[name] for name in QUALITY_SCORE_FIELDS}, reasons=row["reasons"],
+                                 scored_at=row["scored_at"])
+        return self._outbox_event(quality_updated_envelope(scoring, producer=self._producer_name), key=row["id"])
+
+    def _synced(self, row: asyncpg.Record) -> OutboxEvent:
+        run = SyncRunRecord(sync_id=row["pipeline_run_id"], results=orjson.loads(row["results"]),
+                            policies_synced=row["records_processed"], finished_at=row["completed_at"])
+        return self._outbox_event(sync_completed_envelope(run, producer=self._producer_name), key=run.sync_id)
+
+    def _outbox_event(self, envelope: dict[str, Any], *, key: str) -> OutboxEvent:
+        return OutboxEvent(event_id=envelope["event_id"], event_type=envelope["event_type"],
+                           topic=self._settings.kafka_topic_policy_events, key=key, envelope=envelope)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check at once, then every KAFKA_BROKER_CHECK_SECONDS until `stop`; what was announced again is sent

@@ -25,7 +25,7 @@ from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import ErrorCode
 from aegis_pipeline.domain.cleaning import normalize_record
 from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS, CleanPolicy, ProcessingPath
-from aegis_pipeline.domain.records import RawPolicyData
+from aegis_pipeline.domain.records import MAX_NESTING_DEPTH, SOURCE_NAME, RawPolicyData, nesting_depth
 from aegis_pipeline.hot_path.cache import PolicyCache
 from aegis_pipeline.hot_path.store import PolicyStore, StoredPolicy
 from aegis_pipeline.schemas.events import EventType, build_event, fact_event_id
@@ -34,6 +34,12 @@ from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue
 from aegis_pipeline.stores.outbox import OutboxEvent
 
 PAYLOAD_TEXT_LIMIT = 10_000  # a payload too broken to parse is kept as text, up to this many characters
+# A dead letter's record key is indexed (dead_letters.record_key, a B-tree: at most 2,704 bytes a key, after
+# compression). The collectors' keys are source:external_id, at most 319 characters; a longer Kafka key from any
+# other producer is cut to this many characters (at most 2,000 bytes of UTF-8). Uncut, 7 KB of text no compression
+# shrinks made the queue's insert fail, then the poison letter's, and the hot path exited on the message, again
+# after every restart.
+RECORD_KEY_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,15 @@ def _field_errors(error: ValidationError) -> list[str]:
 
 
 def validate_message(message: RawMessage, *, max_record_bytes: int) -> RawPolicyData | DeadLetter:
-    """Basic validation (size, required fields, types, lengths of RawPolicyData); a refusal (DP_2001) names every
-    problem. Never raises for any bytes: a message larger than `max_record_bytes` is refused unread (its start is
-    kept as text), anything else pydantic cannot read is refused with its reason."""
-    record_key = message.key.decode("utf-8", "replace") if message.key else None
+    """Basic validation (size, required fields, types, lengths of RawPolicyData, a source named as sources are);
+    a refusal (DP_2001) names every problem. Never raises for any bytes: a message larger than `max_record_bytes`
+    is refused unread (its start is kept as text), anything else pydantic cannot read is refused with its reason.
+
+    The source's name is checked here, not by the model: the hot path announces what it stores in a
+    `policy.validated` event whose `source_system` must be a source name (`SOURCE_NAME`), and a record it cannot
+    announce must be refused now. Found out later, the event failed inside the batch's transaction: the batch was
+    rolled back and isolated one message at a time, and the record dead-lettered as poison (DP_4003)."""
+    record_key = message.key.decode("utf-8", "replace")[:RECORD_KEY_LIMIT] if message.key else None
     if len(message.value) > max_record_bytes:
         problem = f"record: {len(message.value)} bytes, more than MAX_RECORD_BYTES ({max_record_bytes})"
         return DeadLetter(
@@ -95,25 +106,38 @@ def validate_message(message: RawMessage, *, max_record_bytes: int) -> RawPolicy
             payload_text=message.value[:PAYLOAD_TEXT_LIMIT].decode("utf-8", "replace"),
         )
     try:
-        return RawPolicyData.model_validate_json(message.value)
+        record = RawPolicyData.model_validate_json(message.value)
     except ValidationError as error:
-        problems = _field_errors(error)
-        payload: Any = None
-        try:
-            payload = json.loads(message.value)
-        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses: kept as text
-            pass
-        is_object = isinstance(payload, dict)
-        metadata = payload.get("collection_metadata") if is_object else None
-        source = metadata.get("source") if isinstance(metadata, dict) else None
-        return DeadLetter(
-            stage="hot", error_code=ErrorCode.VALIDATION_FAILED, record_key=record_key,
-            source_system=source[:100] if isinstance(source, str) else None,
-            error_message=f"record failed validation: {'; '.join(problems)}"[:2000],
-            error_details={"field_errors": problems, "partition": message.partition, "offset": message.offset},
-            payload=payload if is_object else None,
-            payload_text=None if is_object else message.value.decode("utf-8", "replace")[:PAYLOAD_TEXT_LIMIT],
-        )
+        return _refused(message, record_key, _field_errors(error))
+    source = record.collection_metadata.source
+    if not SOURCE_NAME.fullmatch(source):
+        return _refused(message, record_key, [f"collection_metadata.source: {source[:100]!r} is not a source name "
+                                              f"({SOURCE_NAME.pattern}, as the sources file names sources)"])
+    return record
+
+
+def _refused(message: RawMessage, record_key: str | None, problems: list[str]) -> DeadLetter:
+    """The dead letter of a message that failed validation: the message as JSON when it is a JSON object the
+    dead-letter queue can copy (no deeper than MAX_NESTING_DEPTH: its steps recurse, and a payload nested as deep
+    as Python's json reads, about 1,000 levels, overflowed them, so the hot path took it for poison), else its
+    start as text."""
+    payload: Any = None
+    try:
+        payload = json.loads(message.value)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses: kept as text
+        pass
+    is_object = isinstance(payload, dict)
+    metadata = payload.get("collection_metadata") if is_object else None
+    source = metadata.get("source") if isinstance(metadata, dict) else None
+    kept_as_json = is_object and nesting_depth(payload) <= MAX_NESTING_DEPTH
+    return DeadLetter(
+        stage="hot", error_code=ErrorCode.VALIDATION_FAILED, record_key=record_key,
+        source_system=source[:100] if isinstance(source, str) else None,
+        error_message=f"record failed validation: {'; '.join(problems)}"[:2000],
+        error_details={"field_errors": problems, "partition": message.partition, "offset": message.offset},
+        payload=payload if kept_as_json else None,
+        payload_text=None if kept_as_json else message.value.decode("utf-8", "replace")[:PAYLOAD_TEXT_LIMIT],
+    )
 
 
 # The stored fields `policy.validated` carries as they are (design §5.3): the policy's content and its content
@@ -175,10 +199,13 @@ class HotPathProcessor:
                              started=time.monotonic())
 
     async def store(self, prepared: PreparedBatch) -> BatchResult:
-        """Dead letters, then policies with their events in one transaction, then the cache. Idempotent: a
-        retry after a transient failure stores and announces nothing twice."""
-        await self._dead_letters.send(prepared.letters)
+        """Policies with their events in one transaction, then dead letters, then the cache. Idempotent: a retry
+        after a transient failure stores, announces and dead-letters nothing twice. The letters come after the
+        store: a batch whose store fails is processed again (retried whole, or one message at a time when it holds
+        a poison message), and letters written before the failure were written again then (bench/fuzz.py found 85
+        duplicates in 300 cases). A store that succeeded and is retried finds every policy unchanged."""
         outcome = await self._store.store_batch(prepared.clean, self.make_events, started_at=prepared.started_at)
+        await self._dead_letters.send(prepared.letters)
         result = BatchResult(received=prepared.received, stored=len(outcome.stored), unchanged=outcome.unchanged,
                              superseded=outcome.superseded, invalid=len(prepared.letters),
                              stored_policies=outcome.stored, events=outcome.events)

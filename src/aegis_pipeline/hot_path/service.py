@@ -300,7 +300,7 @@ class HotPathService:
 async def open_hot_path(settings: Settings, *, group_id: str | None = None) -> AsyncIterator[HotPathService]:
     """Connections for the hot path (group `group_id`, default KAFKA_CONSUMER_GROUP); closes them all on exit."""
     pool = await postgres.create_pool(settings)
-    redis_client = cache.create_client(settings.redis_url)
+    redis_client = cache.create_client(settings)
     producer = kafka.create_producer(settings)
     consumer = kafka.create_consumer(settings, settings.kafka_topic_raw_policies,
                                      group_id=group_id or settings.kafka_consumer_group,

@@ -24,7 +24,7 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from aegis_pipeline.common.errors import StoreUnavailableError
-from aegis_pipeline.settings import Settings
+from aegis_pipeline.settings import NEO4J_TLS_SCHEMES, Settings
 
 PropertyTypes = Mapping[str, str]  # property name -> Ladybug type: STRING, INT64, DOUBLE, BOOLEAN, DATE, TIMESTAMP
 
@@ -69,9 +69,23 @@ def translate_errors(operation: str) -> Iterator[None]:
         raise
 
 
+def neo4j_driver_arguments(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """(URI, options) of the Neo4j driver: the login, and TLS as GRAPH_URI's scheme says (neo4j+s://, bolt+s://:
+    the server's certificate checked against the system's CAs, or against NEO4J_CA_FILE)."""
+    uri = settings.graph_uri
+    options: dict[str, Any] = {"auth": (settings.neo4j_user, settings.neo4j_password.get_secret_value())}
+    if settings.neo4j_ca_file is not None and uri.startswith(NEO4J_TLS_SCHEMES):
+        # The driver takes its own CAs only with the plain scheme plus `encrypted` (it refuses them beside +s):
+        # the same TLS, checked against this CA instead of the system's.
+        uri = uri.replace("+s://", "://", 1)
+        options.update(encrypted=True, trusted_certificates=neo4j.TrustCustomCAs(str(settings.neo4j_ca_file)))
+    return uri, options
+
+
 class Neo4jGraphStore(GraphStore):
-    def __init__(self, uri: str, user: str, password: str, *, database: str | None = None) -> None:
-        self._driver = neo4j.GraphDatabase.driver(uri, auth=(user, password))
+    def __init__(self, settings: Settings, *, database: str | None = None) -> None:
+        uri, options = neo4j_driver_arguments(settings)
+        self._driver = neo4j.GraphDatabase.driver(uri, **options)
         self._database = database
 
     def ensure_node_type(self, label: str, key: str, properties: PropertyTypes) -> None:
@@ -137,7 +151,5 @@ def open_graph_store(settings: Settings, *, read_only: bool = False) -> GraphSto
     """The graph store `settings.graph_uri` names: a Neo4j server, or an embedded database file."""
     if settings.graph_is_embedded:
         return LadybugGraphStore(settings.graph_uri, read_only=read_only)
-    return Neo4jGraphStore(
-        settings.graph_uri, settings.neo4j_user, settings.neo4j_password.get_secret_value()
-    )
+    return Neo4jGraphStore(settings)
 

@@ -22,6 +22,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnknownMemberIdError,
 )
+from aiokafka.helpers import create_ssl_context
 from aiokafka.producer.message_accumulator import BatchBuilder
 from murmurhash2 import murmurhash2
 
@@ -71,10 +72,34 @@ def translate_errors(operation: str) -> Iterator[None]:
         raise StoreRefusedError(f"kafka {operation} refused: {error}"[:1000], store="kafka") from error
 
 
+def client_options(settings: Settings) -> dict[str, object]:
+    """Where the brokers are and how to talk to them (TLS, SASL login): what every Kafka client of the pipeline is
+    built with, producers, consumers and admin clients alike, so none of them connects in plaintext by mistake."""
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol.value,
+    }
+    if settings.kafka_uses_tls:
+        # Checks the brokers' certificates and host names: against KAFKA_CA_FILE, else the system's CAs.
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ca_file, certfile=settings.kafka_client_cert_file,
+            keyfile=settings.kafka_client_key_file)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        # aiokafka takes the SCRAM mechanisms' credentials under the same `sasl_plain_*` names.
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism.value,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password.get_secret_value())
+    return options
+
+
+def create_admin(settings: Settings, *, request_timeout_ms: int = 10_000) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=request_timeout_ms)
+
+
 def create_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     """A producer that waits for all in-sync replicas; idempotent where the broker supports it."""
     options: dict[str, object] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        **client_options(settings),
         "acks": "all",
         "enable_idempotence": settings.kafka_enable_idempotence,
         "linger_ms": 5,
@@ -92,7 +117,7 @@ FETCH_MAX_WAIT_MS = 100
 def create_consumer(settings: Settings, *topics: str, group_id: str, **overrides: object) -> AIOKafkaConsumer:
     """A consumer in `group_id` that commits offsets itself, only after its work is durable."""
     options: dict[str, object] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        **client_options(settings),
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -150,9 +175,9 @@ async def send_all(producer: AIOKafkaProducer, messages: Iterable[tuple[str, byt
     return count
 
 
-async def ensure_topics(bootstrap_servers: str, topics: list[str], *, partitions: int) -> list[str]:
+async def ensure_topics(settings: Settings, topics: list[str], *, partitions: int) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = create_admin(settings)
     with translate_errors("create topics"):
         await admin.start()
         try:
@@ -170,9 +195,9 @@ async def ensure_topics(bootstrap_servers: str, topics: list[str], *, partitions
             await admin.close()
 
 
-async def list_topics(bootstrap_servers: str) -> set[str]:
+async def list_topics(settings: Settings) -> set[str]:
     """The names of the topics the broker has (asks for no topic by name, so none is auto-created)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = create_admin(settings)
     with translate_errors("list topics"):
         await admin.start()
         try:
@@ -181,8 +206,8 @@ async def list_topics(bootstrap_servers: str) -> set[str]:
             await admin.close()
 
 
-async def ping(bootstrap_servers: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5_000)
+async def ping(settings: Settings) -> None:
+    admin = create_admin(settings, request_timeout_ms=5_000)
     with translate_errors("ping"):
         await admin.start()
         try:
@@ -196,7 +221,7 @@ async def with_own_topics(settings: Settings, tag: str, *, partitions: int) -> S
     benchmark or fault scenario then reads back only its own records and events."""
     topics = {"kafka_topic_raw_policies": f"raw-{tag}", "kafka_topic_policy_events": f"events-{tag}",
               "kafka_topic_dlq": f"dlq-{tag}"}
-    await ensure_topics(settings.kafka_bootstrap_servers, list(topics.values()), partitions=partitions)
+    await ensure_topics(settings, list(topics.values()), partitions=partitions)
     return settings.model_copy(update=topics)
 
 
@@ -217,13 +242,13 @@ class GroupFreshnessProbe:
     next batch arrives (Kafka answers the true end).
     """
 
-    def __init__(self, bootstrap_servers: str, topic: str, group_id: str, *, read_timeout_seconds: float = 2.0) -> None:
+    def __init__(self, settings: Settings, topic: str, group_id: str, *, read_timeout_seconds: float = 2.0) -> None:
         self.topic = topic
         self.group_id = group_id
         self._read_timeout_seconds = read_timeout_seconds
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+        self._admin = create_admin(settings)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+            **client_options(settings), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, request_timeout_ms=10_000,
         )
         self._turn = asyncio.Lock()

@@ -1,13 +1,18 @@
-"""PostgreSQL, the source of truth: an asyncpg pool and the translation of its errors."""
+"""PostgreSQL, the source of truth: an asyncpg pool and the translation of its errors.
+
+Every connection is made from `Settings.postgres_dsn()`, which carries the TLS settings (POSTGRES_SSLMODE,
+POSTGRES_SSL_ROOT_CERT) as libpq's `sslmode` and `sslrootcert`: asyncpg applies them as libpq does.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 
-from aegis_pipeline.common.errors import StoreUnavailableError
+from aegis_pipeline.common.errors import StoreRefusedError, StoreUnavailableError
 from aegis_pipeline.settings import Settings
 
 # Errors after which the same statement may succeed: the server went away, was restarting, or refused us.
@@ -24,11 +29,26 @@ _TRANSIENT = (
 )
 
 
+# Refusals no retry changes, until a person fixes the settings: a wrong password or a connection pg_hba.conf does
+# not allow (SQLSTATE class 28, e.g. one without TLS), a server certificate that does not verify, a client setting
+# asyncpg cannot use (a root certificate file that is missing). Listed before `_TRANSIENT`, which would take the
+# last two for network trouble (OSError, InterfaceError).
+_REFUSED = (
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    ssl.SSLCertVerificationError,
+    asyncpg.exceptions.ClientConfigurationError,
+)
+
+
 @contextlib.contextmanager
 def translate_errors(operation: str) -> Iterator[None]:
-    """Turn a transient driver failure into `StoreUnavailableError` (retriable); let the others through."""
+    """Turn a transient driver failure into `StoreUnavailableError` (retriable) and a refused connection into
+    `StoreRefusedError` (not retriable); let the others through."""
     try:
         yield
+    except _REFUSED as error:
+        # The messages name the user, host and database, or the certificate's problem: never the password.
+        raise StoreRefusedError(f"postgres {operation} refused: {error}", store="postgres") from error
     except _TRANSIENT as error:
         raise StoreUnavailableError(f"postgres {operation} failed: {type(error).__name__}", store="postgres") from error
 

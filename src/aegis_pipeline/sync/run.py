@@ -25,7 +25,8 @@ from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import ErrorCode, PipelineError
 from aegis_pipeline.common.logging import get_logger
 from aegis_pipeline.common.progress import progress
-from aegis_pipeline.schemas.events import EventType, build_event
+from aegis_pipeline.schemas.events import EventType
+from aegis_pipeline.schemas.fact_events import SyncRunRecord, sync_completed_envelope
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import outbox, postgres
 from aegis_pipeline.stores.outbox import OutboxEvent
@@ -192,33 +193,25 @@ def _store_name(target: str) -> str:
 
 
 async def _record_run(pool: asyncpg.Pool, settings: Settings, report: SyncReport) -> None:
-    """The run's pipeline_metadata row and its data.sync_completed event, in one transaction."""
-    results = []
-    for result in report.results:
-        item: dict[str, Any] = {"target_db": result.store, "success": result.success,
-                                "records_synced": result.records_synced}
-        if result.error:
-            item["errors"] = [result.error]
-        results.append(item)
-    envelope = build_event(EventType.DATA_SYNC_COMPLETED, {
-        "sync_id": report.run_id,
-        "target_databases": [result.store for result in report.results],
-        "policies_synced": report.policies_synced,
-        "sync_results": results,
-        "synced_at": report.finished_at,
-    }, producer=f"{settings.service_name}/{settings.service_version}")
+    """The run's pipeline_metadata row and its data.sync_completed event, in one transaction. The event is built
+    from the values the row stores, by the function the broker watch builds it again with from the row after a
+    broker lost it (`schemas.fact_events.SyncRunRecord`)."""
+    results = [result.as_dict() for result in report.results]
+    record = SyncRunRecord(sync_id=report.run_id, results=results, policies_synced=report.policies_synced,
+                           finished_at=report.finished_at)
+    envelope = sync_completed_envelope(record, producer=f"{settings.service_name}/{settings.service_version}")
     event = OutboxEvent(event_id=envelope["event_id"], event_type=EventType.DATA_SYNC_COMPLETED.value,
                         topic=settings.kafka_topic_policy_events, key=report.run_id, envelope=envelope)
     failed = sum(not result.success for result in report.results)
     status = "completed" if failed == 0 else ("failed" if failed == len(report.results) else "partial")
-    metadata = {"kind": "sync", "results": [result.as_dict() for result in report.results]}
+    metadata = {"kind": "sync", "results": results}
     with postgres.translate_errors("record sync run"):
         async with pool.acquire() as connection, connection.transaction():
             await connection.execute(
                 """INSERT INTO pipeline_metadata (pipeline_run_id, processing_path, started_at, completed_at, status,
                                                   records_processed, records_failed, metadata)
                    VALUES ($1, 'cold', $2, $3, $4, $5, $6, $7::jsonb)""",
-                report.run_id, report.started_at, report.finished_at, status, report.policies_synced,
+                record.sync_id, report.started_at, record.finished_at, status, record.policies_synced,
                 sum(result.deferred for result in report.results), orjson.dumps(metadata).decode("utf-8"))
             await outbox.enqueue(connection, [event])
 

@@ -9,28 +9,31 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from aegis_pipeline.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent
 
 
-def _sqlalchemy_url(settings: Settings) -> str:
-    # Alembic drives SQLAlchemy; asyncpg is the only PostgreSQL driver the project ships.
-    url = make_url(settings.postgres_dsn()).set(drivername="postgresql+asyncpg")
-    return url.render_as_string(hide_password=False)
+def create_engine(dsn: str) -> AsyncEngine:
+    """The SQLAlchemy engine Alembic drives, over asyncpg (the only PostgreSQL driver the project ships).
+
+    asyncpg opens each connection from the pipeline's own URL, TLS parameters included, as every other connection
+    is opened: SQLAlchemy would pass the URL's `sslmode` to `asyncpg.connect` as an argument it does not take.
+    """
+    return create_async_engine("postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(dsn))
 
 
 def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["sqlalchemy_url"] = _sqlalchemy_url(settings)
+    config.attributes["postgres_dsn"] = settings.postgres_dsn()  # read by env.py
     return config
 
 
@@ -52,7 +55,7 @@ def current_revision(settings: Settings) -> str | None:
 
 
 async def _current_revision_async(settings: Settings) -> str | None:
-    engine = create_async_engine(_sqlalchemy_url(settings))
+    engine = create_engine(settings.postgres_dsn())
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from aegis_pipeline.schemas.migrations import create_engine
 
 
 def _run(connection: object) -> None:
@@ -15,7 +16,7 @@ def _run(connection: object) -> None:
 
 
 async def _run_online() -> None:
-    engine = create_async_engine(context.config.attributes["sqlalchemy_url"])
+    engine = create_engine(context.config.attributes["postgres_dsn"])
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

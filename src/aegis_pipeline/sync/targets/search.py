@@ -114,7 +114,7 @@ class SearchTarget(SyncTarget):
 
     @classmethod
     def open(cls, settings: Settings) -> SearchTarget:
-        return cls(search.create_client(settings.elasticsearch_url, timeout_seconds=60.0),
+        return cls(search.create_client(settings, timeout_seconds=60.0),
                    settings.elasticsearch_index, settings.elasticsearch_analyzer)
 
     def _new_index_name(self) -> str:

@@ -59,7 +59,7 @@ class VectorsTarget(SyncTarget):
     @classmethod
     def open(cls, settings: Settings) -> VectorsTarget:
         with cls.guard("connect"):
-            client = vectors.create_client(settings.milvus_uri, timeout_seconds=60.0)
+            client = vectors.create_client(settings, timeout_seconds=60.0)
         model = packaged_model(settings.embedding_model)
         target = cls(client, settings.milvus_collection, model.name, model.dimension)
         target._load_live_collection()
