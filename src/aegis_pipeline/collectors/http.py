@@ -98,8 +98,11 @@ class SourceHttpClient:
         await self._limiter.acquire(self.source.name, self.source.rate_limit.requests_per_second)
         self.requests_sent += 1
         try:
+            # `params or None`: httpx replaces a URL's query with any params given, even `{}`, and a board's or an
+            # API's next link carries its own query (the soak found a source served its first page forever).
             async with self._http.stream(
-                "GET", url, params=params, headers=self.source.headers, timeout=self.source.timeout_seconds
+                "GET", url, params=params or None, headers=self.source.headers,
+                timeout=self.source.timeout_seconds
             ) as response:
                 problem = error_for_status(response, self.source)
                 if problem is not None:
