@@ -56,8 +56,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from aegis_pipeline.common.errors import ErrorCode
 from aegis_pipeline.common.logging import configure_logging
 from aegis_pipeline.devstack import stack
@@ -185,8 +183,7 @@ async def read_found(settings: Settings, results: list[CaseResult], prefix: str)
     found = Found(policies={(row["source_system"], row["external_id"]):
                             (row["title"], row["content"], row["issuing_organization"]) for row in rows},
                   letters=[dict(row) for row in letters], tables_left=tables_left)
-    consumer = AIOKafkaConsumer(settings.kafka_topic_dlq, **kafka.client_options(settings),
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = kafka.create_reader(settings, settings.kafka_topic_dlq)
     await consumer.start()
     try:
         while batch := await consumer.getmany(timeout_ms=3000, max_records=5000):

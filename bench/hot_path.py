@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from pydantic import TypeAdapter
 
 from aegis_pipeline.common.logging import configure_logging
@@ -213,8 +213,7 @@ async def wait_until_group_stable(settings: Settings, members: int, timeout_seco
 
 async def read_events(settings: Settings, source: str, wanted: set[str]) -> dict[str, datetime]:
     """The `collected_at` of each wanted record's `policy.validated` event, read from the start of the topic."""
-    consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, **kafka.client_options(settings),
-                                auto_offset_reset="earliest")
+    consumer = kafka.create_reader(settings, settings.kafka_topic_policy_events)
     await consumer.start()
     found: dict[str, datetime] = {}
     try:
@@ -246,8 +245,8 @@ async def measure_latency(settings: Settings, rate_per_second: float, seconds: f
         # The measuring consumer must not add latency of its own: the embedded broker answers a fetch only when
         # the fetch's wait runs out, so with the default 500 ms wait an event could sit up to half a second
         # before this consumer even asked for it. 10 ms keeps that under 1% of the target.
-        consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, **kafka.client_options(settings),
-                                    auto_offset_reset="latest", fetch_max_wait_ms=10)
+        consumer = kafka.create_reader(settings, settings.kafka_topic_policy_events, auto_offset_reset="latest",
+                                       fetch_max_wait_ms=10)
         await consumer.start()
         await asyncio.sleep(1)  # let the consumer take its partitions before the measured records flow
         probe_id = make_record(PROBE_INDEX, source=source).collection_metadata.external_id

@@ -269,14 +269,18 @@ def _write_stack_state(data_dir: Path) -> None:
     (data_dir / "stack.json").write_text(json.dumps(state))
 
 
-def test_connections_come_from_the_embedded_stack_when_not_given(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.fixture
+def embedded_stack_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An embedded stack's state file as the only source of connections: no .env, none in the environment."""
     monkeypatch.chdir(tmp_path)
     for name in VALID:
         monkeypatch.delenv(name, raising=False)
     _write_stack_state(tmp_path / "stack-dir")
     monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "stack-dir"))
+
+
+@pytest.mark.usefixtures("embedded_stack_state")
+def test_connections_come_from_the_embedded_stack_when_not_given() -> None:
     settings = load_settings()
     assert settings.postgres_port == 45432
     assert settings.kafka_bootstrap_servers == "127.0.0.1:49092"
@@ -284,12 +288,8 @@ def test_connections_come_from_the_embedded_stack_when_not_given(
     assert settings.graph_is_embedded is True
 
 
-def test_an_explicit_engine_takes_nothing_from_the_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in VALID:
-        monkeypatch.delenv(name, raising=False)
-    _write_stack_state(tmp_path / "stack-dir")
-    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "stack-dir"))
+@pytest.mark.usefixtures("embedded_stack_state")
+def test_an_explicit_engine_takes_nothing_from_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.prod:9092")
     monkeypatch.setenv("POSTGRES_HOST", "pg.prod")
     with pytest.raises(SettingsError) as raised:  # half a postgres connection is not completed from the stack
@@ -305,14 +305,10 @@ def test_an_explicit_engine_takes_nothing_from_the_stack(monkeypatch: pytest.Mon
     assert settings.redis_url == "redis://127.0.0.1:46379/0"  # the other engines still come from the stack
 
 
-def test_a_security_setting_configures_its_engine_explicitly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("embedded_stack_state")
+def test_a_security_setting_configures_its_engine_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
     """TLS or a login is never paired with an embedded engine (which has neither): setting one takes the engine
     off the stack, and `dev up` leaves it alone."""
-    monkeypatch.chdir(tmp_path)
-    for name in VALID:
-        monkeypatch.delenv(name, raising=False)
-    _write_stack_state(tmp_path / "stack-dir")
-    monkeypatch.setenv("AEGIS_DATA_DIR", str(tmp_path / "stack-dir"))
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
     monkeypatch.setenv("REDIS_PASSWORD", "r3dis-Secret")
     assert explicitly_configured_engines() == {"kafka", "redis"}

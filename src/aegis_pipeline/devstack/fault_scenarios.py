@@ -58,7 +58,6 @@ from typing import Any
 
 import httpx
 import yaml
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from aegis_pipeline.common.errors import PipelineError
@@ -338,8 +337,7 @@ async def _wait_until_stored(settings: Settings, source: str, ids: list[str], ti
 
 async def read_events(settings: Settings, *, idle_seconds: float = 3.0) -> list[dict[str, Any]]:
     """Every event on the events topic, read from its beginning by a consumer of no group."""
-    consumer = AIOKafkaConsumer(settings.kafka_topic_policy_events, **kafka.client_options(settings),
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = kafka.create_reader(settings, settings.kafka_topic_policy_events)
     await consumer.start()
     events: list[dict[str, Any]] = []
     try:

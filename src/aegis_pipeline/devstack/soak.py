@@ -76,7 +76,6 @@ from typing import Any
 import httpx
 import psutil
 import yaml
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from aegis_pipeline.devstack.fault_scenarios import (
@@ -214,9 +213,7 @@ class EventCounter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Count until `stop`, then until the topic has been quiet for a second (the last batch's events)."""
-        consumer = AIOKafkaConsumer(self._settings.kafka_topic_policy_events,
-                                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = kafka.create_reader(self._settings, self._settings.kafka_topic_policy_events)
         await consumer.start()
         try:
             while True:

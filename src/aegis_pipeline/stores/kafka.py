@@ -133,6 +133,15 @@ def create_consumer(settings: Settings, *topics: str, group_id: str, **overrides
     return AIOKafkaConsumer(*topics, **options)
 
 
+def create_reader(settings: Settings, *topics: str, **overrides: object) -> AIOKafkaConsumer:
+    """A consumer of no group that reads `topics` from their beginning and commits nothing, as a downstream
+    service or a benchmark looks at what was sent."""
+    options: dict[str, object] = {**client_options(settings), "group_id": None, "auto_offset_reset": "earliest",
+                                  "enable_auto_commit": False}
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
 KAFKA_MURMUR2_SEED = 0x9747B28C
 
 
