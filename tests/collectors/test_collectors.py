@@ -290,3 +290,41 @@ async def test_the_web_board_collects_its_expected_records(run_settings: Setting
         wanted = {**record, "title": words(record["title"]), "content": words(record["content"])}
         comparable = {key: actual[key] for key in wanted if key in actual}
         assert comparable == {key: wanted[key] for key in comparable}, record["external_id"]  # EUC-KR intact
+
+
+async def test_a_full_listing_stopped_by_the_daily_budget_resumes_where_it_stopped(
+    sample_server: SampleSources, run_settings: Settings, stack: Settings
+) -> None:
+    """bizinfo lists newest first with no filter: incremental runs stop at what was seen, and a full listing runs
+    alone first. With a budget of one request the first run reads page 1 and stops cleanly; with room again, the
+    next run's incremental pass stops on page 1 (all seen) and the full listing resumes at page 2: every record
+    published exactly once, no request wasted on a page already listed."""
+    suffix = uuid.uuid4().hex[:6]
+    newest_first = {"incremental": {"strategy": "stop_at_seen"}, "full_listing": {"every_days": 7}}
+    [stopped_run] = (await run(run_settings, list(load_sample_definitions(
+        sample_server, suffix=suffix, only={"bizinfo"},
+        overrides={"bizinfo": {**newest_first, "daily_request_budget": 1}}).values()))).values()
+    assert (stopped_run.status, stopped_run.listings, stopped_run.requests) == ("budget_spent", ["full"], 1)
+    assert "daily request budget spent (1 requests on" in (stopped_run.error or "")
+    assert stopped_run.failed == 0 and stopped_run.published > 0
+    assert stopped_run.full_listing_next_page == 1
+
+    [resumed_run] = (await run(run_settings, list(load_sample_definitions(
+        sample_server, suffix=suffix, only={"bizinfo"},
+        overrides={"bizinfo": {**newest_first, "daily_request_budget": 10}}).values()))).values()
+    assert (resumed_run.status, resumed_run.listings, resumed_run.requests) == ("ok", ["incremental", "full"], 2)
+    assert resumed_run.unchanged == stopped_run.published  # page 1 again, in the incremental pass
+    assert resumed_run.full_listing_next_page is None
+
+    valid = expected_records("bizinfo", sample_server.base_url)
+    assert stopped_run.published + resumed_run.published == len(valid)
+    messages = await read_topic(run_settings, run_settings.kafka_topic_raw_policies, len(valid))
+    assert len({message.key for message in messages}) == len(messages) == len(valid)
+    pool = await postgres.create_pool(stack)
+    try:
+        row = await pool.fetchrow("SELECT full_listing_next_page, full_listing_completed_at, last_success_at "
+                                  "FROM collection_checkpoints WHERE source_system = $1", f"bizinfo_{suffix}")
+    finally:
+        await pool.close()
+    assert row["full_listing_next_page"] is None
+    assert row["full_listing_completed_at"] is not None and row["last_success_at"] is not None

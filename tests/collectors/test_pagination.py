@@ -1,9 +1,10 @@
 """Each pagination kind owns its requests (collectors/definitions.py): the first request, what it reads from a
-response, the next request and when it stops; and the fetch loop (collectors/run.py `_api_pages`) only asks it."""
+response, the next request and when it stops; and the fetch loop (collectors/run.py `_read_listing`) only asks it."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +20,8 @@ from aegis_pipeline.collectors.definitions import (
     SourceDefinition,
     parse_sources,
 )
-from aegis_pipeline.collectors.run import _api_pages
+from aegis_pipeline.collectors.incremental import Checkpoint, ListingProgress, plan_listings
+from aegis_pipeline.collectors.run import _read_listing
 
 URL = "https://api.example.kr/notices"
 PARAMS = {"serviceKey": "k", "since": "20260301"}
@@ -206,8 +208,23 @@ def json_source(pagination: dict[str, Any], **extra: Any) -> SourceDefinition:
     return parse_sources({"sources": [entry]}, {}).sources[0]
 
 
+class CountingTaker:
+    """Stands in for the run's page taker: counts each page's records, all of them valid and new."""
+
+    def __init__(self) -> None:
+        self.pages: list[int] = []
+
+    async def take(self, raw_page: list[dict[str, Any]]) -> tuple[int, int]:
+        self.pages.append(len(raw_page))
+        return len(raw_page), len(raw_page)
+
+
 async def walk(source: SourceDefinition, server: ServedPages, cursor: str | None = None) -> list[int]:
-    return [len(fetched.records) async for fetched in _api_pages(source, server, cursor)]
+    """The records of each page the run's listings read, in order."""
+    taker = CountingTaker()
+    for listing in plan_listings(source, Checkpoint(cursor=cursor), datetime.now(UTC)):
+        await _read_listing(listing, source, server, taker, ListingProgress())  # type: ignore[arg-type]
+    return taker.pages
 
 
 async def test_the_loop_walks_page_numbers_until_the_total_count() -> None:
@@ -260,3 +277,60 @@ def test_query_params_add_the_cursor_only_for_an_incremental_source_with_a_reque
     cursor_only = json_source({"type": "none"}, incremental={"cursor_field": "id"})
     assert cursor_only.query_params("20260301") == {"serviceKey": "k"}
     assert json_source({"type": "none"}).query_params("20260301") == {"serviceKey": "k"}
+
+
+class KnownIdsTaker(CountingTaker):
+    """Counts pages, and calls new only the records whose id is not in `known` (what was published before)."""
+
+    def __init__(self, known: set[str]) -> None:
+        super().__init__()
+        self.known = known
+
+    async def take(self, raw_page: list[dict[str, Any]]) -> tuple[int, int]:
+        self.pages.append(len(raw_page))
+        return len(raw_page), sum(1 for record in raw_page if record["id"] not in self.known)
+
+
+def newest_first(total: int) -> Any:
+    rows = [{"id": str(number)} for number in range(total, 0, -1)]
+
+    def answer(url: str, params: dict[str, str | int]) -> str:
+        start = (int(params["pageNo"]) - 1) * 10
+        return json.dumps({"data": rows[start:start + 10], "totalCount": total})
+    return answer
+
+
+PAGED = {"type": "page_number", "page_param": "pageNo", "size_param": "numOfRows",
+         "total_count_path": "totalCount"}
+
+
+async def test_stop_at_seen_stops_after_the_first_page_with_nothing_new() -> None:
+    """75 records newest first, the 62 oldest seen before: page 2 still holds 3 new ones, page 3 none."""
+    server = ServedPages(newest_first(75))
+    source = json_source(PAGED, incremental={"strategy": "stop_at_seen"}, full_listing={"every_days": 7})
+    taker = KnownIdsTaker({str(number) for number in range(1, 63)})
+    [listing, _] = plan_listings(source, Checkpoint(full_listing_completed_at=datetime(2026, 1, 1, tzinfo=UTC)),
+                                 datetime.now(UTC))
+    progress = ListingProgress()
+    await _read_listing(listing, source, server, taker, progress)  # type: ignore[arg-type]
+    assert taker.pages == [10, 10, 10]
+    assert progress.incremental_completed
+
+
+async def test_a_full_listing_pauses_at_max_pages_and_resumes_there_next_run() -> None:
+    server = ServedPages(newest_first(45))
+    source = json_source(PAGED, incremental={"strategy": "stop_at_seen"}, full_listing={"every_days": 7},
+                         max_pages=3)
+    taker = CountingTaker()
+    [full] = plan_listings(source, Checkpoint(), datetime.now(UTC))
+    progress = ListingProgress()
+    await _read_listing(full, source, server, taker, progress)  # type: ignore[arg-type]
+    assert taker.pages == [10, 10, 10]
+    assert (progress.full_listing_next_page, progress.full_listing_completed) == (3, False)
+
+    [_, resumed] = plan_listings(source, Checkpoint(full_listing_next_page=3), datetime.now(UTC))
+    progress = ListingProgress()
+    await _read_listing(resumed, source, server, taker, progress)  # type: ignore[arg-type]
+    assert taker.pages == [10, 10, 10, 10, 5]
+    assert [params["pageNo"] for _, params in server.requests] == [1, 2, 3, 4, 5]
+    assert (progress.full_listing_next_page, progress.full_listing_completed) == (None, True)

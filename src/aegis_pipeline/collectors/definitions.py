@@ -133,7 +133,11 @@ class _CountedPagination(_Paginator):
         raise NotImplementedError
 
     def first_request(self, url: str, params: Mapping[str, str | int]) -> PageRequest:
-        return PageRequest(url, {**params, **self.page_params(0)})
+        return self.request_at(url, params, 0)
+
+    def request_at(self, url: str, params: Mapping[str, str | int], index: int) -> PageRequest:
+        """The page `index` pages after the first, as if the ones before were full (a listing resumed there)."""
+        return PageRequest(url, {**params, **self.page_params(index)}, index, index * self.page_size)
 
     def read_response(self, document: Any) -> int | None:
         """The total count at `total_count_path`, None without one."""
@@ -288,12 +292,49 @@ class HtmlSelectors(_Strict):
     download_delay_seconds: float = Field(default=1.0, ge=0)
 
 
-class Incremental(_Strict):
-    """Ask only for what is new: the greatest `cursor_field` value seen (compared as text, so use ISO dates,
-    yyyymmdd or zero-padded ids) is kept in the source's checkpoint and sent as `request_param` next run."""
+class CursorIncremental(_Strict):
+    """Ask only for what is new by a value of the records: the greatest `cursor_field` value seen (compared as
+    text, so use ISO dates, yyyymmdd or zero-padded ids) is kept in the source's checkpoint and sent as
+    `request_param` next run. (`strategy: cursor` is the default, for files written before there were others.)"""
 
+    strategy: Literal["cursor"] = "cursor"
     cursor_field: str
     request_param: str | None = None
+
+
+class DateWindowIncremental(_Strict):
+    """Ask only for what was registered or changed since the last complete run, by a date filter the API offers
+    (중기부 `startDate`/`endDate`, odcloud `cond[수정일시::GTE]`): `start_param` is the last complete run's start
+    less `lookback_days` (late registrations, clocks that differ), `end_param` (if any) today, both written with
+    `date_format` in Korean time. Before any complete run, the window starts `lookback_days` ago; older records
+    come with the full listing."""
+
+    strategy: Literal["date_window"]
+    start_param: str
+    end_param: str | None = None
+    date_format: str = "%Y-%m-%d"
+    lookback_days: float = Field(default=3, ge=0, le=366)
+
+
+class StopAtSeenIncremental(_Strict):
+    """For an API that lists newest first and offers no filter (기업마당): page until a page brings nothing new
+    or changed (every valid record on it already published as it is), then stop. Changes to older records come
+    with the full listing."""
+
+    strategy: Literal["stop_at_seen"]
+
+
+Incremental = Annotated[
+    CursorIncremental | DateWindowIncremental | StopAtSeenIncremental, Field(discriminator="strategy")
+]
+
+
+class FullListing(_Strict):
+    """Besides the incremental runs, list everything every `every_days` days, so what changed behind the
+    incremental filter (a corrected deadline, a record the filter cannot see) is read too. A listing larger
+    than one run's `max_pages` or daily request budget resumes at its next page in the following runs."""
+
+    every_days: float = Field(default=7, gt=0)
 
 
 class SourceDefinition(_Strict):
@@ -316,6 +357,17 @@ class SourceDefinition(_Strict):
     rate_limit: RateLimit = RateLimit()
     html: HtmlSelectors | None = None
     incremental: Incremental | None = None
+    full_listing: FullListing | None = None
+    # At most this many requests a day (Korean time) to this source, counted across replicas in Redis: set it
+    # below the key's daily quota (data.go.kr development keys: often 1,000), so a run stops cleanly first.
+    daily_request_budget: int | None = Field(default=None, ge=1)
+
+    @field_validator("incremental", mode="before")
+    @classmethod
+    def _cursor_by_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "strategy" not in value:
+            return {**value, "strategy": "cursor"}
+        return value
 
     @field_validator("fields")
     @classmethod
@@ -336,6 +388,15 @@ class SourceDefinition(_Strict):
             raise ValueError(f"an `html` section is only for kind html, not {self.kind.value}")
         if self.kind in (SourceKind.JSON_API, SourceKind.XML_API) and not self.records_path:
             raise ValueError(f"kind {self.kind.value} needs records_path")
+        if self.kind is SourceKind.HTML and (self.incremental is not None or self.full_listing is not None):
+            raise ValueError("a web board pages its own list: `incremental` and `full_listing` are for APIs and feeds")
+        if self.full_listing is not None and not isinstance(self.incremental,
+                                                            DateWindowIncremental | StopAtSeenIncremental):
+            raise ValueError("`full_listing` needs a date_window or stop_at_seen `incremental` (without one every run "
+                             "lists everything; a cursor cannot tell how far a listing over several runs got)")
+        if self.full_listing is not None and not isinstance(self.pagination, _CountedPagination):
+            raise ValueError("`full_listing` resumes at a page number or offset: it needs page_number or offset "
+                             "pagination")
         if self.encoding is not None:
             import codecs
 
@@ -355,7 +416,7 @@ class SourceDefinition(_Strict):
     def query_params(self, cursor: str | None = None) -> dict[str, str | int]:
         """The source's `params`, plus the incremental cursor as `incremental.request_param` when both are given."""
         params: dict[str, str | int] = dict(self.params)
-        if cursor is not None and self.incremental and self.incremental.request_param:
+        if cursor is not None and isinstance(self.incremental, CursorIncremental) and self.incremental.request_param:
             params[self.incremental.request_param] = cursor
         return params
 

@@ -1,10 +1,11 @@
 """HTTP for API and feed sources: the one place where transport failures, HTTP statuses and the data.go.kr
 error envelope become `common.errors` with their retry meaning.
 
-A request goes: shared rate limit -> circuit breaker (per source, design §6.2.1) -> httpx. Retries with backoff
-wrap all of that, for retriable errors only; a source that says "too many requests" is waited for as long as it
-asks (or `rate_limit.retry_after_seconds`). An open circuit fails fast and is not retried. A body larger than
-`max_response_bytes` is not read further and is refused (DP_1004, not retried: the same page is as large again).
+A request goes: daily request budget -> shared rate limit -> circuit breaker (per source, design §6.2.1) -> httpx.
+Retries with backoff wrap all of that, for retriable errors only; a source that says "too many requests" is waited
+for as long as it asks (or `rate_limit.retry_after_seconds`). An open circuit fails fast and is not retried. A body
+larger than `max_response_bytes` is not read further and is refused (DP_1004, not retried: the same page is as
+large again).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from aegis_pipeline.collectors.definitions import SourceDefinition
 from aegis_pipeline.collectors.extract import BODY_EXCERPT_CHARS, RefusedResponseError
 from aegis_pipeline.collectors.parsing.encodings import decode_body
-from aegis_pipeline.collectors.rate_limit import RateLimiter
+from aegis_pipeline.collectors.rate_limit import RateLimiter, RequestBudget
 from aegis_pipeline.common.errors import (
     CircuitOpenError,
     PipelineError,
@@ -59,8 +60,10 @@ class SourceHttpClient:
         breaker: CircuitBreaker,
         *,
         max_response_bytes: int,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.source = source
+        self._budget = budget
         self._max_response_bytes = max_response_bytes
         self._http = http
         self._limiter = limiter
@@ -95,6 +98,8 @@ class SourceHttpClient:
             ) from None
 
     async def _request(self, url: str, params: dict[str, str | int], check: PageCheck | None) -> str:
+        if self._budget is not None:  # every attempt is a request the source counts, retries included
+            await self._budget.spend(self.source.name, self.source.daily_request_budget)
         await self._limiter.acquire(self.source.name, self.source.rate_limit.requests_per_second)
         self.requests_sent += 1
         try:

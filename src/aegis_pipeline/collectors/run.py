@@ -1,7 +1,10 @@
 """One collection run: every selected source fetched concurrently (at most MAX_CONCURRENT_COLLECTIONS at once),
 each isolated from the others' failures.
 
-Per source: pages are fetched and parsed, each record mapped and validated; invalid records go to the
+Per source: what to list comes from `collectors.incremental` (everything, or only what is new or changed, plus a
+full listing when due, within the source's daily request budget). Pages are fetched and parsed one at a time, and
+each page's records are done before the next page is asked for: each record mapped and validated; invalid records
+go to the
 dead-letter queue (DP_1004, or DP_2003 for an id repeated within the run), and so does a response refused as a
 whole (not JSON/XML, larger than MAX_RESPONSE_BYTES: DP_1004, its start kept as text; the source run fails and
 the next run fetches it again). Before mapping, every record is sanitised (lone surrogates and control characters
@@ -18,7 +21,7 @@ loses records the hot path had not stored yet. So the hash remembered is the one
 the version it made of the record (`domain.hashing.published_hash`, of the validated record as published, before
 cleaning; `policies.published_hash`), and a record published more than COLLECTOR_REPUBLISH_GRACE_SECONDS ago
 whose version is still not in `policies` is published again by the next run (for an incremental source, that
-run fetches without its cursor, since the record may lie behind it). The raw topic is created before publishing
+run lists everything, since the record may lie behind its filter). The raw topic is created before publishing
 when it is missing (a broker that lost its data also lost its topics). When PostgreSQL is unavailable the source
 run fails cleanly and the next run does it again; nothing is remembered that was not published.
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
@@ -42,12 +46,20 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from circuitbreaker import CircuitBreaker
 
-from aegis_pipeline.collectors.definitions import Page, SourceDefinition, SourceKind
+from aegis_pipeline.collectors.definitions import CursorIncremental, PageRequest, SourceDefinition, SourceKind
 from aegis_pipeline.collectors.extract import RefusedResponseError, make_page_check, parse_page
 from aegis_pipeline.collectors.http import SourceHttpClient, new_breaker
+from aegis_pipeline.collectors.incremental import (
+    Checkpoint,
+    Listing,
+    ListingKind,
+    ListingProgress,
+    next_checkpoint,
+    plan_listings,
+)
 from aegis_pipeline.collectors.mapping import build_record, external_id_of
 from aegis_pipeline.collectors.parsing.records import dig, sanitise_record
-from aegis_pipeline.collectors.rate_limit import RateLimiter
+from aegis_pipeline.collectors.rate_limit import DailyBudgetSpent, RateLimiter, RequestBudget
 from aegis_pipeline.collectors.state import CollectorState
 from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import CircuitOpenError, ErrorCode, InvalidDataError, PipelineError
@@ -66,7 +78,8 @@ log = get_logger(__name__)
 @dataclass
 class SourceResult:
     source: str
-    status: str = "ok"  # ok | failed | circuit_open
+    # ok | failed | circuit_open | budget_spent (stopped cleanly: the source's daily request budget is spent)
+    status: str = "ok"
     fetched: int = 0
     published: int = 0
     republished: int = 0  # of `published`: records published before that never reached the store
@@ -76,9 +89,13 @@ class SourceResult:
     error: str | None = None
     error_code: str | None = None
     seconds: float = 0.0
+    requests: int = 0  # sent to the source, retries included (boards: not counted here)
+    listings: list[str] = field(default_factory=list)  # what the run listed: all, or incremental and/or full
+    full_listing_next_page: int | None = None  # where a full listing in progress resumes next run
 
     def counts(self) -> dict[str, int]:
-        return {key: value for key, value in asdict(self).items() if isinstance(value, int)}
+        return {key: value for key, value in asdict(self).items()
+                if isinstance(value, int) and key != "full_listing_next_page"}
 
 
 @dataclass
@@ -92,6 +109,7 @@ class CollectorContext:
     producer: AIOKafkaProducer
     dead_letters: DeadLetterQueue
     state: CollectorState
+    budget: RequestBudget
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
     def breaker(self, source: str) -> CircuitBreaker:
@@ -117,7 +135,8 @@ async def open_context(settings: Settings) -> AsyncIterator[CollectorContext]:
         with kafka.translate_errors("start producer"):
             await producer.start()
         yield CollectorContext(
-            settings=settings, http=http, limiter=RateLimiter(redis_client), producer=producer,
+            settings=settings, http=http, limiter=RateLimiter(redis_client), budget=RequestBudget(redis_client),
+            producer=producer,
             dead_letters=DeadLetterQueue(pool, producer, settings.kafka_topic_dlq),
             state=CollectorState(pool),
         )
@@ -128,46 +147,116 @@ async def open_context(settings: Settings) -> AsyncIterator[CollectorContext]:
         await pool.close()
 
 
-async def _api_pages(source: SourceDefinition, client: SourceHttpClient, cursor: str | None) -> AsyncIterator[Page]:
-    """The source's pages in order; its pagination kind says what to request next and when to stop."""
+class _PageTaker:
+    """Takes a source's records page by page, as a run reads them: sanitised, validated (invalid ones to the
+    dead-letter queue), unchanged ones skipped, the rest published and their hashes remembered. A page is done
+    before the next is read, so a run stopped halfway (its daily budget, a failure) keeps what it published."""
+
+    def __init__(self, source: SourceDefinition, context: CollectorContext, result: SourceResult,
+                 run_at: datetime, unstored: set[str]) -> None:
+        self._source = source
+        self._context = context
+        self._result = result
+        self._run_at = run_at
+        self._unstored = unstored
+        self._secrets = source.secret_values()
+        self._seen_ids: set[str] = set()  # within the run: a repeated id is a duplicate, whatever its page
+        self.greatest_cursor_value: str | None = None
+
+    async def take(self, raw_page: list[dict[str, Any]]) -> tuple[int, int]:
+        """Handle one page's records; returns how many were valid and how many of those new or changed."""
+        source, context, result = self._source, self._context, self._result
+        raw_records = [sanitise_record(raw, self._secrets) for raw in raw_page]
+        result.fetched += len(raw_records)
+        valid, letters = _validate(raw_records, source, self._run_at, seen_ids=self._seen_ids,
+                                   max_record_bytes=context.settings.max_record_bytes)
+        result.invalid += len(letters)
+        await context.dead_letters.send(letters)
+        known = await context.state.known_hashes(source.name, [r.collection_metadata.external_id for r in valid])
+        hashed = [(record, published_hash(record)) for record in valid]  # as published; the hot path stores it too
+        changed = [(record, digest) for record, digest in hashed
+                   if known.get(record.collection_metadata.external_id) != digest
+                   or record.collection_metadata.external_id in self._unstored]
+        result.unchanged += len(valid) - len(changed)
+        result.republished += sum(1 for record, digest in changed
+                                  if known.get(record.collection_metadata.external_id) == digest)
+        await _publish(changed, context)
+        result.published += len(changed)
+        await context.state.remember_published(
+            source.name, {record.collection_metadata.external_id: digest for record, digest in changed}
+        )
+        self._note_cursor_values(valid)
+        return len(valid), len(changed)
+
+    def _note_cursor_values(self, records: list[RawPolicyData]) -> None:
+        if not isinstance(self._source.incremental, CursorIncremental):
+            return
+        field_name = self._source.incremental.cursor_field
+        values = [str(dig(record.raw_data, field_name) or "") for record in records]
+        self.greatest_cursor_value = max(filter(None, [*values, self.greatest_cursor_value]), default=None)
+
+
+async def _read_listing(listing: Listing, source: SourceDefinition, client: SourceHttpClient, taker: _PageTaker,
+                        progress: ListingProgress) -> None:
+    """Read one listing's pages in order, each handed to `taker` before the next is asked for. Stops at the last
+    page (its pagination's rule), after `max_pages` pages (a full listing then resumes there next run), or for
+    `stop_at_seen` after a page whose valid records were all published before; `progress` says how far it got."""
     check = make_page_check(source)
-    request = source.pagination.first_request(source.url, source.query_params(cursor))
+    request: PageRequest | None = listing.first
+    pages_read = 0
     while request is not None:
         page = parse_page(await client.fetch_text(request.url, request.params, check), source)
-        yield page
-        request = source.pagination.next_request(request, page, max_pages=source.max_pages)
+        valid, changed = await taker.take(page.records)
+        pages_read += 1
+        following = source.pagination.next_request(request, page, max_pages=sys.maxsize)
+        if listing.kind is ListingKind.FULL:
+            progress.full_listing_next_page = following.index if following else None
+            progress.full_listing_completed = following is None
+        if listing.stop_at_seen and valid and not changed:
+            following = None  # newest first: what comes after this page was seen too
+        if following is not None and pages_read >= source.max_pages:
+            log.info("listing_paused", source=source.name, listing=listing.kind.value, pages=pages_read,
+                     next_page=following.index)
+            following = None
+        request = following
+    if listing.kind is not ListingKind.FULL:
+        progress.incremental_completed = True
 
 
-async def _fetch_raw_records(source: SourceDefinition, context: CollectorContext, cursor: str | None
-                             ) -> list[dict[str, Any]]:
+async def _read_board(source: SourceDefinition, context: CollectorContext, taker: _PageTaker) -> None:
+    """A web board is crawled as a whole (its list pages, then each post's detail page), then taken as one page."""
+    from aegis_pipeline.collectors.html_board import crawl_board
+
+    async def before_request() -> None:
+        await context.budget.spend(source.name, source.daily_request_budget)
+        await context.limiter.acquire(source.name, source.rate_limit.requests_per_second)
+
+    crawl = await crawl_board(
+        source, user_agent=context.settings.collector_user_agent, before_request=before_request,
+        max_response_bytes=context.settings.max_response_bytes,
+    )
+    for url in crawl.blocked_by_robots:
+        log.info("robots_disallowed", source=source.name, url=url)
+    spellings = secret_spellings(source.secret_values())
+    for problem in crawl.errors:  # a page that failed is fetched again next run (its hash was not remembered)
+        log.warning("board_page_failed", source=source.name, reason=redact(problem, spellings))
+    await taker.take([{**record.fields, "id": record.external_id, "url": record.detail_url}
+                      for record in crawl.records])
+
+
+async def _read_source(source: SourceDefinition, context: CollectorContext, listings: list[Listing],
+                       taker: _PageTaker, progress: ListingProgress, result: SourceResult) -> None:
     if source.kind is SourceKind.HTML:
-        from aegis_pipeline.collectors.html_board import crawl_board
-
-        crawl = await crawl_board(
-            source, user_agent=context.settings.collector_user_agent,
-            before_request=lambda: context.limiter.acquire(source.name, source.rate_limit.requests_per_second),
-            max_response_bytes=context.settings.max_response_bytes,
-        )
-        for url in crawl.blocked_by_robots:
-            log.info("robots_disallowed", source=source.name, url=url)
-        spellings = secret_spellings(source.secret_values())
-        for problem in crawl.errors:  # a page that failed is fetched again next run (its hash was not remembered)
-            log.warning("board_page_failed", source=source.name, reason=redact(problem, spellings))
-        return [{**record.fields, "id": record.external_id, "url": record.detail_url} for record in crawl.records]
+        await _read_board(source, context, taker)
+        progress.incremental_completed = True
+        return
     client = SourceHttpClient(source, context.http, context.limiter, context.breaker(source.name),
-                              max_response_bytes=context.settings.max_response_bytes)
-    records: list[dict[str, Any]] = []
-    async for page in _api_pages(source, client, cursor):
-        records.extend(page.records)
-    return records
-
-
-def _cursor_of(records: list[RawPolicyData], source: SourceDefinition, previous: str | None) -> str | None:
-    if source.incremental is None:
-        return None
-    values = [str(dig(record.raw_data, source.incremental.cursor_field) or "") for record in records]
-    values = [value for value in values if value]
-    return max([*values, *([previous] if previous else [])], default=None)
+                              max_response_bytes=context.settings.max_response_bytes, budget=context.budget)
+    try:
+        for listing in listings:
+            await _read_listing(listing, source, client, taker, progress)
+    finally:
+        result.requests = client.requests_sent
 
 
 async def collect_source(source: SourceDefinition, context: CollectorContext) -> SourceResult:
@@ -175,64 +264,55 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
     started = time.monotonic()
     run_at = datetime.now(UTC)
     secrets = source.secret_values()
+    listed = ListingProgress()
+    checkpoint: Checkpoint | None = None
+    taker: _PageTaker | None = None
     try:
         unstored = await context.state.unstored(
             source.name, grace_seconds=context.settings.collector_republish_grace_seconds
         )
-        # A record that never reached the store may lie behind the cursor: then this run fetches everything.
-        cursor = await context.state.cursor(source.name) if source.incremental and not unstored else None
-        raw_records = [sanitise_record(raw, secrets) for raw in await _fetch_raw_records(source, context, cursor)]
-        result.fetched = len(raw_records)
-        valid, letters = _validate(raw_records, source, run_at, max_record_bytes=context.settings.max_record_bytes)
-        result.invalid = len(letters)
-        await context.dead_letters.send(letters)
-        known = await context.state.known_hashes(source.name, [r.collection_metadata.external_id for r in valid])
-        hashed = [(record, published_hash(record)) for record in valid]  # as published; the hot path stores it too
-        changed = [(record, digest) for record, digest in hashed
-                   if known.get(record.collection_metadata.external_id) != digest
-                   or record.collection_metadata.external_id in unstored]
-        result.unchanged = len(valid) - len(changed)
-        result.republished = sum(1 for record, digest in changed
-                                 if known.get(record.collection_metadata.external_id) == digest)
-        await _publish(changed, context)
-        result.published = len(changed)
-        await context.state.remember_published(
-            source.name, {record.collection_metadata.external_id: digest for record, digest in changed}
-        )
-        new_cursor = _cursor_of(valid, source, cursor)
+        checkpoint = await context.state.checkpoint(source.name)
+        # A record that never reached the store may lie behind the incremental filter: then this run reads all.
+        listings = plan_listings(source, checkpoint, run_at, read_everything=bool(unstored))
+        result.listings = [listing.kind.value for listing in listings]
+        taker = _PageTaker(source, context, result, run_at, unstored)
+        await _read_source(source, context, listings, taker, listed, result)
+    except DailyBudgetSpent as stop:  # not a failure: what was read is kept, the next day's runs go on
+        result.status, result.error = "budget_spent", str(stop)
     except RefusedResponseError as error:
         spellings = secret_spellings(secrets)
         await context.dead_letters.send([DeadLetter.from_error(
             "collect", error, source_system=source.name, payload_text=redact(error.body_excerpt, spellings),
         )])
         result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
-        new_cursor = None
     except CircuitOpenError as error:
         result.status, result.failed, result.error, result.error_code = "circuit_open", 1, str(error), error.code
-        new_cursor = None
     except PipelineError as error:
         result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
-        new_cursor = None
     result.seconds = time.monotonic() - started
     if result.error is not None:  # shown to users and logged: a URL in it must not carry the source's key
         result.error = redact(result.error, secret_spellings(secrets))
-    try:
-        await context.state.save_checkpoint(
-            source.name, run_at=run_at, succeeded=result.status == "ok", cursor_value=new_cursor,
-            counts=result.counts(),
-        )
-    except PipelineError as error:  # the database is down: without a checkpoint, the next run does it again
-        if result.status == "ok":
-            result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
+    if checkpoint is not None:
+        following = next_checkpoint(source, checkpoint, listed, run_started_at=run_at,
+                                    greatest_cursor_value=taker.greatest_cursor_value if taker else None)
+        result.full_listing_next_page = following.full_listing_next_page
+        try:
+            await context.state.save_checkpoint(
+                source.name, run_at=run_at, succeeded=result.status in ("ok", "budget_spent"),
+                checkpoint=following, counts=result.counts(),
+            )
+        except PipelineError as error:  # the database is down: without a checkpoint, the next run does it again
+            if result.status == "ok":
+                result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
     _observe(result)
     return result
 
 
 def _validate(raw_records: list[dict[str, Any]], source: SourceDefinition, collected_at: datetime, *,
-              max_record_bytes: int) -> tuple[list[RawPolicyData], list[DeadLetter]]:
+              seen_ids: set[str], max_record_bytes: int) -> tuple[list[RawPolicyData], list[DeadLetter]]:
     valid: list[RawPolicyData] = []
     letters: list[DeadLetter] = []
-    seen: set[str] = set()
+    seen = seen_ids
     for raw in raw_records:
         external_id = external_id_of(raw, source)
         record_key = f"{source.name}:{external_id}" if external_id else None

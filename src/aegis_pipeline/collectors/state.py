@@ -1,5 +1,6 @@
-"""What the collectors remember between runs, in PostgreSQL: a checkpoint per source and the content hash of
-every record published (tables from migration 0002).
+"""What the collectors remember between runs, in PostgreSQL: a checkpoint per source (its cursor and where its
+full listing stands: `collectors.incremental`) and the content hash of every record published (tables from
+migrations 0002 and 0012).
 
 The hash remembered is the content hash of the record as published (`domain.hashing.published_hash`, of the
 validated record before cleaning). The hot path computes the same hash from the record it receives and stores it
@@ -14,6 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
+from aegis_pipeline.collectors.incremental import Checkpoint
 from aegis_pipeline.stores import postgres
 
 
@@ -61,26 +63,34 @@ class CollectorState:
                 source, list(hashes), list(hashes.values()),
             )
 
-    async def cursor(self, source: str) -> str | None:
+    async def checkpoint(self, source: str) -> Checkpoint:
+        """The source's collection state; an empty one before its first run."""
         with postgres.translate_errors("read checkpoint"):
-            return await self._pool.fetchval(
-                "SELECT cursor_value FROM collection_checkpoints WHERE source_system = $1", source
+            row = await self._pool.fetchrow(
+                "SELECT cursor_value, full_listing_next_page, full_listing_completed_at "
+                "FROM collection_checkpoints WHERE source_system = $1", source
             )
+        if row is None:
+            return Checkpoint()
+        return Checkpoint(row["cursor_value"], row["full_listing_next_page"], row["full_listing_completed_at"])
 
     async def save_checkpoint(
-        self, source: str, *, run_at: datetime, succeeded: bool, cursor_value: str | None, counts: dict[str, int]
+        self, source: str, *, run_at: datetime, succeeded: bool, checkpoint: Checkpoint, counts: dict[str, int]
     ) -> None:
         with postgres.translate_errors("write checkpoint"):
             await self._pool.execute(
                 """
                 INSERT INTO collection_checkpoints (source_system, cursor_value, last_run_at, last_success_at,
-                                                    last_counts)
-                VALUES ($1, $2, $3::timestamptz, CASE WHEN $4::boolean THEN $3::timestamptz END, $5::jsonb)
+                                                    last_counts, full_listing_next_page, full_listing_completed_at)
+                VALUES ($1, $2, $3::timestamptz, CASE WHEN $4::boolean THEN $3::timestamptz END, $5::jsonb, $6, $7)
                 ON CONFLICT (source_system) DO UPDATE SET
-                    cursor_value = COALESCE(EXCLUDED.cursor_value, collection_checkpoints.cursor_value),
+                    cursor_value = EXCLUDED.cursor_value,
                     last_run_at = EXCLUDED.last_run_at,
                     last_success_at = COALESCE(EXCLUDED.last_success_at, collection_checkpoints.last_success_at),
-                    last_counts = EXCLUDED.last_counts
+                    last_counts = EXCLUDED.last_counts,
+                    full_listing_next_page = EXCLUDED.full_listing_next_page,
+                    full_listing_completed_at = EXCLUDED.full_listing_completed_at
                 """,
-                source, cursor_value, run_at, succeeded, json.dumps(counts),
+                source, checkpoint.cursor, run_at, succeeded, json.dumps(counts),
+                checkpoint.full_listing_next_page, checkpoint.full_listing_completed_at,
             )

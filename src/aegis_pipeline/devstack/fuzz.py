@@ -734,7 +734,7 @@ class _NoRateLimit:
 
 
 async def _fetch_api_records(page: PageCase, limits: Limits) -> list[dict[str, Any]]:
-    """The page through the collectors' HTTP client (served from memory) and `parse_page`, as `run._api_pages`."""
+    """The page through the collectors' HTTP client (served from memory) and `parse_page`, as `run._read_listing`."""
     source = page.source
 
     def serve(request: httpx.Request) -> httpx.Response:
@@ -750,7 +750,7 @@ async def _fetch_api_records(page: PageCase, limits: Limits) -> list[dict[str, A
 
 def _board_records(page: PageCase) -> list[dict[str, Any]]:
     """The page through the board crawler's own Scrapy callbacks. A list page gives no record (only links to
-    follow); a detail page its post, as `run._fetch_raw_records` turns a post into a record."""
+    follow); a detail page its post, as `run._read_board` turns a post into a record."""
     source = page.source
     progress = _CrawlProgress()
     spider = _BoardSpider(source=source, selectors=source.html, progress=progress, before_request=None)
