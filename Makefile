@@ -95,7 +95,7 @@ lint: install
 
 # Tests start their own engines in a temporary directory (tests/conftest.py) and stop them afterwards.
 test: install lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 clean:
 	-$(PIPELINE) dev down

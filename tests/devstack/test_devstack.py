@@ -47,7 +47,7 @@ def test_up_status_down_lifecycle(data_dir: Path) -> None:
     assert first.returncode == 0, first.stderr
 
     report = status_json(data_dir)
-    assert set(report["engines"]) == set(ENGINE_FIELDS)
+    assert set(report["engines"]) == set(ENGINE_FIELDS) | {"sample_sources"}
     assert all(engine["healthy"] for engine in report["engines"].values()), report
     assert all(engine["embedded"] for engine in report["engines"].values())
     for name, engine in report["engines"].items():

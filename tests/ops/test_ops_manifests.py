@@ -212,7 +212,7 @@ def test_the_sources_file_parses_and_its_keys_come_from_the_secret() -> None:
     from aegis_pipeline.collectors.definitions import parse_sources
 
     document = yaml.safe_load(SOURCES_FILE.read_text(encoding="utf-8"))
-    assert len(parse_sources(document, dict.fromkeys(SOURCE_KEYS, "key")).sources) == 3
+    assert len(parse_sources(document, dict.fromkeys(SOURCE_KEYS, "key")).sources) == 5
     assert SOURCE_KEYS == {"DATA_GO_KR_SERVICE_KEY", "BIZINFO_API_KEY"}
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +16,13 @@ import click
 from pydantic import SecretStr
 
 from aegis_pipeline.common.logging import bind_context, configure_logging, register_secrets
-from aegis_pipeline.settings import Settings, SettingsError, load_core_settings
+from aegis_pipeline.settings import CoreSettings, Settings, SettingsError, explicit_values, load_core_settings
 from aegis_pipeline.settings import load_settings as _load_settings
 
 if TYPE_CHECKING:
     from aegis_pipeline.collectors.definitions import SourcesFile
     from aegis_pipeline.devstack.monitoring import MonitoringSummary
+    from aegis_pipeline.devstack.stack import SampleSourcesServer
 
 
 # Commands that run once and end before Prometheus could scrape them: their metrics go to the Pushgateway.
@@ -142,7 +145,7 @@ def dev_demo() -> None:
         demo_ok = report.sync.success and report.consistency.consistent
     if report.monitoring is not None:
         _print_monitoring(report.monitoring)
-    sys.exit(0 if demo_ok and all(result.status == "ok" for result in report.collection) else 1)
+    sys.exit(0 if demo_ok and all(result.completed for result in report.collection) else 1)
 
 
 @main.command("hot-path")
@@ -436,15 +439,16 @@ def db_current() -> None:
 @click.option("--once", is_flag=True, help="Collect now, once (the scheduler runs collections on schedule).")
 @click.option("--source", "source_name", help="Only this source (enabled or not).")
 @click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Sources file (default: SOURCES_FILE).")
+              help="Sources file (default: SOURCES_FILE; without one, the embedded stack's sample sources).")
 def collect(once: bool, source_name: str | None, sources_file: Path | None) -> None:
     """Fetch the sources, publish new and changed records to the raw topic; print counts per source."""
     from aegis_pipeline.collectors.run import collect_once, open_context
 
     if not once:
         raise click.UsageError("collect runs with --once; `aegis-pipeline scheduler` runs collections on schedule")
+    sources_file, environment = _resolve_sources_file(sources_file)
     settings = load_settings()
-    definitions = _load_sources_or_exit(settings, sources_file)
+    definitions = _load_sources_or_exit(settings, sources_file, environment)
     sources = definitions.select(source_name)
 
     async def run() -> list:
@@ -453,25 +457,30 @@ def collect(once: bool, source_name: str | None, sources_file: Path | None) -> N
 
     results = asyncio.run(run())
     _print_collection(results)
-    sys.exit(0 if all(result.status == "ok" for result in results) else 1)
+    sys.exit(0 if all(result.completed for result in results) else 1)
 
 
 def _print_collection(results: list) -> None:
+    """One line a source: its counts, the requests it sent and what it listed (a full listing in progress says
+    the page it resumes at), then its error or why it stopped."""
     click.echo(f"{'source':<22}{'status':<14}{'fetched':>8}{'published':>10}{'unchanged':>10}{'invalid':>8}"
-               f"{'failed':>7}")
+               f"{'failed':>7}{'requests':>9}  listed")
     for result in results:
+        listed = "+".join(result.listings) or "-"
+        if result.full_listing_next_page is not None:
+            listed += f" (full listing resumes at page {result.full_listing_next_page + 1})"
         click.echo(f"{result.source:<22}{result.status:<14}{result.fetched:>8}{result.published:>10}"
-                   f"{result.unchanged:>10}{result.invalid:>8}{result.failed:>7}"
+                   f"{result.unchanged:>10}{result.invalid:>8}{result.failed:>7}{result.requests:>9}  {listed}"
                    + (f"  {result.error}" if result.error else ""))
     totals = {key: sum(getattr(result, key) for result in results)
-              for key in ("fetched", "published", "unchanged", "invalid", "failed")}
+              for key in ("fetched", "published", "unchanged", "invalid", "failed", "requests")}
     click.echo(f"{'total':<36}{totals['fetched']:>8}{totals['published']:>10}{totals['unchanged']:>10}"
-               f"{totals['invalid']:>8}{totals['failed']:>7}")
+               f"{totals['invalid']:>8}{totals['failed']:>7}{totals['requests']:>9}")
 
 
 @main.command()
 @click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Sources file (default: SOURCES_FILE).")
+              help="Sources file (default: SOURCES_FILE; without one, the embedded stack's sample sources).")
 def scheduler(sources_file: Path | None) -> None:
     """Run every enabled source on its schedule until SIGTERM or Ctrl-C (safe to run on several replicas)."""
     import signal
@@ -482,8 +491,9 @@ def scheduler(sources_file: Path | None) -> None:
     from aegis_pipeline.common.ops_server import OpsServer
     from aegis_pipeline.stores import cache, kafka
 
+    sources_file, environment = _resolve_sources_file(sources_file)
     settings = load_settings()
-    sources = _load_sources_or_exit(settings, sources_file).select()
+    sources = _load_sources_or_exit(settings, sources_file, environment).select()
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -529,16 +539,85 @@ def scheduler(sources_file: Path | None) -> None:
     asyncio.run(serve())
 
 
-def _load_sources_or_exit(settings: Settings, sources_file: Path | None) -> SourcesFile:
-    """The sources file given on the command line, else SOURCES_FILE; exit 2 naming what is wrong in it."""
+NO_SOURCES_FILE = ("no sources file: set SOURCES_FILE (see docs/sources.md) or start the embedded stack with "
+                   "make demo KEEP=1 / aegis-pipeline dev up")
+
+
+def _resolve_sources_file(sources_file: Path | None) -> tuple[Path | None, dict[str, str]]:
+    """Which sources file `collect` and `scheduler` read, and the variables it needs beyond the environment.
+
+    The one given on the command line, else SOURCES_FILE (set, or `sources.yaml` where it exists). With neither,
+    the embedded stack's sample sources when its sample-sources engine answers: devstack/sample_sources.yaml with
+    that server's address and key, said on the first line of output. Else exit 2 with one line saying what to set.
+    Called before the full settings are read: without a stack they would fail first, and less to the point.
+    """
+    core = load_core_settings()
+    if sources_file is not None or "sources_file" in explicit_values() or core.sources_file.is_file():
+        return sources_file, {}
+    from aegis_pipeline.devstack.engines import SAMPLE_SOURCES_FILE
+
+    server = _answering_sample_sources_or_exit(core)
+    click.echo(f"no SOURCES_FILE: collecting the embedded stack's sample sources at {server.url} "
+               f"({_shown_path(SAMPLE_SOURCES_FILE)})")
+    return SAMPLE_SOURCES_FILE, server.environment
+
+
+def _answering_sample_sources_or_exit(core: CoreSettings) -> SampleSourcesServer:
+    if not core.stack_state_path.is_file():  # no stack: say so at once, without loading the stack's code
+        click.echo(NO_SOURCES_FILE, err=True)
+        sys.exit(2)
+    from aegis_pipeline.devstack import stack
+    from aegis_pipeline.devstack.health import sample_sources_problem
+
+    server = stack.sample_sources(core)
+    if server is None:
+        click.echo(f"{NO_SOURCES_FILE} (the embedded stack in {core.aegis_data_dir} has no sample sources yet: "
+                   "aegis-pipeline dev up starts them)", err=True)
+        sys.exit(2)
+    problem = sample_sources_problem(server.url)
+    if problem is not None:
+        click.echo(f"{NO_SOURCES_FILE} (the embedded stack's sample sources at {server.url} do not answer: "
+                   f"{problem})", err=True)
+        sys.exit(2)
+    return server
+
+
+def _shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it (as a user would type it), else whole."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _load_sources_or_exit(settings: Settings, sources_file: Path | None,
+                          environment: dict[str, str] | None = None) -> SourcesFile:
+    """The sources file given on the command line, else SOURCES_FILE, its `${VAR}`s from the process's environment
+    and `environment` (which wins); exit 2 naming what is wrong in it."""
     from aegis_pipeline.collectors.definitions import load_configured_sources
     from aegis_pipeline.common.errors import SourceConfigError
 
     try:
-        return load_configured_sources(settings, sources_file)
+        with _environment_variables(environment or {}):  # read once, here: sources keep their values
+            return load_configured_sources(settings, sources_file)
     except SourceConfigError as error:
         click.echo(str(error.args[0]), err=True)
         sys.exit(2)
+
+
+@contextlib.contextmanager
+def _environment_variables(values: dict[str, str]) -> Iterator[None]:
+    """`values` in os.environ while the block runs; what was there before is put back."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _print_monitoring(summary: MonitoringSummary) -> None:

@@ -141,6 +141,7 @@ def _parse_body(text: str, source: SourceDefinition) -> Any:
         try:
             return _loads_strict_json(text)
         except json.JSONDecodeError as error:
+            _raise_for_gateway_error_in_xml(text, source)
             raise RefusedResponseError(f"{source.name}: response is not JSON ({error.msg} at {error.pos})",
                                        body=text) from None
         except _NotStrictJson as error:
@@ -152,6 +153,22 @@ def _parse_body(text: str, source: SourceDefinition) -> Any:
     except etree.XMLSyntaxError as error:
         raise RefusedResponseError(f"{source.name}: response is not well-formed XML ({error})", body=text) from None
     return {etree.QName(root).localname: xml_to_dict(root)}
+
+
+def _raise_for_gateway_error_in_xml(text: str, source: SourceDefinition) -> None:
+    """data.go.kr's gateway answers a JSON API's key and quota errors in XML (`OpenAPI_ServiceResponse`, HTTP 200):
+    raise what that envelope means (a quota to wait for, a key to fix), not "not JSON"."""
+    if not text.lstrip().startswith("<"):
+        return
+    try:
+        root = etree.fromstring(text.encode("utf-8", "replace"), parser=_XML_PARSER)
+    except etree.XMLSyntaxError:
+        return
+    if etree.QName(root).localname == "OpenAPI_ServiceResponse":
+        try:
+            check_data_go_kr_envelope({"OpenAPI_ServiceResponse": xml_to_dict(root)}, source)
+        except ResponseShapeError as error:
+            raise RefusedResponseError(f"{source.name}: {error}", body=text) from None
 
 
 def parse_page(text: str, source: SourceDefinition) -> Page:
@@ -172,4 +189,6 @@ def make_page_check(source: SourceDefinition) -> Any:
     def check(text: str) -> None:
         if source.kind is SourceKind.XML_API:
             parse_document(text, source)
+        elif source.kind is SourceKind.JSON_API:
+            _raise_for_gateway_error_in_xml(text, source)
     return check

@@ -93,6 +93,11 @@ class SourceResult:
     listings: list[str] = field(default_factory=list)  # what the run listed: all, or incremental and/or full
     full_listing_next_page: int | None = None  # where a full listing in progress resumes next run
 
+    @property
+    def completed(self) -> bool:
+        """The run did what it could: all of it, or up to the daily request budget (the next day goes on)."""
+        return self.status in ("ok", "budget_spent")
+
     def counts(self) -> dict[str, int]:
         return {key: value for key, value in asdict(self).items()
                 if isinstance(value, int) and key != "full_listing_next_page"}
@@ -298,7 +303,7 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
         result.full_listing_next_page = following.full_listing_next_page
         try:
             await context.state.save_checkpoint(
-                source.name, run_at=run_at, succeeded=result.status in ("ok", "budget_spent"),
+                source.name, run_at=run_at, succeeded=result.completed,
                 checkpoint=following, counts=result.counts(),
             )
         except PipelineError as error:  # the database is down: without a checkpoint, the next run does it again

@@ -1,6 +1,6 @@
 """The embedded engines: the six stores, each started from a wheel the project installs (see
-shared/docs/infrastructure.md), and the monitoring (Pushgateway, Alertmanager, Prometheus: Debian's binaries,
-which `make install` unpacks into the venv).
+shared/docs/infrastructure.md), the monitoring (Pushgateway, Alertmanager, Prometheus: Debian's binaries, which
+`make install` unpacks into the venv) and the local stand-ins of the public sources (sample_sources.py).
 
 An engine knows how to launch its server on a given port under its own folder, which settings values point at
 it, and how to stop it. Servers run as detached processes (their own session), so they outlive the command that
@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import psutil
 
 from aegis_pipeline.devstack import monitoring
+from aegis_pipeline.devstack.sample_sources import DEFAULT_SERVICE_KEY
 from aegis_pipeline.stores.graph import LadybugGraphStore
 
 LOOPBACK = "127.0.0.1"
@@ -329,9 +330,33 @@ class PrometheusEngine(EmbeddedEngine):
                 "prometheus_file_sd_dir": str(monitoring.discovery_dir(self.home))}
 
 
-# Prometheus last: it is configured with the addresses of the Pushgateway and Alertmanager.
+# The sources file of the sample sources (the demo's, and `collect`'s and `scheduler`'s when none is configured).
+SAMPLE_SOURCES_FILE = Path(__file__).with_name("sample_sources.yaml")
+
+
+class SampleSourcesEngine(EmbeddedEngine):
+    """The local stand-ins of the public sources (devstack/sample_sources.py, an HTTP server) in their own process,
+    so the demo, and `collect --once` and `scheduler` without a sources file, have sources to collect. Its
+    robots.txt announces no Crawl-delay (the web board takes seconds, not a second per page). It is no engine of
+    `Settings`: its values (the url and the key it accepts, named as SAMPLE_SOURCES_FILE's variables) are read from
+    the state file by `stack.sample_sources`."""
+
+    name = "sample_sources"
+    service_key = DEFAULT_SERVICE_KEY
+
+    def launch(self, port: int, peers: Mapping[str, str]) -> LaunchedProcess:
+        arguments = ["-m", "aegis_pipeline.devstack.sample_sources", "--host", LOOPBACK, "--port", str(port),
+                     "--service-key", self.service_key, "--crawl-delay-seconds", "0"]
+        # Every argument, so that `--port 4123` never matches a server on port 41234.
+        return self._spawn([sys.executable, *arguments], marker=" ".join(arguments))
+
+    def settings_values(self, port: int) -> dict[str, Any]:
+        return {"sample_sources_url": f"http://{LOOPBACK}:{port}", "sample_service_key": self.service_key}
+
+
+# Prometheus after the Pushgateway and Alertmanager: it is configured with their addresses.
 ENGINE_TYPES: tuple[type[EmbeddedEngine], ...] = (
     PostgresEngine, KafkaEngine, RedisEngine, MilvusEngine, GraphEngine, SearchEngine,
-    PushgatewayEngine, AlertmanagerEngine, PrometheusEngine,
+    PushgatewayEngine, AlertmanagerEngine, PrometheusEngine, SampleSourcesEngine,
 )
 ENGINE_NAMES: tuple[str, ...] = tuple(engine.name for engine in ENGINE_TYPES)

@@ -813,7 +813,8 @@ def _read_page(page: PageCase, limits: Limits, runner: asyncio.Runner, result: C
         result.status, result.code, result.detail = "source error", error.code.value, error.message
         return
     sanitised = [sanitise_record(raw, source.secret_values()) for raw in raw_records]
-    valid, result.letters = _validate(sanitised, source, COLLECTED_AT, max_record_bytes=limits.max_record_bytes)
+    valid, result.letters = _validate(sanitised, source, COLLECTED_AT, seen_ids=set(),
+                                      max_record_bytes=limits.max_record_bytes)
     # Published as the collectors publish: the record as JSON, keyed source:external_id.
     result.messages = [Message(record.collection_metadata.record_key.encode("utf-8"),
                                record.model_dump_json().encode("utf-8")) for record in valid]

@@ -1,4 +1,5 @@
-"""Is each engine answering? Checked through the project's own clients in `stores/`, concurrently."""
+"""Is each engine answering? Checked through the project's own clients in `stores/`, concurrently; the sample
+sources (an HTTP server, no engine of `Settings`) by their robots.txt."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+
+import httpx
 
 from aegis_pipeline.common.errors import StoreUnavailableError
 from aegis_pipeline.devstack import monitoring
@@ -48,6 +51,37 @@ def _monitoring_check(url: str) -> Callable[[], Awaitable[None]]:
             raise StoreUnavailableError("not configured")
         await asyncio.to_thread(monitoring.ping, url)
     return check
+
+
+def ping_sample_sources(url: str, *, timeout_seconds: float = 5) -> None:
+    """The sample-sources server answers at `url`: its robots.txt (neither paged nor armed with a quirk), which
+    also tells it from another server that took the port."""
+    response = httpx.get(f"{url}/robots.txt", timeout=timeout_seconds)
+    response.raise_for_status()
+    if "Disallow: /board/private/" not in response.text:
+        raise StoreUnavailableError(f"{url} is not the sample sources' server (unexpected robots.txt)")
+
+
+def sample_sources_problem(url: str, *, timeout_seconds: float = 5) -> str | None:
+    """Why the sample-sources server at `url` does not answer, or None when it does."""
+    try:
+        ping_sample_sources(url, timeout_seconds=timeout_seconds)
+    except (httpx.HTTPError, StoreUnavailableError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+async def check_sample_sources(url: str, *, timeout_seconds: float = 10) -> EngineHealth:
+    return await _check_one(lambda: asyncio.to_thread(ping_sample_sources, url), url, timeout_seconds)
+
+
+async def wait_until_sample_sources_answer(url: str, *, timeout_seconds: float) -> None:
+    """Poll until the sample-sources server answers; raise `StoreUnavailableError` with its last problem."""
+    deadline = time.monotonic() + timeout_seconds
+    while (problem := await asyncio.to_thread(sample_sources_problem, url)) is not None:
+        if time.monotonic() > deadline:
+            raise StoreUnavailableError(f"sample sources not answering after {timeout_seconds:.0f} s: {problem}")
+        await asyncio.sleep(0.2)
 
 
 async def _check_one(check: Callable[[], Awaitable[None]], url: str, timeout_seconds: float) -> EngineHealth:

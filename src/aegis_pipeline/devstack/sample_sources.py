@@ -1075,7 +1075,10 @@ class SampleSources:
 
 
 def main() -> None:
-    """`python -m devstack.sample_sources [--host H] [--port P]`: serve until Ctrl-C, print the base URL."""
+    """`python -m devstack.sample_sources [--host H] [--port P]`: serve until Ctrl-C or SIGTERM, print the base
+    URL."""
+    import signal
+
     parser = argparse.ArgumentParser(description="Serve the sample public sources (tests and demo).")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default 0: a free port)")
@@ -1092,6 +1095,8 @@ def main() -> None:
         slow_response_seconds=arguments.slow_response_seconds,
     )
     print(sources.start(), flush=True)
+    # SIGTERM (`aegis-pipeline dev down`, which runs this as an engine of the embedded stack) stops as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -6,7 +6,9 @@ project's own clients, then creates the topics and applies the migrations. Every
 running stack changes nothing, and `up` after a crash restarts only what is no longer running, on the port it
 had when that port is still free (so processes already connected to it reconnect). `down` stops only
 processes `up` started, identified by pid and command line. Engines configured explicitly (environment or
-`.env`, e.g. real clusters) are never started here.
+`.env`, e.g. real clusters) are never started here. The local stand-ins of the public sources run as one more
+engine (`sample_sources`): `sample_sources()` says where, for the demo and for `collect`/`scheduler` without a
+sources file.
 """
 
 from __future__ import annotations
@@ -26,8 +28,21 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from aegis_pipeline.common.logging import get_logger
-from aegis_pipeline.devstack.engines import ENGINE_TYPES, EmbeddedEngine, LaunchedProcess, is_running, stop_process
-from aegis_pipeline.devstack.health import EngineHealth, check_engines, wait_until_healthy
+from aegis_pipeline.devstack.engines import (
+    ENGINE_TYPES,
+    EmbeddedEngine,
+    LaunchedProcess,
+    SampleSourcesEngine,
+    is_running,
+    stop_process,
+)
+from aegis_pipeline.devstack.health import (
+    EngineHealth,
+    check_engines,
+    check_sample_sources,
+    wait_until_healthy,
+    wait_until_sample_sources_answer,
+)
 from aegis_pipeline.settings import (
     CoreSettings,
     Settings,
@@ -149,11 +164,11 @@ def up(core: CoreSettings, *, startup_timeout_seconds: float = 90) -> Settings:
                      pid=process.pid if process else None, elapsed_ms=int((time.monotonic() - started) * 1000))
         state.save(core.stack_state_path)
         settings = load_settings(aegis_data_dir=data_dir)
-        asyncio.run(_prepare(settings, startup_timeout_seconds))
+        asyncio.run(_prepare(settings, startup_timeout_seconds, _sample_sources_of(state)))
     return settings
 
 
-async def _prepare(settings: Settings, timeout_seconds: float) -> None:
+async def _prepare(settings: Settings, timeout_seconds: float, sample_sources: SampleSourcesServer | None) -> None:
     from aegis_pipeline.schemas.migrations import upgrade_to_head
     from aegis_pipeline.stores import kafka, postgres
 
@@ -171,16 +186,45 @@ async def _prepare(settings: Settings, timeout_seconds: float) -> None:
     created = await kafka.ensure_topics(settings, topics, partitions=settings.kafka_topic_partitions)
     log.info("topics_ready", created=created, partitions=settings.kafka_topic_partitions)
     await asyncio.to_thread(upgrade_to_head, settings)
+    if sample_sources is not None:
+        await wait_until_sample_sources_answer(sample_sources.url, timeout_seconds=timeout_seconds)
+
+
+@dataclass(frozen=True)
+class SampleSourcesServer:
+    """Where the stack's sample-sources engine serves, and the serviceKey it accepts: the values of
+    `${SAMPLE_SOURCES_URL}` and `${SAMPLE_SERVICE_KEY}` in devstack/sample_sources.yaml."""
+
+    url: str
+    service_key: str
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {"SAMPLE_SOURCES_URL": self.url, "SAMPLE_SERVICE_KEY": self.service_key}
+
+
+def _sample_sources_of(state: StackState | None) -> SampleSourcesServer | None:
+    values = state.settings.get(SampleSourcesEngine.name) if state is not None else None
+    if not values:
+        return None
+    return SampleSourcesServer(url=values["sample_sources_url"], service_key=values["sample_service_key"])
+
+
+def sample_sources(core: CoreSettings) -> SampleSourcesServer | None:
+    """The sample-sources engine the stack in `core.aegis_data_dir` records (None without one); whether it answers
+    is `health.sample_sources_problem(server.url)`."""
+    return _sample_sources_of(StackState.load(core.stack_state_path))
 
 
 def status(core: CoreSettings) -> dict[str, Any]:
-    """`{"engines": {name: {"url", "healthy", "embedded", "pid", "error"}}}` for the stack the settings reach."""
+    """`{"engines": {name: {"url", "healthy", "embedded", "pid", "error"}}}` for the stack the settings reach, with
+    the sample-sources engine when the stack has one."""
     state = StackState.load(core.stack_state_path)
     try:
         settings = load_settings(aegis_data_dir=core.aegis_data_dir)
     except SystemExit as error:
         return {"engines": {}, "error": str(error)}
-    health: dict[str, EngineHealth] = asyncio.run(check_engines(settings))
+    health = asyncio.run(_check_all(settings, _sample_sources_of(state)))
     report: dict[str, Any] = {}
     for name, engine_health in health.items():
         record = state.engines.get(name) if state else None
@@ -192,6 +236,13 @@ def status(core: CoreSettings) -> dict[str, Any]:
             "error": engine_health.error,
         }
     return {"engines": report, "data_dir": str(core.aegis_data_dir.resolve())}
+
+
+async def _check_all(settings: Settings, sample_sources: SampleSourcesServer | None) -> dict[str, EngineHealth]:
+    if sample_sources is None:
+        return await check_engines(settings)
+    health, sample_health = await asyncio.gather(check_engines(settings), check_sample_sources(sample_sources.url))
+    return {**health, SampleSourcesEngine.name: sample_health}
 
 
 def down(core: CoreSettings, *, purge: bool = False) -> list[str]:
