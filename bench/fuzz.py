@@ -137,6 +137,7 @@ def hot_path_environment(settings: Settings) -> dict[str, str]:
             "AEGIS_DATA_DIR": str(settings.aegis_data_dir),
             "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
             "KAFKA_TOPIC_POLICY_EVENTS": settings.kafka_topic_policy_events,
+            "KAFKA_TOPIC_POLICY_STATE": settings.kafka_topic_policy_state,
             "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
             "MAX_RECORD_BYTES": str(settings.max_record_bytes), "METRICS_PORT": "0", "LOG_LEVEL": "WARNING"}
 

@@ -94,6 +94,7 @@ def host_speed_ms(records: int = 1000, repeats: int = 5) -> float:
 def hot_path_process(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
     environment = {**os.environ, "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
                    "KAFKA_TOPIC_POLICY_EVENTS": settings.kafka_topic_policy_events,
+                   "KAFKA_TOPIC_POLICY_STATE": settings.kafka_topic_policy_state,
                    "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
                    "HOT_PATH_BATCH_SIZE": str(settings.hot_path_batch_size),
                    "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group}

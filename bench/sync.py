@@ -122,7 +122,7 @@ async def sample_documents(settings: Settings, count: int) -> list[SyncDocument]
     pool = await postgres.create_pool(settings)
     try:
         documents: list[SyncDocument] = []
-        async for batch in source.active_batches(pool, 2000):
+        async for batch in source.kept_batches(pool, frozenset({"active"}), 2000):
             documents.extend(batch)
             if len(documents) >= count:
                 break

@@ -5,8 +5,11 @@ Tasks (each idempotent: re-running one finds what is left to do; they pass run i
 2. `score`, mapped over the `workers` assignments (dynamic task mapping): `cold_path.run.score_batches` (load,
    full validation, quality score, duplicates, status). Each mapped task claims its batches with SKIP LOCKED, so
    a backlog spreads over whatever workers the executor has (Celery or Kubernetes in production) and no record
-   is scored twice; duplicate decisions take turns, the validation and scoring before them do not.
-3. `summarise_scoring`: `cold_path.run.finish_run` counts what every worker decided under the run id.
+   is scored twice; duplicate decisions take turns, the validation and scoring before them do not. Once nothing
+   waits, each task rescores records scored under older rules (`cold_path.scoring_rules`), oldest rules first, for at
+   most COLD_PATH_RESCORE_SECONDS; the next hourly run goes on.
+3. `summarise_scoring`: `cold_path.run.finish_run` counts what every worker decided under the run id, how many
+   records were rescored and how many are still on older rules (`cold_path_stale_score_records`).
 4. `sync`: `sync.run.run_sync` (PostgreSQL to Milvus, the graph, Elasticsearch). A target that failed fails the
    task with its DP code (DP_3001..DP_3003), after the others synced; Airflow retries it.
 5. `check_consistency`: `sync.consistency.check_consistency` (each target against PostgreSQL). Drift does not
@@ -18,7 +21,8 @@ Every task's log lines carry `dag_id`, `task_id`, `dag_run_id` and `try_number`,
 the Pushgateway as the matching CLI command's (`aegis_pipeline.airflow_tasks`).
 
 Trigger with params from the UI: `limit` (at most this many records), `source` (only this source),
-`rescore_all` (score every record again), `workers` (how many tasks score at once; a backfill wants more).
+`rescore_all` (score every record again now, whatever rules scored it), `workers` (how many tasks score at
+once; a backfill wants more).
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, fail_if_targets_failed, r
     params={
         "limit": Param(None, type=["null", "integer"], minimum=1, description="Score at most this many records"),
         "source": Param(None, type=["null", "string"], description="Only records of this source"),
-        "rescore_all": Param(False, type="boolean", description="Score every record again, not only new ones"),
+        "rescore_all": Param(False, type="boolean",
+                             description="Score every record again now, not only new ones and, within the run's "
+                                         "budget, those scored under older rules"),
         "workers": Param(2, type="integer", minimum=1, maximum=32,
                          description="Scoring tasks that run at once (each claims its own batches)"),
     },
@@ -73,7 +79,7 @@ def policy_cold_path() -> None:
             settings, assignment["run_id"], limit=assignment["limit"], source=assignment["source"],
             rescore_since=datetime.fromisoformat(since) if since else None), metrics_job="cold-path")
         return {"run_id": assignment["run_id"], "failed": report.failed, "requeued": report.requeued,
-                "batches": report.batches}
+                "batches": report.batches, "rescored": report.rescored}
 
     @task
     def summarise_scoring(workers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -81,10 +87,11 @@ def policy_cold_path() -> None:
 
         run_id = workers[0]["run_id"]
         reports = [WorkerReport(failed=worker["failed"], requeued=worker["requeued"], batches=worker["batches"],
-                                batch_seconds=()) for worker in workers]
+                                batch_seconds=(), rescored=worker.get("rescored", 0)) for worker in workers]
         report = run_pipeline_step(lambda settings: finish_run(settings, run_id, reports), metrics_job="cold-path")
         return {"run_id": report.run_id, "counts": report.counts, "failed": report.failed, "workers": len(workers),
-                "score_distribution": report.score_distribution}
+                "score_distribution": report.score_distribution, "rules_version": report.rules_version,
+                "rescored": report.rescored, "stale_remaining": report.stale_remaining}
 
     @task
     def sync(scored: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:

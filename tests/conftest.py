@@ -38,6 +38,10 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     saved = {name: os.environ.pop(name) for name in list(os.environ) if name.upper() in _ENGINE_ENV}
     data_dir = tmp_path_factory.mktemp("aegis")
     os.environ["AEGIS_DATA_DIR"] = str(data_dir)
+    # The fixtures' programmes carry fixed 2025-2026 dates, most of them past by now: with the production grace,
+    # every cold-path run would archive them as closed and the tests about scoring, sync and search would find an
+    # empty catalogue. Ten years keeps them; tests/cold_path/test_lifecycle.py sets its own (docs/lifecycle.md).
+    os.environ["ARCHIVE_AFTER_DAYS"] = "3650"
     yield data_dir
     os.environ.update(saved)
 

@@ -116,6 +116,9 @@ class CoreSettings(BaseSettings):
     kafka_topic_raw_policies: str = "policy-raw"
     kafka_topic_policy_events: str = "policy-events"
     kafka_topic_dlq: str = "data-pipeline-dlq"
+    # The catalogue for late consumers (docs/events.md, "The catalogue topic"): the latest state of each active
+    # policy, keyed by its id, a tombstone when it leaves; created compacted (cleanup.policy=compact).
+    kafka_topic_policy_state: str = "policy-state"
     kafka_topic_partitions: int = Field(default=3, ge=1, le=256)
     # The hot path's consumer group: every replica of one deployment shares it.
     kafka_consumer_group: str = Field(default="aegis-hot-path", min_length=1)
@@ -128,6 +131,11 @@ class CoreSettings(BaseSettings):
     # Processing (§11).
     hot_path_timeout_seconds: float = Field(default=1.0, gt=0)
     cold_path_batch_size: int = Field(default=100, ge=1)
+    # Background rescoring (cold_path/scoring_rules.py): once nothing waits for a score, each worker of a cold-path run
+    # scores again records scored under older rules (weights, threshold or duplicate guards changed), oldest rules
+    # first, taking batches for at most this long; the next hourly run goes on. 0: not in the background (only
+    # `cold-path run --rescore-all` rescores).
+    cold_path_rescore_seconds: float = Field(default=600.0, ge=0)
     quality_score_threshold: float = Field(default=0.7, ge=0, le=1)
 
     metrics_port: int = Field(default=9090, ge=0, le=65535)  # 0: any free port (tests)
@@ -150,6 +158,9 @@ class CoreSettings(BaseSettings):
     quality_weight_timeliness: float = Field(default=0.2, ge=0, le=1)
     # Two records of one program score at least this (0..1, cold_path/duplicates.py); lower: more merges.
     duplicate_similarity_threshold: float = Field(default=0.55, gt=0, le=1)
+    # Lifecycle (docs/lifecycle.md): the hourly cold path archives a programme whose application period ended more
+    # than this many days ago (Korean dates; a deadline extended within the grace keeps it in the catalogue).
+    archive_after_days: int = Field(default=7, ge=0, le=3650)
 
     @model_validator(mode="after")
     def _quality_weights_add_up_to_one(self) -> Self:
@@ -203,6 +214,18 @@ class CoreSettings(BaseSettings):
     # Long work (sync, consistency, collect --once, cold path) off a terminal (Airflow, CI) logs a `progress` line
     # at most this often (common/progress.py; on a terminal it draws a live bar instead).
     progress_log_seconds: float = Field(default=5.0, gt=0)
+
+    # Retention (issue 25, cold_path/retention.py, run daily by the `policy_retention` DAG and `aegis-pipeline
+    # retention`): rows older than this many days are deleted, except what must stay (a policy's latest score and
+    # status change, open dead letters, the latest report per target, the latest run of each kind); 0: kept forever.
+    # Deleted in batches of RETENTION_BATCH_SIZE rows examined, each its own short transaction.
+    retention_days_audit_logs: int = Field(default=365, ge=0)
+    retention_days_processing_history: int = Field(default=90, ge=0)
+    retention_days_quality_metrics: int = Field(default=90, ge=0)
+    retention_days_consistency_reports: int = Field(default=30, ge=0)
+    retention_days_dead_letters: int = Field(default=30, ge=0)  # resolved letters only: open ones always stay
+    retention_days_pipeline_metadata: int = Field(default=90, ge=0)  # never under EVENT_REANNOUNCE_HORIZON_HOURS
+    retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
 
     @property
     def stack_state_path(self) -> Path:

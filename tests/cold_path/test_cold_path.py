@@ -306,6 +306,7 @@ async def test_cold_path_run_prints_counts_per_status_and_the_score_distribution
     assert re.fullmatch(r"  run cold-\S+: 3 records in 1 batches, [\d.]+ s", lines[0]), done.stdout
     assert lines[1].startswith("  active 2, rejected 1, duplicate 0 "), done.stdout
     assert "  rejected by code: DP_2001 1" in lines
+    assert "  archived: closed 0, withdrawn 0; back from withdrawn 0 (docs/lifecycle.md)" in lines
     (distribution,) = [line for line in lines if line.startswith("  score distribution: ")]
     buckets = dict(item.rsplit(" ", 1) for item in distribution.removeprefix("  score distribution: ").split(", "))
     assert all(re.fullmatch(r"\d\.\d-\d\.\d", bucket) for bucket in buckets)

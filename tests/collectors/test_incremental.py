@@ -116,6 +116,32 @@ def test_a_full_listing_keeps_its_next_page_until_it_reads_its_last() -> None:
     assert (done.full_listing_next_page, done.full_listing_completed_at) == (None, NOW)
 
 
+def test_a_complete_listing_is_dated_by_its_start_even_over_several_runs() -> None:
+    """What the withdrawn sweep compares with (docs/lifecycle.md): the start of the last listing of everything that
+    reached its last page; a listing stopped halfway completes none."""
+    everything = source()
+    partial = next_checkpoint(everything, Checkpoint(), ListingProgress(listing_of_everything_started=True),
+                              run_started_at=NOW, greatest_cursor_value=None)
+    assert (partial.listing_started_at, partial.last_complete_listing_at) == (NOW, None)
+    complete = next_checkpoint(everything, partial, ListingProgress(listing_of_everything_started=True,
+                                                                    listing_of_everything_completed=True),
+                               run_started_at=NOW + timedelta(hours=6), greatest_cursor_value=None)
+    assert (complete.listing_started_at, complete.last_complete_listing_at) == (None, NOW + timedelta(hours=6))
+
+    weekly = source(incremental=MSS_WINDOW, full_listing={"every_days": 7})
+    first_day = next_checkpoint(weekly, Checkpoint(), ListingProgress(listing_of_everything_started=True,
+                                                                      full_listing_next_page=40),
+                                run_started_at=NOW, greatest_cursor_value=None)
+    next_day = NOW + timedelta(days=1)
+    resumed = next_checkpoint(weekly, first_day, ListingProgress(full_listing_completed=True,
+                                                                 listing_of_everything_completed=True),
+                              run_started_at=next_day, greatest_cursor_value=None)
+    assert (resumed.last_complete_listing_at, resumed.full_listing_completed_at) == (NOW, next_day)
+    incremental_only = next_checkpoint(weekly, resumed, ListingProgress(incremental_completed=True),
+                                       run_started_at=next_day + timedelta(hours=6), greatest_cursor_value=None)
+    assert incremental_only.last_complete_listing_at == NOW
+
+
 def test_the_cursor_strategy_keeps_the_greatest_value_seen() -> None:
     defined = source(incremental={"cursor_field": "modified", "request_param": "since"})
     after = next_checkpoint(defined, Checkpoint(cursor="20261201"), ListingProgress(incremental_completed=True),

@@ -2,7 +2,7 @@
 stack, driven in headless Chromium (Debian's `chromium`, which `make install` installs) by Playwright.
 
 A person signs in through the simple auth manager's form with the password Airflow generated for them, finds the
-three DAGs with their docs and no import error, triggers `policy_cold_path` from the trigger dialog with its params
+four DAGs with their docs and no import error, triggers `policy_cold_path` from the trigger dialog with its params
 form filled, watches the run succeed and reads the run's counts in a task's log; then, with a sync target down,
 triggers `policy_consistency_repair` and reads the target's DP code in the failed task's log. Every assertion is on
 what the page shows. Each step leaves a screenshot (`01_login.png`, `02_dags.png`, ...) in the test's temporary
@@ -46,6 +46,7 @@ DOCS = {
     "policy_cold_path": "hourly: score what waits for a score, sync the targets, check them, send the events",
     "policy_consistency_repair": "daily: compare each target (Milvus, the graph, Elasticsearch) with PostgreSQL "
                                  "and repair what is missing, stale or orphaned",
+    "policy_retention": "daily at 03:30 UTC: delete the history past each table's retention",
 }
 
 
@@ -169,16 +170,17 @@ async def sign_in(page: Page, base: str, password: str, shots: Screenshots) -> N
 
 
 async def see_the_dags_listed(page: Page, shots: Screenshots) -> None:
-    """On the Dags page the person finds the three DAGs (the list reloaded until Airflow's DAG processor has
+    """On the Dags page the person finds the four DAGs (the list reloaded until Airflow's DAG processor has
     parsed them: it runs beside the UI)."""
     await page.get_by_test_id("nav-dags-link").click()
     deadline = time.monotonic() + 180
     while True:
         try:
-            await expect(page.get_by_text("3 Dags", exact=True)).to_be_visible(timeout=5000)
+            await expect(page.get_by_text(f"{len(DOCS)} Dags", exact=True)).to_be_visible(timeout=5000)
             break
         except AssertionError:
-            assert time.monotonic() < deadline, "the Dags page never listed 3 DAGs: " + await page.inner_text("body")
+            assert time.monotonic() < deadline, (f"the Dags page never listed {len(DOCS)} DAGs: "
+                                                 + await page.inner_text("body"))
             await page.reload()
     for dag_id in DOCS:
         await expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)

@@ -94,7 +94,7 @@ def test_the_cold_path_reads_every_field_of_its_record_and_only_those() -> None:
 
 
 def test_the_sync_reads_the_content_and_its_own_fields() -> None:
-    own = {"id": "7", "version": 2, "checksum": "c", "quality_score": 0.9, "canonical_id": None,
+    own = {"id": "7", "version": 2, "checksum": "c", "quality_score": 0.9, "status": "active", "canonical_id": None,
            "duplicate_ids": None, "duplicate_of": None}
     assert {field.name for field in dataclasses.fields(SyncDocument)} == set(POLICY_CONTENT_COLUMNS) | set(own)
     assert all(f"p.{name}" in sync_source._DOCUMENT_COLUMNS for name in POLICY_CONTENT_COLUMNS)

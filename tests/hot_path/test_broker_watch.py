@@ -30,6 +30,7 @@ from aegis_pipeline.schemas.events import EventType
 from aegis_pipeline.schemas.migrations import upgrade_to_head
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import kafka, outbox, postgres
+from aegis_pipeline.stores.catalogue import read_catalogue
 from aegis_pipeline.stores.outbox import OutboxEvent, OutboxRelay
 from aegis_pipeline.sync.run import run_sync
 
@@ -93,7 +94,7 @@ async def test_a_lost_broker_is_recovered_by_one_replica_only(fresh_topics: Sett
 
 SOURCE = "watch_test"
 POLICIES = 6  # plus one copy of the first, which the cold path rejects as its duplicate (DP_2003, with a reason)
-EVENT_TYPES = [event_type.value for event_type in EventType]
+EVENT_TYPES = [event_type.value for event_type in EventType if event_type is not EventType.POLICY_STATE]  # events
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class AnnouncedTwice:
     again: dict[str, dict[str, Any]]  # event id -> envelope, as announced after the loss (from the new topic)
     announced: int                    # what the recovery wrote to the outbox
     counted: dict[str, float]         # events_reannounced_total{event_type} added by the recovery
+    catalogue_first: dict[str, dict[str, Any]]  # the catalogue topic as first written: policy id -> state
+    catalogue_again: dict[str, dict[str, Any]]  # the catalogue topic as written again after the loss
 
 
 def reannounced_total(event_type: str) -> float:
@@ -153,6 +156,7 @@ async def announced_twice(stack: Settings, tmp_path_factory: pytest.TempPathFact
             await run_sync(before_loss, targets=["graph"], run_id=f"airflow:watch-{suffix}")
         await outbox.send_pending_events(before_loss)
         first = {event["event_id"]: event for event in await read_events(before_loss)}
+        catalogue_first = (await read_catalogue(before_loss)).policies
 
         # The broker restarted empty: none of the topics is there, the sentinel's row is. (New topic names stand
         # for the same topics on the emptied broker: what is read back from them is what was sent after the loss.)
@@ -160,7 +164,7 @@ async def announced_twice(stack: Settings, tmp_path_factory: pytest.TempPathFact
         async with postgres.connect(after_loss.postgres_dsn()) as connection:
             await connection.execute("INSERT INTO broker_sentinels (sentinel_topic) VALUES ($1)",
                                      sentinel_topic(after_loss))
-        counted_before = {event_type: reannounced_total(event_type) for event_type in EVENT_TYPES}
+        counted_before = {event_type: reannounced_total(event_type) for event_type in EventType}
         pool = await postgres.create_pool(after_loss)
         producer = kafka.create_producer(after_loss)
         await producer.start()
@@ -173,10 +177,12 @@ async def announced_twice(stack: Settings, tmp_path_factory: pytest.TempPathFact
         finally:
             await producer.stop()
             await pool.close()
-        counted = {event_type: reannounced_total(event_type) - counted_before[event_type]
-                   for event_type in EVENT_TYPES}
+        counted = {event_type.value: reannounced_total(event_type) - counted_before[event_type]
+                   for event_type in EventType if reannounced_total(event_type) > counted_before[event_type]}
         again = {event["event_id"]: event for event in await read_events(after_loss)}
-        yield AnnouncedTwice(first=first, again=again, announced=announced, counted=counted)
+        yield AnnouncedTwice(first=first, again=again, announced=announced, counted=counted,
+                             catalogue_first=catalogue_first,
+                             catalogue_again=(await read_catalogue(after_loss)).policies)
     finally:
         await postgres.drop_database(server_dsn, database)
 
@@ -194,7 +200,7 @@ async def test_after_a_loss_every_event_type_is_announced_again_with_the_ids_fir
 
     # What was sent first: a version of each policy, a scoring of each (one rejected as a duplicate, with its
     # reason), and both recorded runs of the retried sync (their ids differ: they finished at different times).
-    assert {event_type: len(ids) for event_type, ids in first.items()} == {
+    assert {event_type: len(ids) for event_type, ids in first.items() if ids} == {
         "policy.validated": POLICIES + 1, "data.quality_updated": POLICIES + 1, "data.sync_completed": 2}
     scorings = [event["data"] for event in announced_twice.first.values()
                 if event["event_type"] == "data.quality_updated"]
@@ -202,8 +208,19 @@ async def test_after_a_loss_every_event_type_is_announced_again_with_the_ids_fir
     assert [data["reasons"][0][:7] for data in scorings if data["status"] == "rejected"] == ["DP_2003"]
 
     assert again == first  # every event again, with the id it was first sent with, and nothing else
-    assert announced_twice.announced == sum(len(ids) for ids in first.values())
-    assert announced_twice.counted == {event_type: len(ids) for event_type, ids in first.items()}
+    catalogue = announced_twice.catalogue_first
+    assert announced_twice.announced == sum(len(ids) for ids in first.values()) + len(catalogue)
+    assert announced_twice.counted == {**{event_type: len(ids) for event_type, ids in first.items() if ids},
+                                       "policy.state": len(catalogue)}
+
+
+async def test_after_a_loss_the_catalogue_topic_holds_every_active_policy_again(
+        announced_twice: AnnouncedTwice) -> None:
+    active = {event["data"]["policy_id"] for event in announced_twice.first.values()
+              if event["event_type"] == "data.quality_updated" and event["data"]["status"] == "active"}
+    assert set(announced_twice.catalogue_first) == active and len(active) == POLICIES
+    # The same documents (content, version, score, time of the decision), rebuilt from the stored rows.
+    assert announced_twice.catalogue_again == announced_twice.catalogue_first
 
 
 async def test_an_event_rebuilt_from_the_stored_row_is_the_event_first_sent(announced_twice: AnnouncedTwice) -> None:

@@ -33,6 +33,12 @@ ALLOWED = {
     (PACKAGE + "hot_path/broker_watch.py", "_reannounce_pages"):
         "one of the module's constant statements (CHANGED_POLICIES_SQL, SCORED_POLICIES_SQL, SYNC_RUNS_SQL), passed "
         "by _reannounce; values bound",
+    (PACKAGE + "cold_path/lifecycle.py", "_archive"):
+        "one of the module's two constant statements (ARCHIVE_CLOSED_SQL, ARCHIVE_WITHDRAWN_SQL), passed by "
+        "apply_lifecycle; the date, batch size and source bound",
+    (PACKAGE + "cold_path/retention.py", "_apply_rule"):
+        "one of the module's STATEMENTS, built at import from its constant table names and predicates (_TABLES); "
+        "the cutoff, keyset position and batch size bound",
     (PACKAGE + "stores/graph.py", "run"):
         "Cypher pass-through: sync/targets/graph.py writes constants, labels from its LINKS table, values bound as "
         "$parameters",

@@ -97,10 +97,26 @@ def sync_completed_data() -> dict[str, Any]:
     }
 
 
+def policy_archived_data() -> dict[str, Any]:
+    return {
+        "policy_id": POLICY_ID, "version": 2, "reason": "closed", "source_system": "kstartup",
+        "external_id": "175032", "application_end_date": "2026-11-20", "archived_at": "2026-12-06T01:00:02.411250Z",
+    }
+
+
+def policy_state_data() -> dict[str, Any]:
+    data = {name: value for name, value in policy_validated_data().items()
+            if name not in ("processing_path", "collected_at", "validated_at")}
+    return {**data, "version": 2, "status": "active", "quality_score": 0.87,
+            "updated_at": datetime(2026, 3, 2, 1, 5, 41, 198830, tzinfo=UTC)}
+
+
 PAYLOADS: dict[EventType, Callable[[], dict[str, Any]]] = {
     EventType.POLICY_VALIDATED: policy_validated_data,
     EventType.DATA_QUALITY_UPDATED: quality_updated_data,
     EventType.DATA_SYNC_COMPLETED: sync_completed_data,
+    EventType.POLICY_ARCHIVED: policy_archived_data,
+    EventType.POLICY_STATE: policy_state_data,
 }
 
 
@@ -356,6 +372,8 @@ BAD_DATA = [
     (EventType.DATA_SYNC_COMPLETED, "sync_results.2.records_synced", -3, "data.sync_results.2.records_synced", "neg"),
     (EventType.DATA_SYNC_COMPLETED, "sync_results.0.took_ms", 12, "data.sync_results.0.took_ms", "result-extra"),
     (EventType.DATA_SYNC_COMPLETED, "sync_results.2.errors", "실패", "data.sync_results.2.errors", "errors-str"),
+    (EventType.POLICY_STATE, "status", "rejected", "data.status", "state-not-active"),
+    (EventType.POLICY_STATE, "quality_score", 1.2, "data.quality_score", "state-score-above-1"),
 ]
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 TABLES = {"policies", "pipeline_metadata", "processing_history", "quality_metrics", "audit_logs", "dead_letters",
           "collection_checkpoints", "collected_records", "event_outbox", "policy_duplicates",
           "policy_fingerprints", "sync_watermarks", "text_embeddings", "consistency_reports",
-          "broker_sentinels"}
+          "broker_sentinels", "scoring_rules_versions"}
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ def make_document(**overrides: Any) -> SyncDocument:
         "application_end_date": date(2025, 4, 30),
         "original_url": "https://www.bizinfo.go.kr/p/1",
         "quality_score": 0.87,
+        "status": "active",
         "canonical_id": None,
         "duplicate_ids": (),
         "duplicate_of": None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from aegis_pipeline.common.errors import ErrorCode, SyncFailedError
+from aegis_pipeline.domain.korean_time import korean_today
 from aegis_pipeline.stores import postgres
 from aegis_pipeline.sync import lookup
 from aegis_pipeline.sync.lookup import SEARCHABLE_TARGETS, Hit, query_search, query_vectors
@@ -21,7 +23,9 @@ from aegis_pipeline.sync.lookup import SEARCHABLE_TARGETS, Hit, query_search, qu
 def test_a_hit_as_a_dict_names_its_policy_by_source_and_source_id() -> None:
     hit = Hit(source_system="bizinfo", external_id="PBLN_1", title="스마트공장 지원", score=0.8123, policy_id="p-1")
     assert hit.as_dict() == {"source_system": "bizinfo", "external_id": "PBLN_1", "title": "스마트공장 지원",
-                             "score": 0.8123, "policy_id": "p-1"}
+                             "score": 0.8123, "policy_id": "p-1", "application_end_date": None, "days_left": None}
+    dated = Hit("bizinfo", "PBLN_2", "수출 바우처", 0.5, "p-2", application_end_date=date(2026, 12, 31), days_left=25)
+    assert dated.as_dict()["application_end_date"] == "2026-12-31" and dated.as_dict()["days_left"] == 25
     assert SEARCHABLE_TARGETS == ("vectors", "search")
 
 
@@ -42,7 +46,8 @@ class FakeVectors:
     def live_model(self) -> tuple[str | None, int] | None:
         return self._live.pop(0) if len(self._live) > 1 else self._live[0]
 
-    def search(self, embedding: Sequence[float], limit: int) -> list[tuple[str, float]]:
+    def search(self, embedding: Sequence[float], limit: int, *,
+               open_on: date | None = None) -> list[tuple[str, float]]:
         self.searched.append((list(embedding), limit))
         answer = self._answers.pop(0)
         if isinstance(answer, Exception):
@@ -119,10 +124,11 @@ def test_a_search_failing_on_an_unchanged_collection_raises(encoders: dict[str, 
 
 def test_a_search_query_is_passed_as_written() -> None:
     class Search:
-        def search(self, query: str, limit: int) -> list[tuple[str, float]]:
-            return [(f"{query}/{limit}", 1.0)]
+        def search(self, query: str, limit: int, *, open_on: date | None = None) -> list[tuple[str, float]]:
+            return [(f"{query}/{limit}/{open_on}", 1.0)]
 
-    assert query_search(Search(), "스마트공장을", 3) == [("스마트공장을/3", 1.0)]  # type: ignore[arg-type]
+    assert query_search(Search(), "스마트공장을", 3) == [("스마트공장을/3/None", 1.0)]  # type: ignore[arg-type]
+    assert query_search(Search(), "창업", 3, date(2026, 12, 6)) == [("창업/3/2026-12-06", 1.0)]  # type: ignore[arg-type]
 
 
 def test_the_graph_target_cannot_be_searched(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,7 +141,7 @@ def test_the_graph_target_cannot_be_searched(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(lookup, "open_target", open_target)
     with pytest.raises(ValueError, match=r"cannot search the graph target; expected one of vectors, search"):
-        lookup._query(SimpleNamespace(), "graph", "q", 5)  # type: ignore[arg-type]
+        lookup._query(SimpleNamespace(), "graph", "q", 5, None)  # type: ignore[arg-type]
     assert closed == ["graph"]
 
 
@@ -155,9 +161,12 @@ class FakeConnection:
 @pytest.fixture
 def policies(monkeypatch: pytest.MonkeyPatch) -> FakeConnection:
     connection = FakeConnection([
-        {"id": "p-1", "source_system": "bizinfo", "external_id": "PBLN_1", "title": "스마트공장 구축"},
-        {"id": "p-2", "source_system": "kstartup", "external_id": "KS-2", "title": "예비창업패키지"},
-        {"id": "p-3", "source_system": "bizinfo", "external_id": "PBLN_3", "title": "수출 바우처"},
+        {"id": "p-1", "source_system": "bizinfo", "external_id": "PBLN_1", "title": "스마트공장 구축",
+         "application_end_date": None},
+        {"id": "p-2", "source_system": "kstartup", "external_id": "KS-2", "title": "예비창업패키지",
+         "application_end_date": date(2099, 1, 1)},
+        {"id": "p-3", "source_system": "bizinfo", "external_id": "PBLN_3", "title": "수출 바우처",
+         "application_end_date": None},
     ])
 
     @contextlib.asynccontextmanager
@@ -175,14 +184,24 @@ SETTINGS = SimpleNamespace(postgres_dsn=lambda: "postgresql://aegis@db:5432/aegi
 async def test_hits_keep_the_rank_round_the_score_and_leave_out_orphans(monkeypatch: pytest.MonkeyPatch,
                                                                        policies: FakeConnection) -> None:
     ranked = [("p-2", 0.987654321), ("gone", 0.9), ("p-1", 12.3456789)]
-    monkeypatch.setattr(lookup, "_query", lambda settings, target, query, limit: ranked)
+    asked_open_on: list[date | None] = []
+
+    def ranked_ids(settings: Any, target: str, query: str, limit: int, open_on: date | None) -> Any:
+        asked_open_on.append(open_on)
+        return ranked
+
+    monkeypatch.setattr(lookup, "_query", ranked_ids)
     hits = await lookup.search(SETTINGS, "창업", target="search", limit=3)  # type: ignore[arg-type]
-    assert hits == [Hit("kstartup", "KS-2", "예비창업패키지", 0.9877, "p-2"),
+    today = korean_today(datetime.now(UTC))
+    assert hits == [Hit("kstartup", "KS-2", "예비창업패키지", 0.9877, "p-2", application_end_date=date(2099, 1, 1),
+                        days_left=(date(2099, 1, 1) - today).days),
                     Hit("bizinfo", "PBLN_1", "스마트공장 구축", 12.3457, "p-1")]
     assert policies.asked == [["p-2", "gone", "p-1"]]
+    await lookup.search(SETTINGS, "창업", target="search", limit=3, open_only=True)  # type: ignore[arg-type]
+    assert asked_open_on == [None, today]
 
 
 async def test_no_match_asks_postgresql_nothing(monkeypatch: pytest.MonkeyPatch, policies: FakeConnection) -> None:
-    monkeypatch.setattr(lookup, "_query", lambda settings, target, query, limit: [])
+    monkeypatch.setattr(lookup, "_query", lambda settings, target, query, limit, open_on: [])
     assert await lookup.search(SETTINGS, "없는 말") == []  # type: ignore[arg-type]
     assert policies.asked == []

@@ -168,7 +168,8 @@ def test_the_search_command_prints_what_users_find_best_first(
     result = run_search(synced_relevance_settings, query.text, "--target", target, "--limit", "3", "--json")
     assert result.returncode == 0, result.stderr
     hits = json.loads(result.stdout)
-    assert len(hits) == 3 and all(set(hit) == {"source_system", "external_id", "title", "score"} for hit in hits)
+    assert len(hits) == 3 and all(set(hit) == {"source_system", "external_id", "title", "score",
+                                               "application_end_date", "days_left"} for hit in hits)
     assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
     by_source_id = {(item.source_system, item.external_id): item.id for item in relevance_set.announcements}
     found = [by_source_id[hit["source_system"], hit["external_id"]] for hit in hits]

@@ -45,7 +45,7 @@ from aegis_pipeline.sync.embeddings import EmbeddingStore, packaged_model, text_
 from aegis_pipeline.sync.lookup import query_vectors
 from aegis_pipeline.sync.run import rebuild, run_sync
 from aegis_pipeline.sync.targets import TARGET_NAMES, open_target
-from aegis_pipeline.sync.targets.base import SyncBatch, embedding_text
+from aegis_pipeline.sync.targets.base import KEPT_STATUSES, SyncBatch, embedding_text
 from aegis_pipeline.sync.targets.vectors import VectorsTarget
 
 pytestmark = pytest.mark.integration
@@ -149,9 +149,13 @@ def target_checksums(settings: Settings, name: str) -> dict[str, str]:
 
 
 async def expected_checksums(settings: Settings) -> dict[str, str]:
+    return await kept_checksums(settings, frozenset({"active"}))
+
+
+async def kept_checksums(settings: Settings, statuses: frozenset[str]) -> dict[str, str]:
     pool = await postgres.create_pool(settings)
     try:
-        return await source.active_checksums(pool)
+        return await source.kept_checksums(pool, statuses)
     finally:
         await pool.close()
 
@@ -253,12 +257,17 @@ async def test_full_then_incremental_sync(sync_settings: Settings) -> None:
     incremental = await run_sync(settings)
     assert incremental.success
     for result in incremental.results:
-        assert (result.upserted, result.deleted) == (3, 2), result  # 0, 1 and the duplicate 4; 2 and 3
+        # 0, 1 and the duplicate 4 written; 2 and 3 removed, but the graph keeps 3 archived (docs/lifecycle.md)
+        expected_writes = (4, 1) if result.target == "graph" else (3, 2)
+        assert (result.upserted, result.deleted) == expected_writes, result
     assert incremental.result("vectors").encoded == 2  # the two new texts, nothing else
     expected = await expected_checksums(settings)
     assert len(expected) == 28
-    for name in TARGET_NAMES:
+    for name in ("vectors", "search"):
         assert target_checksums(settings, name) == expected, name
+    with_archived = await kept_checksums(settings, KEPT_STATUSES["graph"])
+    assert set(with_archived) - set(expected) == set(await ids_of(settings, [3]))
+    assert target_checksums(settings, "graph") == with_archived
     with open_target("graph", settings) as graph:
         links = graph._store.run("MATCH (d:Policy)-[:DUPLICATE_OF]->(c:Policy) RETURN d.id AS d, c.id AS c")
         regions = graph._store.run("MATCH (p:Policy {id: $id})-[:TARGETS_REGION]->(r:Region) RETURN r.name AS name",
@@ -455,7 +464,7 @@ async def test_drift_of_each_kind_in_each_target_is_found_and_repaired(synced_se
     pool = await postgres.create_pool(settings)
     try:
         active = [record.document for record in await source.records_by_ids(
-            pool, await ids_of(settings, list(range(10, 20)))) if record.active]
+            pool, await ids_of(settings, list(range(10, 20)))) if record.status == "active"]
     finally:
         await pool.close()
     injected: dict[str, dict[str, list[str]]] = {}

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 # Commands that run once and end before Prometheus could scrape them: their metrics go to the Pushgateway.
-BATCH_COMMANDS = frozenset({"cold-path", "sync", "consistency", "collect", "dlq"})
+BATCH_COMMANDS = frozenset({"cold-path", "sync", "consistency", "collect", "dlq", "retention"})
 
 
 def _push_metrics(configured_url: str, command: str) -> None:
@@ -254,9 +254,13 @@ def cold_path_group() -> None:
 @cold_path_group.command("run")
 @click.option("--limit", type=click.IntRange(min=1), help="Score at most this many records.")
 @click.option("--source", "source_name", help="Only records of this source.")
-@click.option("--rescore-all", is_flag=True, help="Score every record again (not archived), not only new/changed.")
+@click.option("--rescore-all", is_flag=True,
+              help="Score every record (not archived) again now, all of it, whatever rules scored it. Without it, "
+                   "records scored under older rules are rescored in the background, COLD_PATH_RESCORE_SECONDS "
+                   "per run, once nothing waits.")
 def cold_path_run(limit: int | None, source_name: str | None, rescore_all: bool) -> None:
-    """Run the cold path once; print counts per status and the score distribution."""
+    """Run the cold path once; print counts per status, the score distribution, and how many records were
+    rescored under the current rules and how many are still on older ones."""
     from aegis_pipeline.cold_path.run import run_cold_path
 
     settings = load_settings()
@@ -283,12 +287,63 @@ def _print_cold_path(report: Any) -> None:
     click.echo(f"  active {counts.get('active', 0)}, rejected {counts.get('rejected', 0)}, duplicate "
                f"{counts.get('duplicate', 0)} (linked to their canonical record), failed {report.failed} (DLQ DP_4002)"
                + (f", requeued {report.requeued}" if report.requeued else ""))
+    lifecycle = report.lifecycle
+    click.echo(f"  archived: closed {lifecycle.get('closed', 0)}, withdrawn {lifecycle.get('withdrawn', 0)}; "
+               f"back from withdrawn {lifecycle.get('back', 0)} (docs/lifecycle.md)")
     if report.rejected_by_code:
         click.echo("  rejected by code: " + ", ".join(f"{code} {n}" for code, n in report.rejected_by_code.items()))
     click.echo("  score distribution: " + ", ".join(f"{bucket} {n}" for bucket, n in report.score_distribution.items()))
     if report.mean_score_by_source:
         click.echo("  mean score by source: " + ", ".join(
             f"{source} {mean:.2f}" for source, mean in report.mean_score_by_source.items()))
+    click.echo(f"  rules {report.rules_version}: rescored {report.rescored} (scored under older rules), "
+               f"{report.stale_remaining} still on older rules")
+
+
+@main.group()
+def catalogue() -> None:
+    """The catalogue topic (KAFKA_TOPIC_POLICY_STATE): the latest state of every active policy, for late consumers."""
+
+
+@catalogue.command("dump")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def catalogue_dump(as_json: bool) -> None:
+    """Read the catalogue topic from its beginning to its end, as a consumer that starts from nothing does: the
+    active policies, and the offset of each partition to follow on from."""
+    from aegis_pipeline.common.errors import PipelineError
+    from aegis_pipeline.stores.catalogue import read_catalogue
+
+    try:
+        loaded = asyncio.run(read_catalogue(load_settings()))
+    except PipelineError as error:
+        click.echo(f"catalogue not read: {error}", err=True)
+        sys.exit(1)
+    policies = [loaded.policies[policy_id] for policy_id in sorted(loaded.policies)]
+    offsets = {str(partition): offset for partition, offset in sorted(loaded.offsets.items())}
+    if as_json:
+        click.echo(json.dumps({"topic": loaded.topic, "offsets": offsets, "policies": policies}, ensure_ascii=False))
+        return
+    for state in policies:
+        click.echo(f"{state['policy_id']}  v{state['version']:<3} {state['quality_score']:.2f}  "
+                   f"{state['source_system']}/{state['external_id']}  {state['title']}")
+    click.echo(f"{len(policies)} active policies on {loaded.topic}; follow on from offsets "
+               + (", ".join(f"{partition}:{offset}" for partition, offset in offsets.items()) or "none"))
+
+
+@catalogue.command("publish")
+def catalogue_publish() -> None:
+    """Write the state of every active policy to the catalogue topic again (once, when the topic is first deployed
+    on a pipeline that already has a catalogue; the hot path does it by itself after a broker lost its topics)."""
+    from aegis_pipeline.stores.catalogue import announce_catalogue
+
+    settings = load_settings()
+
+    async def announce() -> int:
+        async with _pool(settings) as pool:
+            return await announce_catalogue(pool, settings)
+
+    click.echo(f"  policies announced: {asyncio.run(announce())}")
+    _send_outbox_events(settings)
 
 
 @main.group("sync")
@@ -330,8 +385,10 @@ def sync_rebuild(target: str) -> None:
 @click.option("--target", type=click.Choice(["vectors", "search"]), default="vectors", show_default=True,
               help="vectors: Milvus, by meaning; search: Elasticsearch, by words.")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1, max=1000))
+@click.option("--open", "open_only", is_flag=True,
+              help="Only programmes still open today (no end date, or one today or later).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, best first.")
-def search_command(query: str, target: str, limit: int, as_json: bool) -> None:
+def search_command(query: str, target: str, limit: int, open_only: bool, as_json: bool) -> None:
     """What users will find for QUERY: the best policies in the live vectors or search alias."""
     from aegis_pipeline.common.errors import PipelineError
     from aegis_pipeline.sync.lookup import search
@@ -339,12 +396,12 @@ def search_command(query: str, target: str, limit: int, as_json: bool) -> None:
     if not query.strip():
         raise click.BadParameter("the query is empty", param_hint="QUERY")
     try:
-        hits = asyncio.run(search(load_settings(), query, target=target, limit=limit))
+        hits = asyncio.run(search(load_settings(), query, target=target, limit=limit, open_only=open_only))
     except PipelineError as error:
         click.echo(f"search failed: {error}", err=True)
         sys.exit(1)
     if as_json:
-        keys = ("source_system", "external_id", "title", "score")
+        keys = ("source_system", "external_id", "title", "score", "application_end_date", "days_left")
         click.echo(json.dumps([{key: hit.as_dict()[key] for key in keys} for hit in hits], ensure_ascii=False))
         return
     if not hits:
@@ -354,7 +411,12 @@ def search_command(query: str, target: str, limit: int, as_json: bool) -> None:
 
 def _print_hits(hits: list[Any]) -> None:
     for rank, hit in enumerate(hits, start=1):
-        click.echo(f"{rank:>3}. {hit.score:8.4f}  {hit.source_system}/{hit.external_id}  {hit.title}")
+        if hit.days_left is None:
+            period = "no end date"
+        else:
+            period = f"ends {hit.application_end_date}, " + (f"{hit.days_left} days left" if hit.days_left >= 0
+                                                              else "closed")
+        click.echo(f"{rank:>3}. {hit.score:8.4f}  {hit.source_system}/{hit.external_id}  {hit.title}  ({period})")
 
 
 def _print_target_result(result: Any) -> None:
@@ -410,6 +472,29 @@ def _print_consistency(report: Any) -> None:
         counts = check.drift.counts()
         line = f"  {name:<8} missing {counts['missing']}, stale {counts['stale']}, orphaned {counts['orphaned']}"
         click.echo(line + (f"  {check.error_code}: {check.error}" if check.error else ""))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def retention(dry_run: bool, as_json: bool) -> None:
+    """Delete history past each table's RETENTION_DAYS_* in batches, keeping each policy's latest score and status
+    change, open dead letters, the latest report per target and the latest run of each kind."""
+    from aegis_pipeline.cold_path.retention import apply_retention
+
+    report = asyncio.run(apply_retention(load_settings(), dry_run=dry_run))
+    if as_json:
+        click.echo(json.dumps(report.summary(), ensure_ascii=False))
+        return
+    click.echo(f"retention {report.run_id}{' (dry run: nothing deleted)' if dry_run else ''}: "
+               f"{'would delete' if dry_run else 'deleted'} {report.deleted} rows in {report.duration_seconds:.1f} s "
+               f"(batches of {report.batch_size})")
+    for table, outcome in report.tables.items():
+        if outcome.cutoff is None:
+            click.echo(f"  {table:<20} kept forever (retention 0 days)")
+            continue
+        click.echo(f"  {table:<20} older than {outcome.days} days: {'would delete' if dry_run else 'deleted'} "
+                   f"{outcome.deleted}, kept {outcome.kept} that must stay, {outcome.batches} batches")
 
 
 @main.group()

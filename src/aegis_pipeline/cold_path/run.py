@@ -10,6 +10,19 @@ report counts the whole run).
 A record whose assessment raises (a bug, not bad data: bad data is rejected with a reason) is dead-lettered
 (stage `cold`, DP_4002) once, left `pending_validation` and skipped for the rest of the run; the next run tries
 it again and resolves the letter when it succeeds.
+
+Scores are tied to their rules (`cold_path.scoring_rules`): every score is stored with the version of the rules that
+decided it. When the rules change (a weight, the threshold, a duplicate guard), the catalogue is rescored in the
+background: once nothing waits for a score (records waiting always go first, orphaned duplicates included), each
+worker scores again the records of older rules, all of one version per batch, the oldest version first (NULL,
+scored before versions existed, before all), and stops taking such batches COLD_PATH_RESCORE_SECONDS after its
+first one; the next run goes on where it stopped. Archived records are never rescored. A rescored record is
+decided by the same claim, score and write as any other; its `data.quality_updated` event (and its audit row,
+for a status change) is written when its status, total score or reasons changed, not when the new rules say the
+same (its scoring is still stored, so after a broker loss the broker watch announces it like any recent scoring:
+the same status, scores and reasons under a new event id, which a consumer applies as a no-op). `--rescore-all`
+still scores every record again at once, with every event. Every run ends by counting the records still on older
+rules: its report (`rescored`, `stale_remaining`) and the gauge `cold_path_stale_score_records{source}`.
 """
 
 from __future__ import annotations
@@ -23,14 +36,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aegis_pipeline.cold_path.lifecycle import apply_lifecycle, lifecycle_counts
 from aegis_pipeline.cold_path.records import PolicyRecord
-from aegis_pipeline.cold_path.scoring import QualityWeights
+from aegis_pipeline.cold_path.scoring_rules import ScoringRules
 from aegis_pipeline.cold_path.status import Assessment, Decision, assess, decide
 from aegis_pipeline.cold_path.store import ColdPathStore, RunRow
 from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import ErrorCode, PipelineError
 from aegis_pipeline.common.logging import get_logger
-from aegis_pipeline.common.progress import progress
+from aegis_pipeline.common.progress import Progress, progress
 from aegis_pipeline.schemas.events import EventType
 from aegis_pipeline.schemas.fact_events import QualityScoring, quality_updated_envelope
 from aegis_pipeline.settings import Settings
@@ -55,7 +69,10 @@ class ColdPathReport:
     """What a run decided. `counts`: records per outcome (active, rejected, duplicate; duplicates are stored as
     rejected with DP_2003); `rejected_by_code`: DP code -> records; `score_distribution`: bucket label
     -> records; `mean_score_by_source`. `failed`: records dead-lettered; `requeued`: duplicates unlinked
-    because their canonical record is gone, scored again in this run."""
+    because their canonical record is gone, scored again in this run. `rules_version`: the rules this run scored
+    under (`cold_path.scoring_rules`); `rescored`: records scored before under older rules that this run scored again
+    (counted in `counts` too); `stale_remaining`: scored records still on older rules when the run ended (of its
+    source, if it had one), which the next runs rescore."""
 
     run_id: str
     counts: dict[str, int]
@@ -67,6 +84,11 @@ class ColdPathReport:
     batches: int = 0
     elapsed_seconds: float = 0.0
     parameters: dict[str, Any] = field(default_factory=dict)
+    # The lifecycle step at the run's start (cold_path.lifecycle): archived "closed", "withdrawn"; "back".
+    lifecycle: dict[str, int] = field(default_factory=dict)
+    rules_version: str = ""
+    rescored: int = 0
+    stale_remaining: int = 0
 
     @property
     def processed(self) -> int:
@@ -89,6 +111,8 @@ def summarise(run_id: str, rows: list[RunRow]) -> tuple[dict[str, int], dict[str
     distribution = {bucket_label(upper - 0.01): 0 for upper in SCORE_BUCKETS}
     by_source: dict[str, list[float]] = {}
     for row in rows:
+        if row.status == "archived":  # the lifecycle's, at the run's start: ColdPathReport.lifecycle counts them
+            continue
         outcome = "duplicate" if row.error_code == ErrorCode.DUPLICATE_DATA_DETECTED.value else row.status
         counts[outcome] += 1
         if row.error_code:
@@ -98,13 +122,6 @@ def summarise(run_id: str, rows: list[RunRow]) -> tuple[dict[str, int], dict[str
             by_source.setdefault(row.source_system, []).append(row.quality_score)
     means = {source: round(sum(scores) / len(scores), 4) for source, scores in sorted(by_source.items())}
     return dict(counts), dict(sorted(codes.items())), distribution, means
-
-
-def _weights(settings: Settings) -> QualityWeights:
-    return QualityWeights(completeness=settings.quality_weight_completeness,
-                          accuracy=settings.quality_weight_accuracy,
-                          consistency=settings.quality_weight_consistency,
-                          timeliness=settings.quality_weight_timeliness)
 
 
 def _events(decisions: list[Decision], settings: Settings, scored_at: datetime) -> list[OutboxEvent]:
@@ -133,12 +150,14 @@ def _observe(decisions: list[Decision], committed_at: datetime) -> None:
 
 @dataclass(frozen=True)
 class WorkerReport:
-    """What one worker of a run did: `batch_seconds` is the wall time of each batch it committed, in order."""
+    """What one worker of a run did: `batch_seconds` is the wall time of each batch it committed, in order;
+    `rescored`: records of older rules it scored again."""
 
     failed: int
     requeued: int
     batches: int
     batch_seconds: tuple[float, ...]
+    rescored: int = 0
 
 
 async def run_cold_path(settings: Settings, *, limit: int | None = None, source: str | None = None,
@@ -153,18 +172,19 @@ async def run_cold_path(settings: Settings, *, limit: int | None = None, source:
     `score_batches` mapped over several workers."""
     run_id = run_id or f"cold-{uuid.uuid4()}"
     async with _store(settings) as store:
-        rescore_since = await _start(store, run_id, limit=limit, source=source, rescore_all=rescore_all)
+        rescore_since = await _start(store, settings, run_id, limit=limit, source=source, rescore_all=rescore_all)
         worker = await _score(store, settings, run_id, limit=limit, source=source, rescore_since=rescore_since)
-        return await _finish(store, run_id, [worker])
+        return await _finish(store, settings, run_id, [worker])
 
 
 async def start_run(settings: Settings, run_id: str, *, limit: int | None, source: str | None,
                     rescore_all: bool) -> datetime | None:
-    """Open the run's `pipeline_metadata` row (a retry with the same id reuses it) and file again any active
-    record whose duplicate-detection keys are of an older scheme. Returns the `rescore_since` every worker of the
-    run passes to `score_batches` (the database's clock now, for --rescore-all; else None)."""
+    """Open the run's `pipeline_metadata` row (a retry with the same id reuses it), apply the lifecycle (archive
+    what closed or was withdrawn, bring back what was listed again: `cold_path.lifecycle`) and file again any
+    active record whose duplicate-detection keys are of an older scheme. Returns the `rescore_since` every worker
+    of the run passes to `score_batches` (the database's clock now, for --rescore-all; else None)."""
     async with _store(settings) as store:
-        return await _start(store, run_id, limit=limit, source=source, rescore_all=rescore_all)
+        return await _start(store, settings, run_id, limit=limit, source=source, rescore_all=rescore_all)
 
 
 async def score_batches(settings: Settings, run_id: str, *, limit: int | None = None, source: str | None = None,
@@ -179,13 +199,17 @@ async def finish_run(settings: Settings, run_id: str, workers: Sequence[WorkerRe
     """Close the run: its figures, counted from what every worker wrote under `run_id` (`processing_history`), so
     they are right whichever worker or retry decided a record; its time, since it started."""
     async with _store(settings) as store:
-        return await _finish(store, run_id, workers)
+        return await _finish(store, settings, run_id, workers)
 
 
-async def _start(store: ColdPathStore, run_id: str, *, limit: int | None, source: str | None,
+async def _start(store: ColdPathStore, settings: Settings, run_id: str, *, limit: int | None, source: str | None,
                  rescore_all: bool) -> datetime | None:
-    await store.start_run(run_id, {"limit": limit, "source": source, "rescore_all": rescore_all})
+    rules = ScoringRules.from_settings(settings)
+    await store.start_run(run_id, {"limit": limit, "source": source, "rescore_all": rescore_all,
+                                   "rules_version": rules.version})
     try:
+        await store.register_rules(rules.version, rules.parameters)
+        await apply_lifecycle(store.pool, settings, run_id, now=await store.database_now(), source=source)
         refreshed = await store.refresh_fingerprints()
     except Exception as error:
         raise await _failed(store, run_id, error) from error
@@ -202,23 +226,38 @@ async def _score(store: ColdPathStore, settings: Settings, run_id: str, *, limit
         raise await _failed(store, run_id, error) from error
 
 
-async def _finish(store: ColdPathStore, run_id: str, workers: Sequence[WorkerReport]) -> ColdPathReport:
+async def _finish(store: ColdPathStore, settings: Settings, run_id: str,
+                  workers: Sequence[WorkerReport]) -> ColdPathReport:
     failed = sum(worker.failed for worker in workers)
     requeued = sum(worker.requeued for worker in workers)
     batches = sum(worker.batches for worker in workers)
-    counts, codes, distribution, means = summarise(run_id, await store.run_rows(run_id))
+    rows = await store.run_rows(run_id)
+    counts, codes, distribution, means = summarise(run_id, rows)
+    rules = ScoringRules.from_settings(settings)
+    rescored = sum(row.rescored for row in rows)
+    # What is left on older rules, over the whole catalogue (the gauge) and in this run's scope (the report).
+    stale = await store.stale_by_source(rules.version)
+    for source_name, records in stale.items():
+        metrics.cold_path_stale_score_records.labels(source=source_name).set(records)
+    parameters = await store.run_parameters(run_id)
+    scope = parameters.get("source")
+    stale_remaining = stale.get(scope, 0) if scope else sum(stale.values())
+    lifecycle = (await lifecycle_counts(store.pool, run_id)).as_dict()
     for source_name, mean in means.items():
         metrics.data_quality_score.labels(source=source_name).set(mean)
     report = ColdPathReport(run_id=run_id, counts=counts, rejected_by_code=codes, score_distribution=distribution,
                             mean_score_by_source=means, failed=failed, requeued=requeued, batches=batches,
                             elapsed_seconds=round(await store.run_seconds(run_id), 3),
-                            parameters=await store.run_parameters(run_id))
+                            parameters=parameters, lifecycle=lifecycle, rules_version=rules.version,
+                            rescored=rescored, stale_remaining=stale_remaining)
     await store.finish_run(run_id, status="succeeded", processed=report.processed, failed=failed, summary={
         "counts": counts, "rejected_by_code": codes, "score_distribution": distribution,
         "mean_score_by_source": means, "requeued": requeued, "batches": batches, "workers": len(workers),
-        "elapsed_seconds": report.elapsed_seconds})
+        "elapsed_seconds": report.elapsed_seconds, "lifecycle": lifecycle, "rules_version": rules.version,
+        "rescored": rescored, "stale_remaining": stale_remaining})
     log.info("cold_path_completed", run_id=run_id, **counts, failed=failed, requeued=requeued,
-             workers=len(workers), elapsed_seconds=report.elapsed_seconds)
+             workers=len(workers), elapsed_seconds=report.elapsed_seconds, rules_version=rules.version,
+             rescored=rescored, stale_remaining=stale_remaining)
     return report
 
 
@@ -226,7 +265,7 @@ async def _finish(store: ColdPathStore, run_id: str, workers: Sequence[WorkerRep
 async def _store(settings: Settings) -> AsyncIterator[ColdPathStore]:
     pool = await postgres.create_pool(settings)
     try:
-        yield ColdPathStore(pool)
+        yield ColdPathStore(pool, settings)
     finally:
         await pool.close()
 
@@ -247,29 +286,55 @@ async def _failed(store: ColdPathStore, run_id: str, error: Exception) -> Pipeli
 
 async def _run_batches(store: ColdPathStore, settings: Settings, run_id: str, *, limit: int | None,
                        source: str | None, rescore_since: datetime | None) -> WorkerReport:
-    weights = _weights(settings)
+    rules = ScoringRules.from_settings(settings)
+    await store.register_rules(rules.version, rules.parameters)
+    weights = rules.weights
     letters = DeadLetterQueue(store.pool, None, settings.kafka_topic_dlq)
     failed_ids: list[str] = []
     batch_seconds: list[float] = []
     remaining = limit
-    requeued = 0
+    requeued = rescored = 0
+    # Background rescoring (module docstring): once nothing waits, batches of older rules, within the budget.
+    # Not with --rescore-all, which takes every record anyway.
+    background = rescore_since is None and settings.cold_path_rescore_seconds > 0
+    older_rules = False                 # nothing waits any more: batches of older rules may be claimed
+    rescoring_since: float | None = None  # when this worker claimed its first batch of older rules
+    rescore_shown: Progress | None = None
     total = limit if limit is not None else await store.waiting(source, rescore_since)
-    with progress("cold path", total=total, log_every_seconds=settings.progress_log_seconds) as shown:
+    with contextlib.ExitStack() as blocks:
+        shown = blocks.enter_context(progress("cold path", total=total,
+                                              log_every_seconds=settings.progress_log_seconds))
         while remaining is None or remaining > 0:
+            if older_rules and rescore_shown is None:
+                stale = await _stale_count(store, rules.version, source)
+                if not stale:
+                    break
+                log.info("cold_path_rescoring", run_id=run_id, rules_version=rules.version, records=stale,
+                         budget_seconds=settings.cold_path_rescore_seconds)
+                rescore_shown = blocks.enter_context(progress(
+                    f"cold path rescore (rules {rules.version})", total=stale,
+                    log_every_seconds=settings.progress_log_seconds))
             size = settings.cold_path_batch_size if remaining is None else min(remaining,
                                                                                settings.cold_path_batch_size)
             batch_started = time.monotonic()
+            within_budget = older_rules and (rescoring_since is None or
+                                             batch_started - rescoring_since < settings.cold_path_rescore_seconds)
             today = datetime.now(UTC).date()
             failures: list[tuple[PolicyRecord, Exception]] = []
-            async with store.claim(source=source, exclude_ids=failed_ids, limit=size,
-                                   rescore_since=rescore_since) as batch:
+            async with store.claim(source=source, exclude_ids=failed_ids, limit=size, rescore_since=rescore_since,
+                                   rules_version=rules.version, older_rules=within_budget) as batch:
                 if not batch.records:
                     # Nothing left: duplicates whose canonical record went away are scored again before the end.
                     requeued_now = await store.requeue_orphans(run_id)
                     requeued += requeued_now
                     if requeued_now:
                         continue
+                    if background and not older_rules:
+                        older_rules = True  # then the records of older rules, while the budget lasts
+                        continue
                     break
+                if batch.rescoring and rescoring_since is None:
+                    rescoring_since = batch_started
                 phases = {"claim": time.monotonic() - batch_started}
                 assessments: list[Assessment] = []
                 for record in batch.records:
@@ -281,10 +346,12 @@ async def _run_batches(store: ColdPathStore, settings: Settings, run_id: str, *,
                 phases["assess"] = time.monotonic() - batch_started
                 canonical = await batch.canonical_candidates(probes)
                 phases["candidates"] = time.monotonic() - batch_started
-                decisions = decide(assessments, canonical, quality_threshold=settings.quality_score_threshold,
-                                   duplicate_threshold=settings.duplicate_similarity_threshold)
+                decisions = decide(assessments, canonical, quality_threshold=rules.quality_threshold,
+                                   duplicate_threshold=rules.duplicate_threshold)
+                # A background rescore that says what the last score said is not news: no event.
+                news = [decision for decision in decisions if not (batch.rescoring and batch.unchanged(decision))]
                 await batch.write(decisions, run_id=run_id, method=weights.method,
-                                  events=_events(decisions, settings, batch.scored_at),
+                                  events=_events(news, settings, batch.scored_at),
                                   elapsed_ms=int((time.monotonic() - batch_started) * 1000))
                 phases["write"] = time.monotonic() - batch_started
             batch_seconds.append(time.monotonic() - batch_started)
@@ -294,13 +361,26 @@ async def _run_batches(store: ColdPathStore, settings: Settings, run_id: str, *,
                 failed_ids.extend(record.id for record, _ in failures)
             if remaining is not None:
                 remaining -= len(batch.records)
-            shown.advance(len(batch.records))
+            if batch.rescoring and rescore_shown is not None:
+                rescored += sum(batch.rescored_from(decision.record.id) is not None for decision in decisions)
+                rescore_shown.advance(len(batch.records))
+            else:
+                shown.advance(len(batch.records))
             log.debug("cold_path_batch", run_id=run_id, records=len(batch.records), failed=len(failures),
-                      candidates=len(canonical), seconds=round(batch_seconds[-1], 3),
+                      candidates=len(canonical), seconds=round(batch_seconds[-1], 3), rescoring=batch.rescoring,
                       seconds_until={phase: round(seconds, 4) for phase, seconds in phases.items()},
                       **Counter(decision.outcome for decision in decisions))
+    if rescoring_since is not None:
+        log.info("cold_path_rescored", run_id=run_id, rules_version=rules.version, records=rescored,
+                 seconds=round(time.monotonic() - rescoring_since, 3))
     return WorkerReport(failed=len(failed_ids), requeued=requeued, batches=len(batch_seconds),
-                        batch_seconds=tuple(batch_seconds))
+                        batch_seconds=tuple(batch_seconds), rescored=rescored)
+
+
+async def _stale_count(store: ColdPathStore, rules_version: str, source: str | None) -> int:
+    """Scored records of other rules than `rules_version` (of `source`, if given)."""
+    stale = await store.stale_by_source(rules_version)
+    return stale.get(source, 0) if source is not None else sum(stale.values())
 
 
 async def _dead_letter(store: ColdPathStore, letters: DeadLetterQueue,

@@ -5,8 +5,14 @@ transaction. Workers validate and score their batches side by side; from reading
 commit, batches take turns on an advisory lock, so duplicate detection sees every decision committed before it
 (two workers deciding two copies of one program at once would keep both). The transaction writes: status, score
 and reasons on `policies`, `quality_metrics`, `processing_history`, `audit_logs` for each status change, duplicate
-links, fingerprints (of active records only) and the `data.quality_updated` events (outbox). A crash rolls the
+links, fingerprints (of active records only), the `data.quality_updated` events and each decided policy's state on
+the catalogue topic (outbox; `stores.catalogue`: its document when active, a tombstone otherwise). A crash rolls the
 whole batch back; the next run takes it again.
+
+Every score is stored with the version of the rules that decided it (`cold_path.scoring_rules`;
+`policies.rules_version`, `quality_metrics.rules_version`, `scoring_rules_versions`). A batch is claimed from the
+records waiting for a score first; with `older_rules`, and none waiting, from the decided records of an older
+rules version, oldest first (background rescoring, `cold_path.run`).
 
 Everything a `data.quality_updated` event says is stored with the scoring, so that the broker watch can build the
 same event again after a broker lost it (`schemas.fact_events.QualityScoring`): the status, the reasons as
@@ -30,7 +36,9 @@ from aegis_pipeline.cold_path.duplicates import DuplicateFeatures, block_keys, f
 from aegis_pipeline.cold_path.records import PolicyRecord
 from aegis_pipeline.cold_path.status import Decision
 from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS, DataStatus, content_from_columns
+from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import outbox, postgres
+from aegis_pipeline.stores.catalogue import LeftCatalogue, PolicyState, policy_state_events
 from aegis_pipeline.stores.outbox import OutboxEvent
 
 # Every field of `PolicyRecord`: its id, the policy's content columns and the store's own.
@@ -49,9 +57,15 @@ WHERE {_NEEDS_SCORE}
 ORDER BY p.updated_at, p.id LIMIT $3
 FOR UPDATE OF p SKIP LOCKED
 """  # noqa: S608 (a constant column list, no input)
+# What a record's last score said (`PreviousScore`), read with the records a run scores again: a scored record
+# (active or rejected, its current version scored) of older rules is counted as rescored, and a background rescore
+# that changes nothing is told apart (`ClaimedBatch.unchanged`).
+_PREVIOUS_SCORE = """p.rules_version AS previous_rules_version, p.quality_score AS previous_score,
+       p.status_reasons AS previous_reasons,
+       (p.status IN ('active', 'rejected') AND p.scored_version IS NOT DISTINCT FROM p.version) AS previous_scored"""
 # --rescore-all: every record not archived that this run has not scored yet.
 CLAIM_ALL_SQL = f"""
-SELECT {_POLICY_COLUMNS} FROM policies p
+SELECT {_POLICY_COLUMNS}, {_PREVIOUS_SCORE} FROM policies p
 WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $4)
   AND ($1::text IS NULL OR p.source_system = $1) AND NOT (p.id = ANY($2::uuid[]))
 ORDER BY p.updated_at, p.id LIMIT $3
@@ -64,6 +78,38 @@ WAITING_ALL_SQL = """
 SELECT count(*) FROM policies p
 WHERE p.status <> 'archived' AND (p.scored_at IS NULL OR p.scored_at < $2)
   AND ($1::text IS NULL OR p.source_system = $1)
+"""
+# Background rescoring (cold_path.scoring_rules): decided records (active or rejected) whose rules version is an
+# older one than the run's, one version at a time, oldest first (`scoring_rules_versions.first_used_at`; NULL,
+# scored before versions existed, before every other), each read in the order of idx_policies_rules_version, so
+# that a batch costs the rows it takes, not the version's (no other condition on the row: with `scored_version =
+# version`, which the planner guesses matches 1 row in 200, it sorted every row of the version for each batch). A
+# changed record among them waits for a score anyway (CLAIM_CHANGED_SQL, which goes first); taken here, it is
+# scored all the same.
+_SCORED = "p.status IN ('active', 'rejected')"
+CLAIM_UNVERSIONED_SQL = f"""
+SELECT {_POLICY_COLUMNS}, {_PREVIOUS_SCORE} FROM policies p
+WHERE p.rules_version IS NULL AND {_SCORED}
+  AND ($1::text IS NULL OR p.source_system = $1) AND NOT (p.id = ANY($2::uuid[]))
+ORDER BY p.rules_version, p.id LIMIT $3
+FOR UPDATE OF p SKIP LOCKED
+"""  # noqa: S608 (constant column lists and predicate, no input)
+CLAIM_OLDER_RULES_SQL = f"""
+SELECT {_POLICY_COLUMNS}, {_PREVIOUS_SCORE} FROM policies p
+WHERE p.rules_version = $4 AND {_SCORED}
+  AND ($1::text IS NULL OR p.source_system = $1) AND NOT (p.id = ANY($2::uuid[]))
+ORDER BY p.rules_version, p.id LIMIT $3
+FOR UPDATE OF p SKIP LOCKED
+"""  # noqa: S608 (constant column lists and predicate, no input)
+OLDER_RULES_SQL = "SELECT version FROM scoring_rules_versions WHERE version <> $1 ORDER BY first_used_at, version"
+# Scored records per source, and how many of them are of other rules than $1 (a full read of the partial index:
+# once per worker and run).
+STALE_BY_SOURCE_SQL = f"""
+SELECT p.source_system, count(*) FILTER (WHERE p.rules_version IS DISTINCT FROM $1) AS stale
+FROM policies p WHERE {_SCORED} GROUP BY p.source_system
+"""  # noqa: S608 (a constant predicate, no input)
+REGISTER_RULES_SQL = """
+INSERT INTO scoring_rules_versions (version, parameters) VALUES ($1, $2::jsonb) ON CONFLICT (version) DO NOTHING
 """
 # Candidates in two steps, each with only linear plans to choose from. The keys that match come from the GIN index
 # alone: with no statistics yet (a backfill into a new table), the planner once chose to walk the active policies
@@ -79,14 +125,14 @@ WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' AND NOT (p.id = ANY($2::uui
 """  # noqa: S608 (a constant column list, no input)
 UPDATE_POLICIES_SQL = """
 UPDATE policies p SET status = d.status, quality_score = d.quality_score, scored_version = p.version,
-       scored_at = $2, status_reasons = d.reasons
+       scored_at = $2, status_reasons = d.reasons, rules_version = $3
 FROM jsonb_to_recordset($1::jsonb) AS d(id uuid, status text, quality_score double precision, reasons jsonb)
 WHERE p.id = d.id
 """
 INSERT_METRICS_SQL = """
 INSERT INTO quality_metrics (policy_id, total_score, completeness, accuracy, consistency, timeliness,
-                             calculation_method, run_id, calculated_at)
-SELECT id, total_score, completeness, accuracy, consistency, timeliness, $2, $3, $4
+                             calculation_method, run_id, calculated_at, rules_version)
+SELECT id, total_score, completeness, accuracy, consistency, timeliness, $2, $3, $4, $5
 FROM jsonb_to_recordset($1::jsonb) AS m(id uuid, total_score double precision, completeness double precision,
      accuracy double precision, consistency double precision, timeliness double precision)
 """
@@ -158,11 +204,30 @@ class RunRow:
     status: str
     quality_score: float | None
     error_code: str | None
+    rescored: bool = False  # scored before under older rules (cold_path.scoring_rules), scored again by this run
+
+
+@dataclass(frozen=True)
+class PreviousScore:
+    """What a record's last score said, read with it when a run scores it again (`_PREVIOUS_SCORE`)."""
+
+    rules_version: str | None
+    quality_score: float | None
+    reasons: list[str]
+    scored: bool  # active or rejected, and its current version was scored: a score stands
+
+
+def _previous_score(row: asyncpg.Record) -> PreviousScore:
+    reasons = row["previous_reasons"]
+    return PreviousScore(rules_version=row["previous_rules_version"], quality_score=row["previous_score"],
+                         reasons=list(orjson.loads(reasons) if isinstance(reasons, str | bytes) else reasons or []),
+                         scored=bool(row["previous_scored"]))
 
 
 class ColdPathStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self._pool = pool
+        self._settings = settings  # where a batch announces its policies' state (`ClaimedBatch.write`)
         # Duplicate features of canonical records by (id, version): the same candidates come back batch after
         # batch, and computing their shingles is most of a batch's work.
         self._features: dict[tuple[str, int], DuplicateFeatures] = {}
@@ -231,15 +296,29 @@ class ColdPathStore:
             rows = await self._pool.fetch(
                 """
                 SELECT DISTINCT ON (h.policy_id) p.source_system, h.status, h.quality_score,
-                       h.validation_errors->>'error_code' AS error_code
+                       h.validation_errors->>'error_code' AS error_code,
+                       coalesce(h.validation_errors ? 'rescored_from_rules', false) AS rescored
                 FROM processing_history h JOIN policies p ON p.id = h.policy_id
                 WHERE h.run_id = $1 AND h.processing_path = 'cold'
                 ORDER BY h.policy_id, h.processed_at DESC
                 """, run_id)
         return [RunRow(**dict(row)) for row in rows]
 
+    async def register_rules(self, version: str, parameters: dict[str, Any]) -> None:
+        """Record a rules version and what it means (`scoring_rules_versions`), the first time it is used."""
+        with postgres.translate_errors("register scoring rules"):
+            await self._pool.execute(REGISTER_RULES_SQL, version, _json(parameters))
+
+    async def stale_by_source(self, rules_version: str) -> dict[str, int]:
+        """Per source with scored records: how many of them were scored under other rules than `rules_version`."""
+        with postgres.translate_errors("count records of older rules"):
+            rows = await self._pool.fetch(STALE_BY_SOURCE_SQL, rules_version)
+        return {row["source_system"]: row["stale"] for row in rows}
+
     async def requeue_orphans(self, run_id: str) -> int:
-        """Unlink and re-queue duplicates whose canonical record is no longer kept; returns how many."""
+        """Unlink and re-queue duplicates whose canonical record is no longer kept; returns how many. Only rejected
+        records move (to pending_validation): none was in the catalogue, so none has a state to announce; the
+        batch that decides it again does (`ClaimedBatch.write`)."""
         with postgres.translate_errors("requeue orphaned duplicates"):
             async with self._pool.acquire() as connection, connection.transaction():
                 rows = await connection.fetch(REQUEUE_ORPHANS_SQL)
@@ -276,32 +355,81 @@ class ColdPathStore:
 
     @contextlib.asynccontextmanager
     async def claim(self, *, source: str | None, exclude_ids: Sequence[str], limit: int,
-                    rescore_since: datetime | None) -> AsyncIterator[ClaimedBatch]:
+                    rescore_since: datetime | None, rules_version: str | None = None,
+                    older_rules: bool = False) -> AsyncIterator[ClaimedBatch]:
         """Up to `limit` records to score, locked until the block ends; the block's writes commit with it (an
-        exception rolls everything back). `rescore_since`: every record not scored since then (--rescore-all)."""
+        exception rolls everything back). `rescore_since`: every record not scored since then (--rescore-all).
+        `rules_version`: the rules the batch is scored under (stored with its scores). `older_rules`: when no
+        record waits for a score, records scored under other rules than `rules_version`, all of one version, the
+        oldest version first (the batch's `rescoring` is then true)."""
         with postgres.translate_errors("cold path batch"):
             async with self._pool.acquire() as connection, connection.transaction():
+                rescoring = False
                 if rescore_since is None:
                     rows = await connection.fetch(CLAIM_CHANGED_SQL, source, list(exclude_ids), limit)
+                    if not rows and older_rules and rules_version is not None:
+                        rows = await self._claim_older_rules(connection, source, exclude_ids, limit, rules_version)
+                        rescoring = bool(rows)
                 else:
                     rows = await connection.fetch(CLAIM_ALL_SQL, source, list(exclude_ids), limit, rescore_since)
                 # The database's clock, not this process's: --rescore-all compares scored_at with the database's
                 # time at the start of the run. now() is the transaction's start, the same all through it.
                 scored_at = await connection.fetchval("SELECT now()")
-                yield ClaimedBatch(connection, [record_of(row) for row in rows], self._features, scored_at)
+                previous = {row["id"]: _previous_score(row) for row in rows if "previous_scored" in row.keys()}
+                yield ClaimedBatch(connection, [record_of(row) for row in rows], self._features, scored_at,
+                                   rules_version=rules_version, previous=previous, rescoring=rescoring,
+                                   settings=self._settings)
+
+    @staticmethod
+    async def _claim_older_rules(connection: asyncpg.Connection, source: str | None, exclude_ids: Sequence[str],
+                                 limit: int, rules_version: str) -> list[asyncpg.Record]:
+        """Records of the oldest rules version that has any (not locked by another worker): NULL first, then by
+        `first_used_at`."""
+        rows = await connection.fetch(CLAIM_UNVERSIONED_SQL, source, list(exclude_ids), limit)
+        if rows:
+            return rows
+        for older in await connection.fetch(OLDER_RULES_SQL, rules_version):
+            rows = await connection.fetch(CLAIM_OLDER_RULES_SQL, source, list(exclude_ids), limit, older["version"])
+            if rows:
+                return rows
+        return []
 
 
 class ClaimedBatch:
     """A batch of claimed records and the writes that go with it, all in one open transaction."""
 
     def __init__(self, connection: asyncpg.Connection, records: list[PolicyRecord],
-                 features_cache: dict[tuple[str, int], DuplicateFeatures], scored_at: datetime) -> None:
+                 features_cache: dict[tuple[str, int], DuplicateFeatures], scored_at: datetime, *,
+                 rules_version: str | None = None, previous: dict[str, PreviousScore] | None = None,
+                 rescoring: bool = False, settings: Settings) -> None:
         self._connection = connection
+        self._settings = settings
         self._features = features_cache
         self.records = records
         # When this batch's decisions are stored: `policies.scored_at`, `quality_metrics.calculated_at` and the
         # `updated_at` of their events (which the events' ids derive from).
         self.scored_at = scored_at
+        # The rules its scores are decided under (`policies.rules_version`, `quality_metrics.rules_version`).
+        self.rules_version = rules_version
+        # What the last score of each record scored again said (--rescore-all, background rescoring), by id.
+        self.previous = previous or {}
+        # Records of older rules scored again in the background (`ColdPathStore.claim(older_rules=True)`).
+        self.rescoring = rescoring
+
+    def rescored_from(self, record_id: str) -> PreviousScore | None:
+        """The record's last score when it was decided under other rules than this batch's (it is rescored)."""
+        previous = self.previous.get(record_id)
+        if previous is None or not previous.scored or previous.rules_version == self.rules_version:
+            return None
+        return previous
+
+    def unchanged(self, decision: Decision) -> bool:
+        """Scored again, and its status, total score and reasons are what its last score said: nothing new to
+        announce."""
+        previous = self.previous.get(decision.record.id)
+        return (previous is not None and previous.scored and decision.status.value == decision.record.status
+                and previous.quality_score == decision.assessment.quality.total_score
+                and previous.reasons == decision.stated_reasons)
 
     async def canonical_candidates(self, probes: Sequence[int]) -> list[tuple[DuplicateFeatures, list[int]]]:
         """Active records (not of this batch) filed under one of `probes`: (features, stored keys) each.
@@ -341,12 +469,15 @@ class ClaimedBatch:
             policies.append({"id": record.id, "status": decision.status.value,
                              "quality_score": quality.total_score, "reasons": decision.stated_reasons})
             metrics.append({"id": record.id, **quality.as_event_data()})
+            details = {"error_code": code, "reasons": list(decision.reasons),
+                       "errors": [f.message for f in decision.assessment.validation.errors],
+                       "warnings": [f.message for f in decision.assessment.validation.warnings],
+                       "version": record.version, "rules_version": self.rules_version}
+            rescored = self.rescored_from(record.id)
+            if rescored is not None:  # scored before under older rules: the run counts it as rescored
+                details["rescored_from_rules"] = rescored.rules_version
             history.append({"id": record.id, "status": decision.status.value, "quality_score": quality.total_score,
-                            "processing_time_ms": elapsed_ms, "details": {
-                                "error_code": code, "reasons": list(decision.reasons),
-                                "errors": [f.message for f in decision.assessment.validation.errors],
-                                "warnings": [f.message for f in decision.assessment.validation.warnings],
-                                "version": record.version}})
+                            "processing_time_ms": elapsed_ms, "details": details})
             if decision.status.value != record.status:
                 audits.append({"entity_id": record.id, "action": "status_changed",
                                "changes": {"status": {"from": record.status, "to": decision.status.value},
@@ -362,8 +493,9 @@ class ClaimedBatch:
                                "metadata": {"run_id": run_id, "method": match.method, "version": record.version}})
             if decision.status is DataStatus.ACTIVE:
                 prints.append({"id": record.id, "keys": decision.assessment.block_keys.stored})
-        await connection.execute(UPDATE_POLICIES_SQL, _json(policies), self.scored_at)
-        await connection.execute(INSERT_METRICS_SQL, _json(metrics), method[:100], run_id, self.scored_at)
+        await connection.execute(UPDATE_POLICIES_SQL, _json(policies), self.scored_at, self.rules_version)
+        await connection.execute(INSERT_METRICS_SQL, _json(metrics), method[:100], run_id, self.scored_at,
+                                 self.rules_version)
         await connection.execute(INSERT_HISTORY_SQL, _json(history), run_id)
         if audits:
             await connection.execute(INSERT_AUDIT_SQL, _json(audits), actor)
@@ -375,4 +507,16 @@ class ClaimedBatch:
         if prints:
             await connection.execute(UPSERT_FINGERPRINTS_SQL, _json(prints), FINGERPRINT_SCHEME)
         await connection.execute(RESOLVE_LETTERS_SQL, [d.record.record_key for d in decisions])
-        await outbox.enqueue(connection, events)
+        await outbox.enqueue(connection, [*events, *self._state_events(decisions)])
+
+    def _state_events(self, decisions: Sequence[Decision]) -> list[OutboxEvent]:
+        """Each decided policy's state on the catalogue topic (`stores.catalogue`): its document when it is active
+        now, a tombstone otherwise, whatever it was before (it may have been active at an older version: the
+        catalogue keeps a policy whose content changed until it is decided again). A background rescore that
+        changed nothing announces nothing, as for `data.quality_updated`: the state on the topic stands."""
+        return policy_state_events(self._settings, [
+            PolicyState(policy_id=decision.record.id, version=decision.record.version, policy=decision.record,
+                        quality_score=decision.assessment.quality.total_score, decided_at=self.scored_at)
+            if decision.status is DataStatus.ACTIVE
+            else LeftCatalogue(policy_id=decision.record.id, status=decision.status.value, left_at=self.scored_at)
+            for decision in decisions if not (self.rescoring and self.unchanged(decision))])

@@ -16,7 +16,10 @@ A source that has never been listed in full and would list everything in its inc
 (a broker that lost its data), the run lists everything (`ALL`), since they may lie behind the filter.
 
 `Checkpoint` is what the collector keeps per source (`collection_checkpoints`); `ListingProgress` what a run
-learned, turned into the next checkpoint by `next_checkpoint`.
+learned, turned into the next checkpoint by `next_checkpoint`. A listing of everything (ALL, or FULL from its
+first page to its last, over as many runs as it takes) that reaches its end is a *complete listing*: the cold path
+archives as withdrawn what it did not show (mark and sweep, docs/lifecycle.md). A partial, failed or budget-stopped
+listing never completes one.
 """
 
 from __future__ import annotations
@@ -38,11 +41,16 @@ from aegis_pipeline.collectors.parsing.dates import KST
 @dataclass(frozen=True)
 class Checkpoint:
     """A source's collection state: `cursor` (the cursor strategy's greatest value; the date window's last
-    complete pass start, ISO 8601), and where its full listing stands."""
+    complete pass start, ISO 8601), and where its full listing stands. `listing_started_at`: when the listing of
+    everything in progress began (a full listing may take several runs); `last_complete_listing_at`: when the last
+    listing that read the source to its end began. A record no listing has shown since then was withdrawn by its
+    source (docs/lifecycle.md)."""
 
     cursor: str | None = None
     full_listing_next_page: int | None = None
     full_listing_completed_at: datetime | None = None
+    listing_started_at: datetime | None = None
+    last_complete_listing_at: datetime | None = None
 
 
 class ListingKind(StrEnum):
@@ -67,6 +75,9 @@ class ListingProgress:
     incremental_completed: bool = False
     full_listing_next_page: int | None = None  # the next page of the full listing, once it started
     full_listing_completed: bool = False
+    # A listing of everything (ALL, or FULL from its first page) began in this run; one read to its last page.
+    listing_of_everything_started: bool = False
+    listing_of_everything_completed: bool = False
 
 
 def full_listing_due(source: SourceDefinition, checkpoint: Checkpoint, now: datetime) -> bool:
@@ -124,6 +135,11 @@ def next_checkpoint(source: SourceDefinition, checkpoint: Checkpoint, progress: 
         elif isinstance(source.incremental, CursorIncremental):
             cursor = max(filter(None, [cursor, greatest_cursor_value]), default=None)
     following = replace(checkpoint, cursor=cursor)
+    listing_started_at = run_started_at if progress.listing_of_everything_started else checkpoint.listing_started_at
+    if progress.listing_of_everything_completed:  # what it did not show is withdrawn: the cold path's sweep
+        following = replace(following, listing_started_at=None, last_complete_listing_at=listing_started_at)
+    else:
+        following = replace(following, listing_started_at=listing_started_at)
     if progress.full_listing_completed:
         return replace(following, full_listing_next_page=None, full_listing_completed_at=run_started_at)
     if progress.full_listing_next_page is not None:

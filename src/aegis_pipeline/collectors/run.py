@@ -190,6 +190,9 @@ class _PageTaker:
         await context.state.remember_published(
             source.name, {record.collection_metadata.external_id: digest for record, digest in changed}
         )
+        # Listed now, changed or not, valid or not: a complete listing's sweep keeps it (docs/lifecycle.md).
+        listed = [external_id for raw in raw_records if (external_id := external_id_of(raw, source)) is not None]
+        await context.state.mark_listed(source.name, listed, self._run_at)
         self._note_cursor_values(valid)
         return len(valid), len(changed)
 
@@ -209,11 +212,16 @@ async def _read_listing(listing: Listing, source: SourceDefinition, client: Sour
     check = make_page_check(source)
     request: PageRequest | None = listing.first
     pages_read = 0
+    of_everything = listing.kind is ListingKind.ALL or listing.kind is ListingKind.FULL
+    if of_everything and listing.first.index == 0:
+        progress.listing_of_everything_started = True
     while request is not None:
         page = parse_page(await client.fetch_text(request.url, request.params, check), source)
         valid, changed = await taker.take(page.records)
         pages_read += 1
         following = source.pagination.next_request(request, page, max_pages=sys.maxsize)
+        if of_everything:
+            progress.listing_of_everything_completed = following is None
         if listing.kind is ListingKind.FULL:
             progress.full_listing_next_page = following.index if following else None
             progress.full_listing_completed = following is None

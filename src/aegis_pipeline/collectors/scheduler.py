@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import redis.asyncio as redis
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,11 +25,11 @@ from aegis_pipeline.collectors.definitions import SourceDefinition
 from aegis_pipeline.collectors.run import CollectorContext, SourceResult, collect_source
 from aegis_pipeline.common.errors import StoreUnavailableError
 from aegis_pipeline.common.logging import get_logger
+from aegis_pipeline.domain.korean_time import KST
 from aegis_pipeline.stores import cache
 
 log = get_logger(__name__)
 
-KST = timezone(timedelta(hours=9), "KST")
 # Every replica's interval schedule counts from here, so they agree on fire times.
 SCHEDULE_ANCHOR = datetime(2026, 1, 1, tzinfo=KST)
 CRON_SLOT_SECONDS = 3600  # a cron job's runs are claimed per hour

@@ -1,6 +1,6 @@
 """What the collectors remember between runs, in PostgreSQL: a checkpoint per source (its cursor and where its
 full listing stands: `collectors.incremental`) and the content hash of every record published (tables from
-migrations 0002 and 0012).
+migrations 0002, 0012 and 0013), and when a listing last showed each record.
 
 The hash remembered is the content hash of the record as published (`domain.hashing.published_hash`, of the
 validated record before cleaning). The hot path computes the same hash from the record it receives and stores it
@@ -63,16 +63,26 @@ class CollectorState:
                 source, list(hashes), list(hashes.values()),
             )
 
+    async def mark_listed(self, source: str, external_ids: list[str], listed_at: datetime) -> None:
+        """Note that a listing showed these records at `listed_at` (the mark of mark and sweep)."""
+        if not external_ids:
+            return
+        with postgres.translate_errors("mark listed records"):
+            await self._pool.execute(
+                "UPDATE collected_records SET last_listed_at = greatest(last_listed_at, $3::timestamptz) "
+                "WHERE source_system = $1 AND external_id = ANY($2::text[])", source, external_ids, listed_at)
+
     async def checkpoint(self, source: str) -> Checkpoint:
         """The source's collection state; an empty one before its first run."""
         with postgres.translate_errors("read checkpoint"):
             row = await self._pool.fetchrow(
-                "SELECT cursor_value, full_listing_next_page, full_listing_completed_at "
-                "FROM collection_checkpoints WHERE source_system = $1", source
+                "SELECT cursor_value, full_listing_next_page, full_listing_completed_at, listing_started_at, "
+                "last_complete_listing_at FROM collection_checkpoints WHERE source_system = $1", source
             )
         if row is None:
             return Checkpoint()
-        return Checkpoint(row["cursor_value"], row["full_listing_next_page"], row["full_listing_completed_at"])
+        return Checkpoint(row["cursor_value"], row["full_listing_next_page"], row["full_listing_completed_at"],
+                          row["listing_started_at"], row["last_complete_listing_at"])
 
     async def save_checkpoint(
         self, source: str, *, run_at: datetime, succeeded: bool, checkpoint: Checkpoint, counts: dict[str, int]
@@ -81,16 +91,21 @@ class CollectorState:
             await self._pool.execute(
                 """
                 INSERT INTO collection_checkpoints (source_system, cursor_value, last_run_at, last_success_at,
-                                                    last_counts, full_listing_next_page, full_listing_completed_at)
-                VALUES ($1, $2, $3::timestamptz, CASE WHEN $4::boolean THEN $3::timestamptz END, $5::jsonb, $6, $7)
+                                                    last_counts, full_listing_next_page, full_listing_completed_at,
+                                                    listing_started_at, last_complete_listing_at)
+                VALUES ($1, $2, $3::timestamptz, CASE WHEN $4::boolean THEN $3::timestamptz END, $5::jsonb, $6, $7,
+                        $8, $9)
                 ON CONFLICT (source_system) DO UPDATE SET
                     cursor_value = EXCLUDED.cursor_value,
                     last_run_at = EXCLUDED.last_run_at,
                     last_success_at = COALESCE(EXCLUDED.last_success_at, collection_checkpoints.last_success_at),
                     last_counts = EXCLUDED.last_counts,
                     full_listing_next_page = EXCLUDED.full_listing_next_page,
-                    full_listing_completed_at = EXCLUDED.full_listing_completed_at
+                    full_listing_completed_at = EXCLUDED.full_listing_completed_at,
+                    listing_started_at = EXCLUDED.listing_started_at,
+                    last_complete_listing_at = EXCLUDED.last_complete_listing_at
                 """,
                 source, checkpoint.cursor, run_at, succeeded, json.dumps(counts),
                 checkpoint.full_listing_next_page, checkpoint.full_listing_completed_at,
+                checkpoint.listing_started_at, checkpoint.last_complete_listing_at,
             )

@@ -81,6 +81,13 @@ data_quality_score = Gauge(
     "Mean quality score (0..1) of the records a cold-path run scored, per source",
     ["source"],
 )
+cold_path_stale_score_records = Gauge(
+    "cold_path_stale_score_records",
+    "Scored records (active or rejected) whose score and status were decided under older scoring rules than the "
+    "current ones (cold_path/scoring_rules.py), per source; the cold path rescores them in the background, oldest "
+    "rules first, and every run sets this at its end (0 when a source is all on the current rules)",
+    ["source"],
+)
 
 # Sync of PostgreSQL to the target stores (vectors, graph, search)
 db_sync_total = Counter(
@@ -101,6 +108,14 @@ consistency_drift_documents = Gauge(
     ["target_db", "kind"],
 )
 
+# Lifecycle (issue 25, docs/lifecycle.md)
+policies_archived_total = Counter(
+    "policies_archived_total",
+    "Programmes the cold path took out of the catalogue, per reason (closed: its application period ended; "
+    "withdrawn: a complete listing of its source no longer had it)",
+    ["reason"],
+)
+
 # Operations (issue 7)
 dead_letters_unresolved = Gauge(
     "dead_letters_unresolved",
@@ -108,6 +123,24 @@ dead_letters_unresolved = Gauge(
     "Read from the dead_letters table on each scrape, so every process serving /metrics reports the same "
     "value: aggregate with max, not sum",
     ["stage", "status"],
+)
+
+# Retention (issue 25): the daily deletion of history past each table's RETENTION_DAYS_* (cold_path/retention.py),
+# pushed as job aegis-retention whether the CLI or the policy_retention DAG ran it.
+retention_rows_deleted_total = Counter(
+    "retention_rows_deleted_total",
+    "Rows the retention job deleted, per table (a dry run deletes none and counts none)",
+    ["table"],
+)
+retention_old_rows_kept = Gauge(
+    "retention_old_rows_kept",
+    "Rows past their table's retention that the last retention run kept because they must stay (a policy's "
+    "latest score or status change, an open dead letter, the latest report per target, the latest run of a kind)",
+    ["table"],
+)
+retention_last_success_timestamp_seconds = Gauge(
+    "retention_last_success_timestamp_seconds",
+    "When the last retention run that deleted (not a dry run) finished, Unix time",
 )
 
 

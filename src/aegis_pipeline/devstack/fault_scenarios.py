@@ -232,6 +232,7 @@ class PipelineProcesses:
             "AEGIS_DATA_DIR": str(settings.aegis_data_dir),
             "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
             "KAFKA_TOPIC_POLICY_EVENTS": settings.kafka_topic_policy_events,
+            "KAFKA_TOPIC_POLICY_STATE": settings.kafka_topic_policy_state,
             "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
             "KAFKA_BROKER_CHECK_SECONDS": str(options.broker_check_seconds),
             "COLLECTOR_REPUBLISH_GRACE_SECONDS": str(options.republish_grace_seconds),

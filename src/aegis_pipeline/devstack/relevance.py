@@ -63,7 +63,8 @@ class Announcement:
             source_system=self.source_system, external_id=self.external_id,
             title=self.title, content=self.content, issuing_organization=self.issuing_organization,
             target_region=self.target_region, target_industry=(), funding_type=None, application_start_date=None,
-            application_end_date=None, original_url=None, quality_score=None, canonical_id=None, duplicate_ids=())
+            application_end_date=None, original_url=None, quality_score=None, status="active", canonical_id=None,
+            duplicate_ids=())
 
 
 @dataclass(frozen=True)

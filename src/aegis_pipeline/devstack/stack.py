@@ -182,8 +182,7 @@ async def _prepare(settings: Settings, timeout_seconds: float, sample_sources: S
         with attempt:  # the server may still be starting
             await postgres.ensure_database(server_dsn, settings.postgres_db)
     await wait_until_healthy(settings, timeout_seconds=timeout_seconds)
-    topics = [settings.kafka_topic_raw_policies, settings.kafka_topic_policy_events, settings.kafka_topic_dlq]
-    created = await kafka.ensure_topics(settings, topics, partitions=settings.kafka_topic_partitions)
+    created = await kafka.ensure_pipeline_topics(settings)
     log.info("topics_ready", created=created, partitions=settings.kafka_topic_partitions)
     await asyncio.to_thread(upgrade_to_head, settings)
     if sample_sources is not None:

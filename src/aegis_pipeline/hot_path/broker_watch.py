@@ -24,7 +24,9 @@ event id and the same content (a consumer that already had it drops the repeat),
    current version (`schemas.fact_events.quality_updated_envelope`). A scoring of an older version is not
    announced again, just as an older version's `policy.validated` is not: the version after it superseded it;
 3. `data.sync_completed` of every sync run recorded within the horizon
-   (`schemas.fact_events.sync_completed_envelope`).
+   (`schemas.fact_events.sync_completed_envelope`);
+4. on the catalogue topic, the state of every active policy, whatever its age: that topic is the whole catalogue
+   for consumers that start from nothing, not a window of changes (`stores.catalogue.announce_catalogue`).
 
 Each policy's events keep the order they were first produced in: its `policy.validated` before the
 `data.quality_updated` of the same version (one key, one partition, outbox order).
@@ -57,6 +59,7 @@ from aegis_pipeline.schemas.fact_events import (
 )
 from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores import kafka, outbox, postgres
+from aegis_pipeline.stores.catalogue import announce_catalogue
 from aegis_pipeline.stores.outbox import OutboxEvent, OutboxRelay
 
 log = get_logger(__name__)
@@ -132,8 +135,7 @@ class BrokerWatch:
         """Create the topics again, announce again if the sentinel had been created before, record it, and
         create the sentinel last: a crash before that repeats the recovery, never skips it."""
         settings = self._settings
-        topics = [settings.kafka_topic_raw_policies, settings.kafka_topic_policy_events, settings.kafka_topic_dlq]
-        created = await kafka.ensure_topics(settings, topics, partitions=settings.kafka_topic_partitions)
+        created = await kafka.ensure_pipeline_topics(settings)
         lost = await connection.fetchval("SELECT true FROM broker_sentinels WHERE sentinel_topic = $1", sentinel)
         announced = await self._reannounce() if lost else 0
         await connection.execute(
@@ -159,7 +161,13 @@ class BrokerWatch:
         policies' versions go first, so that each policy's scoring follows its version as it did the first time."""
         return (await self._reannounce_pages(EventType.POLICY_VALIDATED, CHANGED_POLICIES_SQL, self._validated)
                 + await self._reannounce_pages(EventType.DATA_QUALITY_UPDATED, SCORED_POLICIES_SQL, self._scored)
-                + await self._reannounce_pages(EventType.DATA_SYNC_COMPLETED, SYNC_RUNS_SQL, self._synced))
+                + await self._reannounce_pages(EventType.DATA_SYNC_COMPLETED, SYNC_RUNS_SQL, self._synced)
+                + await self._reannounce_catalogue())
+
+    async def _reannounce_catalogue(self) -> int:
+        announced = await announce_catalogue(self._pool, self._settings)
+        metrics.events_reannounced_total.labels(event_type=EventType.POLICY_STATE.value).inc(announced)
+        return announced
 
     async def _reannounce_pages(self, event_type: EventType, sql: str,
                                 event_of: Callable[[asyncpg.Record], OutboxEvent]) -> int:

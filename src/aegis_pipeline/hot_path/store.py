@@ -81,6 +81,8 @@ ON CONFLICT (source_system, external_id) DO UPDATE SET
     {_REPLACED},
     status = 'pending_validation',
     quality_score = NULL,
+    archived_at = NULL,  -- an archived programme its source changed comes back through the normal path
+    archived_reason = NULL,
     version = p.version + 1,
     updated_at = now()
 WHERE p.content_hash IS DISTINCT FROM EXCLUDED.content_hash

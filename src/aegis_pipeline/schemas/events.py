@@ -37,6 +37,10 @@ class EventType(StrEnum):
     POLICY_VALIDATED = "policy.validated"
     DATA_QUALITY_UPDATED = "data.quality_updated"
     DATA_SYNC_COMPLETED = "data.sync_completed"
+    POLICY_ARCHIVED = "policy.archived"
+    # Not an event of `policy-events`: the document of one policy on the compacted `policy-state` topic
+    # (schemas/policy_state.py, docs/events.md "The catalogue topic"), in the same envelope.
+    POLICY_STATE = "policy.state"
 
 
 # The Kafka key of each event type: the field of `data` whose events must stay in order (one partition).
@@ -44,6 +48,8 @@ _KEY_FIELDS: dict[EventType, str] = {
     EventType.POLICY_VALIDATED: "policy_id",
     EventType.DATA_QUALITY_UPDATED: "policy_id",
     EventType.DATA_SYNC_COMPLETED: "sync_id",
+    EventType.POLICY_ARCHIVED: "policy_id",
+    EventType.POLICY_STATE: "policy_id",
 }
 
 

@@ -1,5 +1,6 @@
-"""The `data.quality_updated` and `data.sync_completed` events, each built by one function from what PostgreSQL
-stores of the fact it announces: one scoring of one policy version, one recorded sync run.
+"""The `data.quality_updated`, `data.sync_completed` and `policy.archived` events, each built by one function from
+what PostgreSQL stores of the fact it announces: one scoring of one policy version, one recorded sync run, one
+archiving of a policy.
 
 The writer that stores the fact builds its event with that function from the very values it stores (the cold
 path, `cold_path/run.py`; the sync run, `sync/run.py`). After a broker lost its data, the hot path's broker watch
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aegis_pipeline.schemas.events import EventType, build_event, fact_event_id
@@ -119,3 +120,34 @@ def sync_completed_envelope(run: SyncRunRecord, *, producer: str) -> dict[str, A
     }
     return build_event(EventType.DATA_SYNC_COMPLETED, data, producer=producer,
                        event_id=sync_completed_event_id(run.sync_id, run.finished_at), occurred_at=run.finished_at)
+
+
+# --- policy.archived ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Archiving:
+    """One archiving of one policy version, as the cold path stores it (`cold_path/lifecycle.py`): on `policies`,
+    `status = 'archived'`, `archived_reason` and `archived_at`."""
+
+    policy_id: str
+    version: int
+    reason: str                   # "closed" or "withdrawn"
+    source_system: str
+    external_id: str
+    application_end_date: date | None
+    archived_at: datetime
+
+
+def policy_archived_envelope(archiving: Archiving, *, producer: str) -> dict[str, Any]:
+    """The `policy.archived` envelope of `archiving` (checked against its schema). Its id: the policy, the version
+    and the time, since a version archived, brought back and archived again is a new fact."""
+    data = {
+        "policy_id": archiving.policy_id, "version": archiving.version, "reason": archiving.reason,
+        "source_system": archiving.source_system, "external_id": archiving.external_id,
+        "application_end_date": archiving.application_end_date, "archived_at": archiving.archived_at,
+    }
+    event_id = fact_event_id(EventType.POLICY_ARCHIVED, archiving.policy_id, archiving.version,
+                             _instant(archiving.archived_at))
+    return build_event(EventType.POLICY_ARCHIVED, data, producer=producer, event_id=event_id,
+                       occurred_at=archiving.archived_at)

@@ -10,8 +10,18 @@ Kafka afterwards.
 
 Either way an event is deleted only after the broker acknowledged it (cheaper for PostgreSQL than marking it
 sent); a crash in between sends it again with the same `event_id` (consumers de-duplicate on it). Several
-relays may run at once (one per replica): rows are claimed with `FOR UPDATE SKIP LOCKED`. Order per key is
-kept within one writer; across replicas the event's `version` says which is newer.
+relays may run at once (one per replica, the DAGs' events tasks): they take turns, one batch at a time, on an
+advisory lock (`RELAY_LOCK_KEY`), and claim rows in `id` order. So a key's rows leave in the order they were
+committed whoever relays them: two rows of one policy are written by transactions that both lock the policy's row,
+so the second takes its `id` after the first committed. That order matters on a compacted topic (the last message
+of a key is the one kept); a writer's own `send_committed` is not serialised with the relays, so events of a
+compacted topic are left to the relays. Across writers of `policy-events`, the event's `version` says which is
+newer.
+
+A row whose `event_type` ends in `.tombstone` (`TOMBSTONE_SUFFIX`) is sent as a tombstone: its key with a null
+value, which a compacted topic reads as "this key is deleted" (the `policy-state` topic, `stores/catalogue.py`).
+Its envelope stays in the row for bookkeeping only (which policy left and when, for whoever reads the table), so
+tombstones need no column of their own.
 """
 
 from __future__ import annotations
@@ -35,6 +45,13 @@ from aegis_pipeline.stores import kafka, postgres
 
 log = get_logger(__name__)
 
+TOMBSTONE_SUFFIX = ".tombstone"
+
+
+def is_tombstone(event_type: str) -> bool:
+    """Whether a row of this event type is sent as a tombstone (a null value)."""
+    return event_type.endswith(TOMBSTONE_SUFFIX)
+
 
 @dataclass(frozen=True)
 class OutboxEvent:
@@ -49,6 +66,11 @@ class OutboxEvent:
         """The envelope as JSON, serialised once: the same bytes are stored in the outbox and sent."""
         return orjson.dumps(self.envelope)
 
+    @property
+    def value(self) -> bytes | None:
+        """The Kafka value: the payload, or None (a tombstone) for a tombstone's row."""
+        return None if is_tombstone(self.event_type) else self.payload
+
 
 # One array per column: PostgreSQL takes the batch in one round trip; each envelope is stored as the bytes that
 # are sent (bytea: no decoding to text in Python, no second UTF-8 check in PostgreSQL).
@@ -58,10 +80,17 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[]
 ON CONFLICT (event_id) DO NOTHING
 """
 
+RELAY_LOCK_KEY = 0x61656769735F6F72  # "aegis_or": relays take turns (per-key order across relays, module docstring)
+# Rows in `id` order up to the newest row older than the grace period ($2), not every row older than it:
+# `created_at` is its transaction's start, so of two rows of one key the later one can be the older by that clock
+# (its transaction started first, then waited for the first's lock). The newest such row is found by walking the
+# primary key back from the end, past the recent rows only.
 CLAIM_SQL = """
 SELECT id, topic, message_key, envelope, event_type,
        convert_from(envelope, 'UTF8')::jsonb->'data'->>'collected_at' AS collected_at
-FROM event_outbox WHERE created_at <= now() - make_interval(secs => $2)
+FROM event_outbox
+WHERE id <= (SELECT id FROM event_outbox WHERE created_at <= now() - make_interval(secs => $2)
+             ORDER BY id DESC LIMIT 1)
 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 """
 
@@ -108,7 +137,7 @@ class OutboxRelay:
             return 0
         with kafka.translate_errors("send events"):
             await kafka.send_all(self._producer,
-                                 ((event.topic, event.key.encode("utf-8"), event.payload) for event in events))
+                                 ((event.topic, event.key.encode("utf-8"), event.value) for event in events))
         with postgres.translate_errors("mark events sent"):
             async with self._pool.acquire() as connection:
                 await connection.execute("DELETE FROM event_outbox WHERE event_id = ANY($1::uuid[])",
@@ -122,12 +151,14 @@ class OutboxRelay:
         min_age_seconds = 0.0 if include_recent else self._grace_seconds
         with postgres.translate_errors("relay events"):
             async with self._pool.acquire() as connection, connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", RELAY_LOCK_KEY)
                 rows = await connection.fetch(CLAIM_SQL, self._batch_size, min_age_seconds)
                 if not rows:
                     return 0
                 with kafka.translate_errors("send events"):
                     await kafka.send_all(self._producer, (
-                        (row["topic"], row["message_key"].encode("utf-8"), row["envelope"])
+                        (row["topic"], row["message_key"].encode("utf-8"),
+                         None if is_tombstone(row["event_type"]) else row["envelope"])
                         for row in rows
                     ))
                 await connection.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])",

@@ -1,6 +1,7 @@
 """Consistency of each target with PostgreSQL: check (missing, stale, orphaned documents) and repair.
 
-The check reads PostgreSQL's (id, checksum) of active policies once, sums them per bucket of ids, asks each target
+The check reads PostgreSQL's (id, checksum) of the policies a target holds (`targets.base.KEPT_STATUSES`: active
+ones; the graph keeps archived ones too) once per kind of target, sums them per bucket of ids, asks each target
 for its own bucket sums (an aggregation where the engine has one: Elasticsearch, Cypher; Milvus reads scalars
 only), and reads documents only in the buckets that differ. So an unchanged target costs one aggregation, and
 100 drifted documents cost about 100 buckets' worth of reads. The diffing itself is `sync.digest` (pure).
@@ -35,6 +36,7 @@ from aegis_pipeline.sync import source
 from aegis_pipeline.sync.digest import BUCKETS, Drift, bucket_of, diff, differing_buckets, summarize
 from aegis_pipeline.sync.embeddings import EmbeddingProvider
 from aegis_pipeline.sync.run import OpenTarget, TargetResult, _store_name, _write, check_target_names, new_run_id
+from aegis_pipeline.sync.targets.base import KEPT_STATUSES
 
 log = get_logger(__name__)
 KINDS = ("missing", "stale", "orphaned")
@@ -169,9 +171,12 @@ async def check_consistency(settings: Settings, *, targets: Sequence[str] | None
     checked_at = datetime.now(UTC)
     pool = await postgres.create_pool(settings)
     try:
-        expected = await source.active_checksums(pool)
-        expected_digests = summarize(expected.items())
-        checks = await asyncio.gather(*(_check_target(settings, name, expected, expected_digests) for name in names))
+        expected: dict[frozenset[str], tuple[dict[str, str], Any]] = {}
+        for statuses in {KEPT_STATUSES[name] for name in names}:
+            checksums = await source.kept_checksums(pool, statuses)
+            expected[statuses] = (checksums, summarize(checksums.items()))
+        checks = await asyncio.gather(*(_check_target(settings, name, *expected[KEPT_STATUSES[name]])
+                                        for name in names))
         report = ConsistencyReport(checked_at, {check.target: check for check in checks},
                                    round(time.monotonic() - started, 3))
         for check in checks:
@@ -198,9 +203,10 @@ async def _repair_target(pool: asyncpg.Pool, settings: Settings, check: TargetCh
                 for start in range(0, len(ids), settings.sync_batch_size):
                     chunk = ids[start:start + settings.sync_batch_size]
                     current = {record.document.id: record for record in await source.records_by_ids(pool, chunk)}
-                    active = [current[i].document for i in chunk if i in current and current[i].active]
-                    gone = [i for i in chunk if i not in current or not current[i].active]
-                    await _write(handle, result, run_id, active, gone, embeddings)
+                    statuses = KEPT_STATUSES[check.target]
+                    kept = [current[i].document for i in chunk if i in current and current[i].kept_by(statuses)]
+                    gone = [i for i in chunk if i not in current or not current[i].kept_by(statuses)]
+                    await _write(handle, result, run_id, kept, gone, embeddings)
                     shown.advance(len(chunk))
             await handle.call(handle.target.flush)  # type: ignore[union-attr]
         result.success = True

@@ -1,5 +1,6 @@
-"""The sync run: each target gets the policies changed since its own watermark, in batches; active ones are
-upserted, the others (rejected, archived, back to pending validation) removed. A target that fails
+"""The sync run: each target gets the policies changed since its own watermark, in batches; the ones it holds
+(`targets.base.KEPT_STATUSES`: active ones, and in the graph archived ones too) are upserted, the others
+(rejected, back to pending validation, archived for vectors and search) removed. A target that fails
 (DP_3001..DP_3003) keeps its watermark and catches up next run; the others go on. The run ends with a
 `pipeline_metadata` row and a `data.sync_completed` event in one transaction (the outbox).
 
@@ -33,7 +34,7 @@ from aegis_pipeline.stores.outbox import OutboxEvent
 from aegis_pipeline.sync import source
 from aegis_pipeline.sync.embeddings import EmbeddingProvider
 from aegis_pipeline.sync.targets import TARGET_NAMES, SyncTarget, open_target
-from aegis_pipeline.sync.targets.base import SyncBatch, SyncDocument
+from aegis_pipeline.sync.targets.base import KEPT_STATUSES, SyncBatch, SyncDocument
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -135,7 +136,8 @@ def _fail(result: TargetResult, error: Exception) -> None:
 
 async def _write(handle: OpenTarget, result: TargetResult, run_id: str, active: list[SyncDocument],
                  gone: list[str], embeddings: EmbeddingProvider) -> list[str]:
-    """Upsert `active` and delete `gone` in the target; returns the ids deferred for want of an embedding."""
+    """Upsert `active` (the documents the target holds) and delete `gone` in the target; returns the ids deferred
+    for want of an embedding."""
     target = handle.target
     assert target is not None
     vectors: dict[str, Any] = {}
@@ -166,9 +168,9 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
             changed = await source.count_changed(pool, watermark)
             with progress(f"sync {name}", total=changed, log_every_seconds=settings.progress_log_seconds) as shown:
                 async for records in source.changed_batches(pool, watermark, settings.sync_batch_size):
-                    active = [record.document for record in records if record.active]
-                    gone = [record.document.id for record in records if not record.active]
-                    deferred = set(await _write(handle, result, run_id, active, gone, embeddings))
+                    kept = [record.document for record in records if record.kept_by(KEPT_STATUSES[name])]
+                    gone = [record.document.id for record in records if not record.kept_by(KEPT_STATUSES[name])]
+                    deferred = set(await _write(handle, result, run_id, kept, gone, embeddings))
                     if deferred:
                         # Resume next run at the first record left out. Later batches are still written (what has
                         # an embedding goes in, the rest is counted as deferred): the next run reads them again,
@@ -239,7 +241,7 @@ async def run_sync(settings: Settings, *, targets: Sequence[str] | None = None,
 
 
 async def rebuild(settings: Settings, target: str, *, run_id: str | None = None) -> TargetResult:
-    """Write every active policy into a new copy of `target`, then swap it in; set the watermark.
+    """Write every policy `target` holds (KEPT_STATUSES) into a new copy of it, then swap it in; set the watermark.
 
     The rebuild encodes every text that has no stored embedding of the configured model, whatever the sync's
     per-run budget (it is how a new `EMBEDDING_MODEL` is brought in); the live copy serves until the swap.
@@ -254,12 +256,12 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
         async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
             assert handle.target is not None
             next_watermark = await source.snapshot_xmin(pool)
-            active = await source.count_active(pool)
+            kept = await source.count_kept(pool, KEPT_STATUSES[name])
             await handle.call(handle.target.begin_rebuild, run_id)
             try:
-                with progress(f"sync rebuild {name}", total=active,
+                with progress(f"sync rebuild {name}", total=kept,
                               log_every_seconds=settings.progress_log_seconds) as shown:
-                    async for documents in source.active_batches(pool, settings.sync_batch_size):
+                    async for documents in source.kept_batches(pool, KEPT_STATUSES[name], settings.sync_batch_size):
                         await _write(handle, result, run_id, documents, [], embeddings)
                         shown.advance(len(documents))
                 await handle.call(handle.target.finish_rebuild)

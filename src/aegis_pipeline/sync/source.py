@@ -5,6 +5,8 @@ hot path's SHA-256 of what it stored), the version, the quality score and the du
 that link is one the graph can hold (its canonical policy `active`; see `sync.targets.graph`). It is computed
 here, in SQL, once for the sync and the consistency check alike. The not-active marker is NULL for every other
 policy, and `concat_ws` skips NULLs: their checksums are what they were before it existed (nothing to rewrite).
+The same holds for the archived marker: an archived policy's checksum differs from its active one, so the graph,
+which keeps it (`targets.base.KEPT_STATUSES`), is found stale until it holds it marked archived.
 
 Change tracking (migration 0005): each write stamps the row with its transaction id (`sync_xid`); a target's
 watermark is the snapshot xmin taken before its last successful read, so late commits are never skipped. A
@@ -26,7 +28,8 @@ from aegis_pipeline.sync.targets.base import SyncDocument
 
 CHECKSUM_SQL = ("md5(concat_ws('|', p.id::text, p.version::text, p.content_hash, "
                 "coalesce(p.quality_score::text, ''), coalesce(d.canonical_id::text, ''), "
-                "CASE WHEN d.canonical_id IS NOT NULL AND c.id IS NULL THEN 'canonical-not-active' END))")
+                "CASE WHEN d.canonical_id IS NOT NULL AND c.id IS NULL THEN 'canonical-not-active' END, "
+                "CASE WHEN p.status = 'archived' THEN 'archived' END))")
 
 _CONTENT_COLUMNS = ", ".join(f"p.{name}" for name in POLICY_CONTENT_COLUMNS)  # the policy's content
 _DOCUMENT_COLUMNS = f"""
@@ -44,18 +47,19 @@ SELECT {_DOCUMENT_COLUMNS} {_FROM}
 WHERE (p.sync_xid, p.id) > ($1::bigint, $2::uuid) AND p.sync_xid >= $3::bigint
 ORDER BY p.sync_xid, p.id LIMIT $4
 """
-ACTIVE_SQL = f"""
+KEPT_SQL = f"""
 SELECT {_DOCUMENT_COLUMNS} {_FROM}
-WHERE p.status = 'active' AND p.id > $1::uuid ORDER BY p.id LIMIT $2
+WHERE p.status = ANY($3::text[]) AND p.id > $1::uuid ORDER BY p.id LIMIT $2
 """
 BY_IDS_SQL = f"SELECT {_DOCUMENT_COLUMNS} {_FROM} WHERE p.id = ANY($1::uuid[])"
-ACTIVE_CHECKSUMS_SQL = f"SELECT p.id::text AS id, {CHECKSUM_SQL} AS checksum {_FROM} WHERE p.status = 'active'"
+KEPT_CHECKSUMS_SQL = (f"SELECT p.id::text AS id, {CHECKSUM_SQL} AS checksum {_FROM} "
+                      "WHERE p.status = ANY($1::text[])")
 SNAPSHOT_XMIN_SQL = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-# How many rows `changed_batches` and `active_batches` will read, for a progress total: counts over indexes
+# How many rows `changed_batches` and `kept_batches` will read, for a progress total: counts over indexes
 # (idx_policies_sync_xid, idx_policies_status), a few ms for 100,000 policies. What commits after the count is
 # read too, so the reads may pass it.
 COUNT_CHANGED_SQL = "SELECT count(*) FROM policies WHERE sync_xid >= $1::bigint"
-COUNT_ACTIVE_SQL = "SELECT count(*) FROM policies WHERE status = 'active'"
+COUNT_KEPT_SQL = "SELECT count(*) FROM policies WHERE status = ANY($1::text[])"
 
 MIN_UUID = "00000000-0000-0000-0000-000000000000"
 
@@ -66,15 +70,15 @@ class ChangedRecord:
     status: str
     document: SyncDocument
 
-    @property
-    def active(self) -> bool:
-        return self.status == "active"
+    def kept_by(self, statuses: frozenset[str]) -> bool:
+        """Whether a target holding policies of `statuses` (`targets.base.KEPT_STATUSES`) holds this one."""
+        return self.status in statuses
 
 
 def _document(row: asyncpg.Record) -> SyncDocument:
     return SyncDocument(
         **content_from_columns(row), id=row["id"], version=row["version"], checksum=row["checksum"],
-        quality_score=row["quality_score"], canonical_id=row["canonical_id"],
+        quality_score=row["quality_score"], status=row["status"], canonical_id=row["canonical_id"],
         duplicate_ids=tuple(row["duplicate_ids"] or ()), duplicate_of=row["duplicate_of"],
     )
 
@@ -107,18 +111,19 @@ async def count_changed(pool: asyncpg.Pool, watermark: int) -> int:
         return int(await pool.fetchval(COUNT_CHANGED_SQL, watermark))
 
 
-async def count_active(pool: asyncpg.Pool) -> int:
-    """About how many policies `active_batches` reads."""
-    with postgres.translate_errors("count active policies"):
-        return int(await pool.fetchval(COUNT_ACTIVE_SQL))
+async def count_kept(pool: asyncpg.Pool, statuses: frozenset[str]) -> int:
+    """About how many policies `kept_batches` reads."""
+    with postgres.translate_errors("count policies"):
+        return int(await pool.fetchval(COUNT_KEPT_SQL, sorted(statuses)))
 
 
-async def active_batches(pool: asyncpg.Pool, batch_size: int) -> AsyncIterator[list[SyncDocument]]:
-    """Every active policy in id order (a rebuild)."""
+async def kept_batches(pool: asyncpg.Pool, statuses: frozenset[str],
+                       batch_size: int) -> AsyncIterator[list[SyncDocument]]:
+    """Every policy of `statuses` in id order (a rebuild)."""
     after = MIN_UUID
     while True:
-        with postgres.translate_errors("read active policies"):
-            rows = await pool.fetch(ACTIVE_SQL, after, batch_size)
+        with postgres.translate_errors("read policies to rebuild"):
+            rows = await pool.fetch(KEPT_SQL, after, batch_size, sorted(statuses))
         if not rows:
             return
         yield [_document(row) for row in rows]
@@ -132,9 +137,10 @@ async def records_by_ids(pool: asyncpg.Pool, ids: Sequence[str]) -> list[Changed
     return [_record(row) for row in rows]
 
 
-async def active_checksums(pool: asyncpg.Pool) -> dict[str, str]:
+async def kept_checksums(pool: asyncpg.Pool, statuses: frozenset[str]) -> dict[str, str]:
+    """id -> checksum of every policy of `statuses`: what a target holding them should hold."""
     with postgres.translate_errors("read checksums"):
-        rows = await pool.fetch(ACTIVE_CHECKSUMS_SQL)
+        rows = await pool.fetch(KEPT_CHECKSUMS_SQL, sorted(statuses))
     return {row["id"]: row["checksum"] for row in rows}
 
 

@@ -12,10 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 from aegis_pipeline.collectors.parsing.errors import ValueParseError
-
-# Korea has kept UTC+9 without daylight saving since 1988, so a fixed offset is exact and
-# needs no tz database.
-KST = timezone(timedelta(hours=9), "KST")
+from aegis_pipeline.domain.korean_time import KST
 
 
 @dataclass(frozen=True)

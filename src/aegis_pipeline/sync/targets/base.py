@@ -23,6 +23,11 @@ from aegis_pipeline.domain.policy import PolicyContent
 from aegis_pipeline.sync.digest import BucketDigest, bucket_of, digest_of
 
 TARGET_NAMES = ("vectors", "graph", "search")
+# The statuses of the policies each target holds: what users search holds only the catalogue (active policies);
+# the graph keeps archived programmes too, marked (their node's `status`), for analysis (docs/lifecycle.md).
+KEPT_STATUSES: dict[str, frozenset[str]] = {
+    "vectors": frozenset({"active"}), "graph": frozenset({"active", "archived"}), "search": frozenset({"active"}),
+}
 EMBEDDED_CONTENT_CHARACTERS = 2000  # of a body, embedded by the vectors target (the search target indexes it all)
 
 
@@ -35,14 +40,15 @@ def embedding_text(title: str, content: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncDocument(PolicyContent):
-    """One active policy as the targets receive it (read from PostgreSQL by `sync.source`): the policy's content
-    (`domain.policy.PolicyContent`) and what the sync adds. It stays in the sync, not the domain: its checksum,
-    bucket and digest are the sync's own notions (`sync.digest`)."""
+    """One policy a target holds (KEPT_STATUSES) as the targets receive it (read from PostgreSQL by
+    `sync.source`): the policy's content (`domain.policy.PolicyContent`) and what the sync adds. It stays in the
+    sync, not the domain: its checksum, bucket and digest are the sync's own notions (`sync.digest`)."""
 
     id: str
     version: int
     checksum: str
     quality_score: float | None
+    status: str                       # one of the target's KEPT_STATUSES
     canonical_id: str | None          # the policy this one duplicates (cold path), if any
     duplicate_ids: tuple[str, ...]    # policies that duplicate this one
     # `canonical_id` while that policy is active: the graph's DUPLICATE_OF link (a policy not active is no node)

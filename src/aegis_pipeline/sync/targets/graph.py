@@ -6,7 +6,11 @@ Source (COLLECTED_FROM) nodes, and to the canonical policy they repeat (DUPLICAT
 `policy_duplicates`). Upserting a policy replaces its outgoing relationships; incoming DUPLICATE_OF links are
 re-linked from the duplicates' side, so a canonical policy that comes back finds its duplicates again.
 
-Which DUPLICATE_OF links the graph holds. Only active policies are nodes here, and the cold path rejects every
+Archived programmes stay in the graph, their node's `status` set to `archived` (`targets.base.KEPT_STATUSES`,
+docs/lifecycle.md): what was on offer, by whom, where, is history worth analysing; the search targets drop them.
+
+Which DUPLICATE_OF links the graph holds. Only active and archived policies are nodes here, and a link needs an
+active canonical policy; the cold path rejects every
 duplicate it links (one decided again loses its link first), so a duplicate is normally no node at all. The
 graph holds `(d)-[:DUPLICATE_OF]->(c)` exactly when PostgreSQL links d to c and both are active. In the cold
 path's normal course that is never; it happens when someone makes a duplicate active by hand, overruling the
@@ -114,7 +118,7 @@ def _row(document: SyncDocument, run_id: str) -> dict[str, Any]:
         "application_start_date": document.application_start_date.isoformat()
         if document.application_start_date else None,
         "application_end_date": document.application_end_date.isoformat() if document.application_end_date else None,
-        "original_url": document.original_url, "quality_score": document.quality_score, "status": "active",
+        "original_url": document.original_url, "quality_score": document.quality_score, "status": document.status,
         "version": document.version, "checksum": document.checksum, "sync_bucket": document.bucket,
         "sync_digest": document.digest, "sync_run_id": run_id, "link_count": len(linked),
         "links_digest": links_digest(linked), "link_key": link_key("Policy", document.id),

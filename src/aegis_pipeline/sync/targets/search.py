@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
@@ -189,12 +189,17 @@ class SearchTarget(SyncTarget):
                     found[hit["_id"]] = hit["_source"]["checksum"]
         return found
 
-    def search(self, query: str, limit: int) -> list[tuple[str, float]]:
-        """(policy id, relevance score) of the `limit` best matches for `query` in the live index, best first."""
+    def search(self, query: str, limit: int, *, open_on: date | None = None) -> list[tuple[str, float]]:
+        """(policy id, relevance score) of the `limit` best matches for `query` in the live index, best first;
+        `open_on`: only programmes still open that day (no end date, or one on or after it)."""
+        matched: dict[str, Any] = {"multi_match": {"query": query, "fields": SEARCH_FIELDS, "type": "most_fields"}}
+        if open_on is not None:
+            still_open = {"bool": {"minimum_should_match": 1, "should": [
+                {"range": {"application_end_date": {"gte": open_on.isoformat()}}},
+                {"bool": {"must_not": {"exists": {"field": "application_end_date"}}}}]}}
+            matched = {"bool": {"must": matched, "filter": [still_open]}}
         with self.guard("search"):
-            response = self._client.search(
-                index=self.alias, size=limit, _source=False,
-                query={"multi_match": {"query": query, "fields": SEARCH_FIELDS, "type": "most_fields"}})
+            response = self._client.search(index=self.alias, size=limit, _source=False, query=matched)
         return [(hit["_id"], float(hit["_score"])) for hit in response["hits"]["hits"]]
 
     def begin_rebuild(self, run_id: str) -> None:

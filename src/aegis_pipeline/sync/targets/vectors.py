@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pymilvus import DataType, MilvusClient
@@ -218,11 +218,17 @@ class VectorsTarget(SyncTarget):
         with self.guard("read checksums"):
             return {row["id"]: row["checksum"] for row in self._read_buckets(sorted(buckets), ["checksum"])}
 
-    def search(self, embedding: Sequence[float], limit: int) -> list[tuple[str, float]]:
-        """(policy id, cosine similarity) of the `limit` nearest documents in the live collection, best first."""
+    def search(self, embedding: Sequence[float], limit: int, *,
+               open_on: date | None = None) -> list[tuple[str, float]]:
+        """(policy id, cosine similarity) of the `limit` nearest documents in the live collection, best first;
+        `open_on`: only programmes still open that day (no end date, or one on or after it: ISO dates compare as
+        text)."""
+        still_open = "" if open_on is None else (
+            f'application_end_date == "" or application_end_date >= "{open_on.isoformat()}"')
         with self.guard("search"):
             hits = self._client.search(self.alias, data=[list(embedding)], anns_field="embedding", limit=limit,
-                                       search_params={"metric_type": "COSINE"}, output_fields=["id"])
+                                       filter=still_open, search_params={"metric_type": "COSINE"},
+                                       output_fields=["id"])
         return [(hit["id"], float(hit["distance"])) for hit in hits[0]]
 
     def begin_rebuild(self, run_id: str) -> None:
