@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aegis_pipeline.settings import (
+    DEVELOPMENT_IDENTIFIER_HASH_KEY,
     SettingsError,
     explicitly_configured_engines,
     load_core_settings,
@@ -145,6 +146,7 @@ SECURE = {
     "NEO4J_PASSWORD": "n30j-Real-Secret",
     "ELASTICSEARCH_URL": "https://es:9200",
     "ELASTICSEARCH_API_KEY": "ZWxhc3RpYzpzZWNyZXQ=",
+    "IDENTIFIER_HASH_KEY": "1dent-Hash-Key-5f0c2a9e41b7d3c8e6",
 }
 
 
@@ -160,7 +162,19 @@ def test_production_starts_with_real_passwords_and_secure_connections(production
     assert settings.insecure_connections() == []
     shown = repr(settings)
     assert not [secret for secret in ("s3cret-Value", "k4fka-Secret", "r3dis-Secret", "m1lvus-Secret",
-                                      "n30j-Real-Secret", "ZWxhc3RpYzpzZWNyZXQ=") if secret in shown]
+                                      "n30j-Real-Secret", "ZWxhc3RpYzpzZWNyZXQ=", "1dent-Hash-Key-5f0c2a9e41b7d3c8e6")
+                if secret in shown]
+
+
+@pytest.mark.parametrize("value", ["", "short-key", DEVELOPMENT_IDENTIFIER_HASH_KEY], ids=["empty", "short", "default"])
+def test_production_refuses_a_default_or_short_identifier_hash_key(production: pytest.MonkeyPatch, value: str) -> None:
+    production.setenv("IDENTIFIER_HASH_KEY", value)
+    with pytest.raises(SettingsError, match="IDENTIFIER_HASH_KEY must be set to a real secret of at least 32") as \
+            raised:
+        load_settings()
+    assert "production needs" not in str(raised.value)  # the connections are fine: only the key is named
+    production.setenv("ENVIRONMENT", "development")  # the embedded stack's default is fine there
+    assert load_settings().identifier_hash_key.get_secret_value() == value
 
 
 @pytest.mark.parametrize(

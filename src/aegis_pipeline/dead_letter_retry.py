@@ -79,8 +79,9 @@ async def retry_dead_letters(settings: Settings, *, ids: Iterable[str | UUID] | 
                 if letter.stage == "collect":
                     if sources is None:
                         sources = load_configured_sources(settings, sources_file)
-                    status = await retry_collect_letter(letter, sources, service.producer,
-                                                        settings.kafka_topic_raw_policies, letters)
+                    status = await retry_collect_letter(
+                        letter, sources, service.producer, settings.kafka_topic_raw_policies, letters,
+                        identifier_key=settings.identifier_hash_key.get_secret_value().encode("utf-8"))
                 elif letter.stage == "hot":
                     status = await retry_hot_letter(letter, service.processor, letters)
                 else:

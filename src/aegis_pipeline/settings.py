@@ -94,6 +94,10 @@ SECURED_ENGINES = ("postgres", "kafka", "redis", "milvus", "graph", "search")
 NEO4J_TLS_SCHEMES = ("neo4j+s://", "bolt+s://")
 # Passwords that are never a real secret.
 WEAK_PASSWORDS = frozenset({"", "postgres", "password", "neo4j", "changeme"})
+# IDENTIFIER_HASH_KEY: the embedded stack's public default (the value of domain.identifiers.DEVELOPMENT_KEY), which
+# production refuses, as any key shorter than IDENTIFIER_HASH_KEY_MIN_CHARS.
+DEVELOPMENT_IDENTIFIER_HASH_KEY = "aegis-development-identifier-hash-key-not-secret"
+IDENTIFIER_HASH_KEY_MIN_CHARS = 32
 
 
 class CoreSettings(BaseSettings):
@@ -139,6 +143,11 @@ class CoreSettings(BaseSettings):
     quality_score_threshold: float = Field(default=0.7, ge=0, le=1)
 
     metrics_port: int = Field(default=9090, ge=0, le=65535)  # 0: any free port (tests)
+    # Where the operations server (/health, /health/ready, /metrics on METRICS_PORT) listens: loopback unless a
+    # deployment says otherwise (compose: every interface of the container; the chart: the pod's IP). HEALTH_HOST,
+    # when set to another address, is listened on too (e.g. a probe network apart from the metrics one).
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    health_host: str | None = None
     # Hot path: records per consumer batch, and how long a stored policy stays in the Redis cache (design §6.3).
     hot_path_batch_size: int = Field(default=500, ge=1, le=10_000)
     policy_cache_ttl_seconds: int = Field(default=3600, ge=1)
@@ -177,6 +186,9 @@ class CoreSettings(BaseSettings):
     embedding_model: str = Field(default="use-multilingual-v3", min_length=1)
     embedding_batch_size: int = Field(default=32, ge=1, le=4096)  # texts per encode call
     sync_batch_size: int = Field(default=1000, ge=1, le=50_000)  # records read and written per batch
+    # A sync, rebuild or repair of a target waits this long for another one of the same target (a long encode)
+    # before it reports the target `busy` (not a failure: its watermark stays, the next run catches up).
+    sync_lock_wait_seconds: float = Field(default=1800.0, ge=0)
     # Texts encoded per sync run at most (about 45/s on 2 cores): the rest waits for the next run.
     sync_max_encode_per_run: int = Field(default=2000, ge=0)
     milvus_collection: str = Field(default="aegis_policies", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
@@ -282,6 +294,11 @@ class Settings(CoreSettings):
     elasticsearch_password: SecretStr = SecretStr("")
     elasticsearch_ca_file: Path | None = None  # https:// only; empty: the system's CAs
 
+    # The key of the hash that replaces personal data found in a record's id or a field name (domain/identifiers.py:
+    # `pii-` + HMAC-SHA256). Keep it for the life of the data: another key gives every hashed id another hash (new
+    # records). Production refuses the default (public) and wants at least IDENTIFIER_HASH_KEY_MIN_CHARS characters.
+    identifier_hash_key: SecretStr = SecretStr(DEVELOPMENT_IDENTIFIER_HASH_KEY)
+
     # Engines (of SECURED_ENGINES) that production may reach without TLS or credentials, comma-separated: e.g.
     # `redis` for a cache on the pod's own network. Empty: production refuses every insecure connection.
     allow_insecure_connections: Annotated[frozenset[str], NoDecode] = frozenset()
@@ -346,6 +363,10 @@ class Settings(CoreSettings):
         weak = ["postgres_password"] + ([] if self.graph_is_embedded else ["neo4j_password"])
         problems = [f"{name.upper()} must be set to a real secret in production" for name in weak
                     if getattr(self, name).get_secret_value() in WEAK_PASSWORDS]
+        identifier_key = self.identifier_hash_key.get_secret_value()
+        if identifier_key == DEVELOPMENT_IDENTIFIER_HASH_KEY or len(identifier_key) < IDENTIFIER_HASH_KEY_MIN_CHARS:
+            problems.append(f"IDENTIFIER_HASH_KEY must be set to a real secret of at least "
+                            f"{IDENTIFIER_HASH_KEY_MIN_CHARS} characters in production (e.g. `openssl rand -hex 32`)")
         problems += [f"{problem}, or list {engine} in ALLOW_INSECURE_CONNECTIONS"
                      for engine, problem in self.insecure_connections()
                      if engine not in self.allow_insecure_connections]

@@ -8,8 +8,9 @@ restarted by hand (only the killed one is started again). The broker, which rest
 three types when it stopped (the scenario scores and syncs first): every one is on the topic again at the end.
 
 These faults stop engines, so this module runs on a stack of its own (its own data directory), not on the
-session's. Outages are shorter than the issue's where that keeps the module short (broker 30 s as in the issue,
-PostgreSQL 20 s instead of 60, Redis 10 s, the search target 15 s); `bench/faults.py` runs the issue's durations.
+session's. Outages are shorter than the issue's to keep the module short, each still longer than the clients'
+retries and reconnection backoff (broker 20 s instead of 30, PostgreSQL 12 s instead of 60, Redis 8 s, the sync
+targets 10 s); `bench/faults.py` runs the issue's durations.
 Scenarios: `devstack/fault_scenarios.py`.
 """
 
@@ -28,13 +29,13 @@ from aegis_pipeline.settings import CoreSettings, Settings, load_core_settings
 pytestmark = pytest.mark.integration
 
 TEST_SCENARIOS = [
-    Scenario("broker", engine="kafka", outage_seconds=30, lag_seconds=5, every_event_type_before_fault=True),
-    Scenario("postgres", engine="postgres", outage_seconds=20),
-    Scenario("redis", engine="redis", outage_seconds=10, publish_during_fault=True),
+    Scenario("broker", engine="kafka", outage_seconds=20, lag_seconds=5, every_event_type_before_fault=True),
+    Scenario("postgres", engine="postgres", outage_seconds=12),
+    Scenario("redis", engine="redis", outage_seconds=8, publish_during_fault=True),
     Scenario("hot_path_kill", process="hot_path", kills=3),
     Scenario("cold_path_kill", process="cold_path", kills=3, cold_path=True),
-    Scenario("vectors_target", engine="milvus", outage_seconds=15, cold_path=True, sync=True),
-    Scenario("search_target", engine="search", outage_seconds=15, cold_path=True, sync=True),
+    Scenario("vectors_target", engine="milvus", outage_seconds=10, cold_path=True, sync=True),
+    Scenario("search_target", engine="search", outage_seconds=10, cold_path=True, sync=True),
 ]
 
 

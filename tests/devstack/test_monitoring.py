@@ -75,7 +75,7 @@ def _targets(settings: Settings) -> list[dict]:
 @pytest.mark.integration
 async def test_prometheus_scrapes_an_announced_process_and_the_pushgateway(stack: Settings) -> None:
     assert stack.prometheus_file_sd_dir is not None
-    server = OpsServer(0, lambda: None, host="127.0.0.1", job="monitoring-test",
+    server = OpsServer(0, lambda: None, hosts=("127.0.0.1",), job="monitoring-test",
                        discovery_dir=stack.prometheus_file_sd_dir)
     await server.start()
     announcement = stack.prometheus_file_sd_dir / f"monitoring-test-{os.getpid()}.json"

@@ -53,6 +53,7 @@ from aegis_pipeline.hot_path.processor import (
     validate_message,
 )
 from aegis_pipeline.hot_path.store import _json, _row
+from aegis_pipeline.settings import Settings
 from aegis_pipeline.stores.dead_letters import DeadLetter
 
 HOSTILE = Path(__file__).parents[1] / "hostile"
@@ -541,7 +542,8 @@ async def test_a_batch_whose_store_fails_has_written_no_dead_letter_its_retry_wo
     # Found by bench/fuzz.py: a batch's dead letters were written before its policies; when the store then failed,
     # the retry (or the isolation of a poison message, one message at a time) wrote them again.
     settings = SimpleNamespace(max_record_bytes=MAX_RECORD_BYTES, service_name="hostile-test", service_version="1.0",
-                               kafka_topic_policy_events="policy-events", hot_path_timeout_seconds=1.0)
+                               kafka_topic_policy_events="policy-events", hot_path_timeout_seconds=1.0,
+                               identifier_hash_key=Settings.model_fields["identifier_hash_key"].default)
     queue = _RecordingQueue()
     processor = HotPathProcessor(settings, _StoreDown(), cache=None, dead_letters=queue)  # type: ignore[arg-type]
     prepared = processor.prepare([RawMessage((HOSTILE / "messages" / name).read_bytes(), key=name.encode())

@@ -25,6 +25,7 @@ CHART = ROOT / "helm" / "aegis-data-pipeline"
 SECRET_VALUES = {"POSTGRES_PASSWORD": "pg-secret", "NEO4J_PASSWORD": "neo-secret",
                  "KAFKA_SASL_PASSWORD": "kafka-secret", "REDIS_PASSWORD": "redis-secret",
                  "MILVUS_TOKEN": "aegis:milvus-secret", "ELASTICSEARCH_API_KEY": "ZXMtc2VjcmV0",
+                 "IDENTIFIER_HASH_KEY": "identifier-hash-key-of-32-characters",
                  "DATA_GO_KR_SERVICE_KEY": "dgk", "BIZINFO_API_KEY": "bik"}
 KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())  # Chart.yaml: kubeVersion >=1.27
 CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor"): prometheus_operator.ServiceMonitor,

@@ -50,7 +50,7 @@ async def test_the_dead_letter_gauge_follows_the_table_on_each_scrape(stack: Set
     pool = await postgres.create_pool(stack)
     queue = DeadLetterQueue(pool, None, stack.kafka_topic_dlq)
     port = free_port()
-    server = OpsServer(port, lambda: None, host="127.0.0.1", before_scrape=queue.refresh_unresolved_gauge)
+    server = OpsServer(port, lambda: None, hosts=("127.0.0.1",), before_scrape=queue.refresh_unresolved_gauge)
     await server.start()
     stage = "sync"  # letters of this test only: no other test writes sync letters
     key = f"ops-metrics:{uuid.uuid4().hex[:8]}"

@@ -420,9 +420,11 @@ def _print_hits(hits: list[Any]) -> None:
 
 
 def _print_target_result(result: Any) -> None:
-    state = "ok  " if result.success else "FAIL"
+    state = "busy" if result.busy else ("ok  " if result.success else "FAIL")
     line = (f"  {state} {result.target:<8} ({result.store}) upserted {result.upserted}, deleted {result.deleted}, "
             f"encoded {result.encoded}, deferred {result.deferred}, {result.duration_seconds:.1f} s")
+    if result.busy:
+        line += "  another sync, rebuild or repair of this target is running: the next run catches up"
     click.echo(line + (f"  {result.error}" if result.error else ""))
 
 
@@ -554,6 +556,8 @@ def _print_collection(results: list) -> None:
         listed = "+".join(result.listings) or "-"
         if result.full_listing_next_page is not None:
             listed += f" (full listing resumes at page {result.full_listing_next_page + 1})"
+        if result.board_next_page is not None:  # a board's crawl stopped midway
+            listed += f" (board crawl resumes at list page {result.board_next_page})"
         click.echo(f"{result.source:<22}{result.status:<14}{result.fetched:>8}{result.published:>10}"
                    f"{result.unchanged:>10}{result.invalid:>8}{result.failed:>7}{result.requests:>9}  {listed}"
                    + (f"  {result.error}" if result.error else ""))
@@ -573,7 +577,7 @@ def scheduler(sources_file: Path | None) -> None:
     from aegis_pipeline.collectors.run import open_context
     from aegis_pipeline.collectors.scheduler import CollectionScheduler
     from aegis_pipeline.common import metrics
-    from aegis_pipeline.common.ops_server import OpsServer
+    from aegis_pipeline.common.ops_server import OpsServer, ops_hosts
     from aegis_pipeline.stores import cache, kafka
 
     sources_file, environment = _resolve_sources_file(sources_file)
@@ -610,7 +614,8 @@ def scheduler(sources_file: Path | None) -> None:
                 await freshness.start()
                 # /health, /health/ready and /metrics (the collectors' metrics live in this process, and the hot
                 # path's freshness: pipeline_lag_seconds{path="hot"})
-                ops = OpsServer(settings.metrics_port, lambda: None, before_scrape=refresh_gauges, job="scheduler",
+                ops = OpsServer(settings.metrics_port, lambda: None, hosts=ops_hosts(settings),
+                                before_scrape=refresh_gauges, job="scheduler",
                                 discovery_dir=settings.prometheus_file_sd_dir)
                 await ops.start()
                 try:

@@ -44,6 +44,8 @@ REQUIRED_RECORD_FIELDS = {"title", "content", "issuing_organization"}
 RSS_RECORDS_PATH = "rss.channel.item"  # where a feed's items are unless the source says otherwise
 # "url" is resolved against the source's URL (relative links are common); the rest are VALUE_PARSERS' names.
 PARSER_NAMES = {*VALUE_PARSERS, "url"}
+# An `allowed_redirect_hosts` entry: a host name or IP address (IPv6 in brackets), lower case, optionally `:port`.
+_ALLOWED_HOST = r"^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:[0-9]{1,5})?$"
 
 
 class SourceKind(StrEnum):
@@ -290,6 +292,9 @@ class HtmlSelectors(_Strict):
     id_query_param: str | None = None
     detail_fields: dict[str, str] = Field(min_length=1)
     download_delay_seconds: float = Field(default=1.0, ge=0)
+    # A run reads at most this many posts (it stops after the list page on which it reached them); the next run
+    # resumes the crawl at the page after it. 500 posts at the default delay is about 9 minutes of crawling.
+    max_rows_per_run: int = Field(default=500, ge=1)
 
 
 class CursorIncremental(_Strict):
@@ -361,6 +366,15 @@ class SourceDefinition(_Strict):
     # At most this many requests a day (Korean time) to this source, counted across replicas in Redis: set it
     # below the key's daily quota (data.go.kr development keys: often 1,000), so a run stops cleanly first.
     daily_request_budget: int | None = Field(default=None, ge=1)
+    # Egress (collectors.egress): a redirect goes only to the source's own scheme, host and port, or to these hosts
+    # (`host` on any port, or `host:port`); at most `max_redirects` hops per request.
+    allowed_redirect_hosts: list[Annotated[str, Field(pattern=_ALLOWED_HOST)]] = Field(default_factory=list)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    # Deadlines that bound time, not reads: one request (connect, every hop, every read of the body) and one run.
+    request_deadline_seconds: float = Field(default=60.0, gt=0, le=3600)
+    run_deadline_seconds: float = Field(default=1800.0, gt=0, le=86_400)
+    # A response larger than this is refused (DP_1004); None: the MAX_RESPONSE_BYTES setting.
+    max_response_bytes: int | None = Field(default=None, ge=1_000)
 
     @field_validator("incremental", mode="before")
     @classmethod

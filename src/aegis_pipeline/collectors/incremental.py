@@ -44,13 +44,16 @@ class Checkpoint:
     complete pass start, ISO 8601), and where its full listing stands. `listing_started_at`: when the listing of
     everything in progress began (a full listing may take several runs); `last_complete_listing_at`: when the last
     listing that read the source to its end began. A record no listing has shown since then was withdrawn by its
-    source (docs/lifecycle.md)."""
+    source (docs/lifecycle.md). `board_next_page`: a web board's list page where its crawl in progress resumes
+    (None: the next crawl starts at the first page); written page by page by the collector as the crawl goes, never
+    by `next_checkpoint`, and no listing of everything (a board's crawl never completes one)."""
 
     cursor: str | None = None
     full_listing_next_page: int | None = None
     full_listing_completed_at: datetime | None = None
     listing_started_at: datetime | None = None
     last_complete_listing_at: datetime | None = None
+    board_next_page: int | None = None
 
 
 class ListingKind(StrEnum):

@@ -1,6 +1,8 @@
 """From a source record (dict) to a validated `RawPolicyData`, by the source's field mapping. Pure: no I/O.
 
 Every problem with a record is collected, not just the first, so the dead-letter entry says all that is wrong.
+Before mapping, `without_personal_identifiers` replaces personal data in the record's id and field names by
+their keyed hash (`domain.identifiers`), so every id, key and letter formed from the record carries the hash.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aegis_pipeline.collectors.parsing.records import dig
 from aegis_pipeline.collectors.parsing.urls import join_url
 from aegis_pipeline.collectors.parsing.values import VALUE_PARSERS
 from aegis_pipeline.common.errors import InvalidDataError
+from aegis_pipeline.domain.identifiers import field_names_without_personal_data, identifier_without_personal_data
 from aegis_pipeline.domain.records import COLLECTOR_VERSION, MAX_EXTERNAL_ID_CHARS, CollectionMetadata, RawPolicyData
 
 
@@ -27,6 +30,27 @@ def external_id_of(raw: dict[str, Any], source: SourceDefinition) -> str | None:
     value = dig(raw, source.id_field)
     text = str(value).strip() if value is not None else ""
     return text[: MAX_EXTERNAL_ID_CHARS + 1] or None
+
+
+def without_personal_identifiers(raw: dict[str, Any], source: SourceDefinition, key: bytes) -> dict[str, Any]:
+    """The source record with no personal data in its identity: an id (at `id_field`) in which masking finds a
+    phone number, an e-mail address or a registration number is replaced by its keyed hash, whole, whatever its
+    length (`domain.identifiers.identifier_without_personal_data`, of the id as `external_id_of` reads it), and so
+    is every field name holding one, at any depth. The record's other values are left to the hot path's masking.
+    `raw` itself when nothing holds any (the usual case); else a copy (`raw` is not changed)."""
+    value = dig(raw, source.id_field)
+    if value is not None:
+        text = str(value).strip()
+        hashed = identifier_without_personal_data(text, key)
+        if hashed != text:
+            raw = _with_value_at(raw, source.id_field, hashed)
+    return field_names_without_personal_data(raw, key)
+
+
+def _with_value_at(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of `document` whose value at the dotted `path` (which `dig` found) is `value`."""
+    head, _, rest = path.partition(".")
+    return {**document, head: _with_value_at(document[head], rest, value) if rest else value}
 
 
 def _raw_value(mapping: FieldMapping, raw: dict[str, Any]) -> Any:

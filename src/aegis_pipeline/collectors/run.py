@@ -3,14 +3,20 @@ each isolated from the others' failures.
 
 Per source: what to list comes from `collectors.incremental` (everything, or only what is new or changed, plus a
 full listing when due, within the source's daily request budget). Pages are fetched and parsed one at a time, and
-each page's records are done before the next page is asked for: each record mapped and validated; invalid records
-go to the
+each page's records are done before the next page is asked for (a web board's list pages too, its crawl position
+saved page by page so that a stopped crawl resumes there: `_read_board`): each record mapped and validated; invalid
+records go to the
 dead-letter queue (DP_1004, or DP_2003 for an id repeated within the run), and so does a response refused as a
 whole (not JSON/XML, larger than MAX_RESPONSE_BYTES: DP_1004, its start kept as text; the source run fails and
-the next run fetches it again). Before mapping, every record is sanitised (lone surrogates and control characters
+the next run fetches it again). A URL the source's egress policy refuses (`collectors.egress`: a redirect off its
+origin, a private or metadata address) fails the source run with DP_1001 and `collector_egress_refused_total`,
+nothing of it read; a run past its `run_deadline_seconds` stops with DP_1001, keeping what it had published.
+Before mapping, every record is sanitised (lone surrogates and control characters
 removed) and the source's own credentials are redacted from it, so no service key a source echoes back reaches
-the raw topic, the store, events or the dead-letter queue. A record larger than MAX_RECORD_BYTES as JSON is
-refused (DP_1004). Records whose content hash is
+the raw topic, the store, events or the dead-letter queue; and personal data in its id or a field name is replaced
+by a keyed hash (`mapping.without_personal_identifiers`, README "Personal data"), so that the record's identity
+(`external_id`, the Kafka key, dead letters' `record_key`, logs) never carries it. A record larger than
+MAX_RECORD_BYTES as JSON is refused (DP_1004). Records whose content hash is
 already known are skipped as unchanged; the rest are published to the raw topic keyed `source:external_id`
 (the record as JSON, no headers: the hot path trusts nothing but the record itself), and only after the broker
 acknowledged them are their hashes remembered. A crash in between republishes
@@ -46,6 +52,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from circuitbreaker import CircuitBreaker
 
+from aegis_pipeline.collectors import egress
 from aegis_pipeline.collectors.definitions import CursorIncremental, PageRequest, SourceDefinition, SourceKind
 from aegis_pipeline.collectors.extract import RefusedResponseError, make_page_check, parse_page
 from aegis_pipeline.collectors.http import SourceHttpClient, new_breaker
@@ -57,12 +64,21 @@ from aegis_pipeline.collectors.incremental import (
     next_checkpoint,
     plan_listings,
 )
-from aegis_pipeline.collectors.mapping import build_record, external_id_of
+from aegis_pipeline.collectors.mapping import build_record, external_id_of, without_personal_identifiers
 from aegis_pipeline.collectors.parsing.records import dig, sanitise_record
 from aegis_pipeline.collectors.rate_limit import DailyBudgetSpent, RateLimiter, RequestBudget
 from aegis_pipeline.collectors.state import CollectorState
 from aegis_pipeline.common import metrics
-from aegis_pipeline.common.errors import CircuitOpenError, ErrorCode, InvalidDataError, PipelineError
+from aegis_pipeline.common.errors import (
+    CircuitOpenError,
+    EgressRefusedError,
+    ErrorCode,
+    InvalidDataError,
+    PipelineError,
+    ScrapingBlockedError,
+    SourceDeadlineError,
+    SourceUnavailableError,
+)
 from aegis_pipeline.common.logging import get_logger
 from aegis_pipeline.common.progress import Progress, progress
 from aegis_pipeline.common.redaction import redact, secret_spellings
@@ -73,6 +89,9 @@ from aegis_pipeline.stores import cache, kafka, postgres
 from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue
 
 log = get_logger(__name__)
+# How long past its run deadline a source's work that does not stop by itself (a board's crawl, a stalled store)
+# is left before it is cancelled; requests stop at the deadline itself.
+RUN_DEADLINE_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -89,9 +108,10 @@ class SourceResult:
     error: str | None = None
     error_code: str | None = None
     seconds: float = 0.0
-    requests: int = 0  # sent to the source, retries included (boards: not counted here)
+    requests: int = 0  # sent to the source, retries included (boards: robots.txt, list and detail pages)
     listings: list[str] = field(default_factory=list)  # what the run listed: all, or incremental and/or full
     full_listing_next_page: int | None = None  # where a full listing in progress resumes next run
+    board_next_page: int | None = None  # a board: the list page its crawl resumes at next run (None: its first)
 
     @property
     def completed(self) -> bool:
@@ -100,7 +120,7 @@ class SourceResult:
 
     def counts(self) -> dict[str, int]:
         return {key: value for key, value in asdict(self).items()
-                if isinstance(value, int) and key != "full_listing_next_page"}
+                if isinstance(value, int) and key not in ("full_listing_next_page", "board_next_page")}
 
 
 @dataclass
@@ -132,10 +152,9 @@ async def open_context(settings: Settings) -> AsyncIterator[CollectorContext]:
     pool = await postgres.create_pool(settings)
     redis_client = cache.create_client(settings)
     producer = kafka.create_producer(settings)
-    http = httpx.AsyncClient(
-        headers={"User-Agent": settings.collector_user_agent}, follow_redirects=True,
-        limits=httpx.Limits(max_connections=settings.max_concurrent_collections * 4),
-    )
+    # No redirects followed by httpx: SourceHttpClient follows them, each hop checked (collectors.egress).
+    http = egress.new_http_client(user_agent=settings.collector_user_agent,
+                                  max_connections=settings.max_concurrent_collections * 4)
     try:
         with kafka.translate_errors("start producer"):
             await producer.start()
@@ -165,13 +184,16 @@ class _PageTaker:
         self._run_at = run_at
         self._unstored = unstored
         self._secrets = source.secret_values()
+        self._identifier_key = context.settings.identifier_hash_key.get_secret_value().encode("utf-8")
         self._seen_ids: set[str] = set()  # within the run: a repeated id is a duplicate, whatever its page
         self.greatest_cursor_value: str | None = None
 
     async def take(self, raw_page: list[dict[str, Any]]) -> tuple[int, int]:
         """Handle one page's records; returns how many were valid and how many of those new or changed."""
         source, context, result = self._source, self._context, self._result
-        raw_records = [sanitise_record(raw, self._secrets) for raw in raw_page]
+        # Personal data in an id or a field name is hashed first: every id, key and letter below carries the hash.
+        raw_records = [without_personal_identifiers(sanitise_record(raw, self._secrets), source, self._identifier_key)
+                       for raw in raw_page]
         result.fetched += len(raw_records)
         valid, letters = _validate(raw_records, source, self._run_at, seen_ids=self._seen_ids,
                                    max_record_bytes=context.settings.max_record_bytes)
@@ -236,35 +258,77 @@ async def _read_listing(listing: Listing, source: SourceDefinition, client: Sour
         progress.incremental_completed = True
 
 
-async def _read_board(source: SourceDefinition, context: CollectorContext, taker: _PageTaker) -> None:
-    """A web board is crawled as a whole (its list pages, then each post's detail page), then taken as one page."""
-    from aegis_pipeline.collectors.html_board import crawl_board
+async def _read_board(source: SourceDefinition, context: CollectorContext, taker: _PageTaker, result: SourceResult,
+                      *, deadline_at: float | None = None, checkpoint: Checkpoint | None = None) -> None:
+    """A web board, crawled list page by list page (`collectors.html_board`): each page's posts are taken (published,
+    hashes remembered) before the crawl goes on, then the page after it is saved as the board's position
+    (`board_next_page`, migration 0015), so a run stopped by anything (SIGTERM, SIGKILL, the run's deadline,
+    `html.max_rows_per_run`, the daily budget, an open circuit) keeps the pages it finished and the next run resumes
+    at the page where it stopped. A crawl that reached its end, or ended at a page that failed, leaves no position:
+    the next run starts at the first page. So does a run whose resumed page fails as its first page (a page broken
+    for good must not hold the crawl while new posts arrive on page 1). Requests go through the source's circuit
+    breaker, daily budget, rate limit and egress policy, as an API's do. A board never completes a listing of
+    everything (docs/lifecycle.md): it reads its newest `max_pages` pages, over one run or several."""
+    from aegis_pipeline.collectors.html_board import BoardPage, crawl_board, first_list_page
+
+    assert source.html is not None
+    resume_at = checkpoint.board_next_page if checkpoint is not None else None
+    resumed = resume_at is not None and first_list_page(source, resume_at) == resume_at
+    saved, result.board_next_page = resume_at, resume_at
+
+    async def save_position(next_page: int | None) -> None:
+        nonlocal saved
+        if next_page != saved and checkpoint is not None:
+            await context.state.save_board_position(source.name, next_page, run_at=datetime.now(UTC))
+            saved = next_page
+        result.board_next_page = next_page
+
+    async def take_page(page: BoardPage) -> None:
+        if page.records:
+            await taker.take([{**record.fields, "id": record.external_id, "url": record.detail_url}
+                              for record in page.records])
+        await save_position(page.next_page)
 
     async def before_request() -> None:
         await context.budget.spend(source.name, source.daily_request_budget)
         await context.limiter.acquire(source.name, source.rate_limit.requests_per_second)
+        result.requests += 1
 
-    crawl = await crawl_board(
-        source, user_agent=context.settings.collector_user_agent, before_request=before_request,
-        max_response_bytes=context.settings.max_response_bytes,
-    )
+    try:
+        crawl = await crawl_board(
+            source, user_agent=context.settings.collector_user_agent, before_request=before_request,
+            max_response_bytes=source.max_response_bytes or context.settings.max_response_bytes,
+            take_page=take_page, resume_at=resume_at, max_rows=source.html.max_rows_per_run,
+            breaker=context.breaker(source.name), egress=egress.policy_for(source), deadline_at=deadline_at,
+        )
+    except (SourceUnavailableError, ScrapingBlockedError):
+        if resumed:
+            with contextlib.suppress(PipelineError):  # the page's failure is the one to report
+                await save_position(None)
+        raise
     for url in crawl.blocked_by_robots:
         log.info("robots_disallowed", source=source.name, url=url)
     spellings = secret_spellings(source.secret_values())
-    for problem in crawl.errors:  # a page that failed is fetched again next run (its hash was not remembered)
+    for problem in crawl.errors:  # read again when the crawl next passes its list page (its hash was not remembered)
         log.warning("board_page_failed", source=source.name, reason=redact(problem, spellings))
-    await taker.take([{**record.fields, "id": record.external_id, "url": record.detail_url}
-                      for record in crawl.records])
+    await save_position(crawl.next_page)  # a later list page failed: the crawl ended there
+    if crawl.stopped_by == "max_rows":
+        log.info("board_paused", source=source.name, posts=crawl.posts, max_rows_per_run=source.html.max_rows_per_run,
+                 next_page=crawl.next_page)
 
 
 async def _read_source(source: SourceDefinition, context: CollectorContext, listings: list[Listing],
-                       taker: _PageTaker, progress: ListingProgress, result: SourceResult) -> None:
+                       taker: _PageTaker, progress: ListingProgress, result: SourceResult, *,
+                       deadline_at: float | None = None, checkpoint: Checkpoint | None = None) -> None:
+    """Read the run's listings (a board: its crawl, resumed where `checkpoint` says and its position kept there;
+    without a checkpoint, a one-off reading, from its first page, keeping none)."""
     if source.kind is SourceKind.HTML:
-        await _read_board(source, context, taker)
+        await _read_board(source, context, taker, result, deadline_at=deadline_at, checkpoint=checkpoint)
         progress.incremental_completed = True
         return
     client = SourceHttpClient(source, context.http, context.limiter, context.breaker(source.name),
-                              max_response_bytes=context.settings.max_response_bytes, budget=context.budget)
+                              max_response_bytes=context.settings.max_response_bytes, budget=context.budget,
+                              deadline_at=deadline_at)
     try:
         for listing in listings:
             await _read_listing(listing, source, client, taker, progress)
@@ -280,6 +344,7 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
     listed = ListingProgress()
     checkpoint: Checkpoint | None = None
     taker: _PageTaker | None = None
+    hard_stop: asyncio.Timeout | None = None
     try:
         unstored = await context.state.unstored(
             source.name, grace_seconds=context.settings.collector_republish_grace_seconds
@@ -289,7 +354,12 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
         listings = plan_listings(source, checkpoint, run_at, read_everything=bool(unstored))
         result.listings = [listing.kind.value for listing in listings]
         taker = _PageTaker(source, context, result, run_at, unstored)
-        await _read_source(source, context, listings, taker, listed, result)
+        # Requests stop at the run's deadline themselves (SourceHttpClient: SourceDeadlineError); whatever still runs
+        # RUN_DEADLINE_GRACE_SECONDS later (a board's crawl, a stalled store) is cancelled.
+        deadline_at = started + source.run_deadline_seconds
+        async with asyncio.timeout(deadline_at + RUN_DEADLINE_GRACE_SECONDS - time.monotonic()) as hard_stop:
+            await _read_source(source, context, listings, taker, listed, result, deadline_at=deadline_at,
+                               checkpoint=checkpoint)
     except DailyBudgetSpent as stop:  # not a failure: what was read is kept, the next day's runs go on
         result.status, result.error = "budget_spent", str(stop)
     except RefusedResponseError as error:
@@ -300,6 +370,16 @@ async def collect_source(source: SourceDefinition, context: CollectorContext) ->
         result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
     except CircuitOpenError as error:
         result.status, result.failed, result.error, result.error_code = "circuit_open", 1, str(error), error.code
+    except EgressRefusedError as error:  # nothing of the refused URL was read, stored or published
+        metrics.collector_egress_refused_total.labels(source=source.name, reason=error.reason).inc()
+        result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
+    except (SourceDeadlineError, TimeoutError) as error:  # what was published before it stays published
+        if isinstance(error, TimeoutError) and (hard_stop is None or not hard_stop.expired()):
+            raise
+        stopped = error if isinstance(error, SourceDeadlineError) else SourceDeadlineError(
+            f"{source.name}: run deadline of {source.run_deadline_seconds:g} s reached; stopped")
+        metrics.collector_deadline_exceeded_total.labels(source=source.name, scope="run").inc()
+        result.status, result.failed, result.error, result.error_code = "failed", 1, str(stopped), stopped.code
     except PipelineError as error:
         result.status, result.failed, result.error, result.error_code = "failed", 1, str(error), error.code
     result.seconds = time.monotonic() - started

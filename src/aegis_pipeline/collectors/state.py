@@ -1,6 +1,6 @@
 """What the collectors remember between runs, in PostgreSQL: a checkpoint per source (its cursor and where its
 full listing stands: `collectors.incremental`) and the content hash of every record published (tables from
-migrations 0002, 0012 and 0013), and when a listing last showed each record.
+migrations 0002, 0012, 0013 and 0015: a web board's crawl position), and when a listing last showed each record.
 
 The hash remembered is the content hash of the record as published (`domain.hashing.published_hash`, of the
 validated record before cleaning). The hot path computes the same hash from the record it receives and stores it
@@ -77,12 +77,25 @@ class CollectorState:
         with postgres.translate_errors("read checkpoint"):
             row = await self._pool.fetchrow(
                 "SELECT cursor_value, full_listing_next_page, full_listing_completed_at, listing_started_at, "
-                "last_complete_listing_at FROM collection_checkpoints WHERE source_system = $1", source
+                "last_complete_listing_at, board_next_page FROM collection_checkpoints WHERE source_system = $1",
+                source
             )
         if row is None:
             return Checkpoint()
         return Checkpoint(row["cursor_value"], row["full_listing_next_page"], row["full_listing_completed_at"],
-                          row["listing_started_at"], row["last_complete_listing_at"])
+                          row["listing_started_at"], row["last_complete_listing_at"], row["board_next_page"])
+
+    async def save_board_position(self, source: str, next_page: int | None, *, run_at: datetime) -> None:
+        """Where the board's crawl resumes (None: at its first page), written as soon as a list page is published
+        (migration 0015), so that a run stopped by anything, a SIGKILL included, resumes there. The only writer of
+        `board_next_page`: `save_checkpoint` leaves it alone."""
+        with postgres.translate_errors("write board position"):
+            await self._pool.execute(
+                "INSERT INTO collection_checkpoints (source_system, last_run_at, board_next_page) "
+                "VALUES ($1, $2::timestamptz, $3) "
+                "ON CONFLICT (source_system) DO UPDATE SET board_next_page = EXCLUDED.board_next_page",
+                source, run_at, next_page,
+            )
 
     async def save_checkpoint(
         self, source: str, *, run_at: datetime, succeeded: bool, checkpoint: Checkpoint, counts: dict[str, int]

@@ -95,6 +95,25 @@ class ScrapingBlockedError(PipelineError):
     code = ErrorCode.SCRAPING_BLOCKED
 
 
+class EgressRefusedError(PipelineError):
+    """The collector refused to fetch a URL for a source (collectors.egress): a redirect off the source's own
+    origin and its `allowed_redirect_hosts`, an address in a private, loopback, link-local or metadata range,
+    too many redirects. Not retriable, and not an outage (it does not open the source's circuit): the source or
+    its definition must change. `reason` is a short word from a fixed set (a metric label)."""
+
+    code = ErrorCode.DATA_SOURCE_UNAVAILABLE
+
+    def __init__(self, message: str, *, reason: str, **details: Any) -> None:
+        super().__init__(message, reason=reason, **details)
+        self.reason = reason
+
+
+class SourceDeadlineError(PipelineError):
+    """A source run went past its `run_deadline_seconds`: it stopped, keeping what it had published."""
+
+    code = ErrorCode.DATA_SOURCE_UNAVAILABLE
+
+
 class InvalidDataError(PipelineError):
     """A record or payload that is malformed; retrying the same bytes cannot help."""
 

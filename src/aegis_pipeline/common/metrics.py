@@ -23,6 +23,19 @@ data_collection_latency_seconds = Histogram(
     ["source"],
     buckets=(1, 5, 10, 30, 60, 120),
 )
+collector_egress_refused_total = Counter(
+    "collector_egress_refused_total",
+    "Source runs stopped because the collector refused a URL by the egress policy (collectors.egress), by reason: "
+    "origin (not the source's own host nor an allowed one), scheme, address (a private, loopback, link-local or "
+    "reserved address the source's own host is not in), metadata (a cloud metadata endpoint), redirects (too many)",
+    ["source", "reason"],
+)
+collector_deadline_exceeded_total = Counter(
+    "collector_deadline_exceeded_total",
+    "Deadlines the collectors hit, by scope: request (one request past request_deadline_seconds, retried as a "
+    "timeout), run (a source run stopped at run_deadline_seconds, keeping what it had published)",
+    ["source", "scope"],
+)
 
 # Pipeline (hot and cold paths)
 pipeline_processing_total = Counter(

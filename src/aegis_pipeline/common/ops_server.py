@@ -1,4 +1,4 @@
-"""The operations endpoints every long-running command serves on METRICS_PORT:
+"""The operations endpoints every long-running command serves on METRICS_HOST:METRICS_PORT (and HEALTH_HOST):
 
 - `GET /health`: the process is alive (liveness probe);
 - `GET /health/ready`: the process is doing its work (readiness probe): 503 with the reason otherwise;
@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aegis_pipeline.common.logging import get_logger
+from aegis_pipeline.settings import Settings
 
 log = get_logger(__name__)
 
@@ -31,12 +32,19 @@ ScrapeRefresh = Callable[[], Awaitable[None]]
 SCRAPE_REFRESH_TIMEOUT_SECONDS = 2.0
 
 
+def ops_hosts(settings: Settings) -> tuple[str, ...]:
+    """The addresses the operations server listens on: METRICS_HOST, and HEALTH_HOST when it is another."""
+    return tuple(dict.fromkeys(host for host in (settings.metrics_host, settings.health_host) if host))
+
+
 class OpsServer:
-    def __init__(self, port: int, readiness: ReadinessCheck, *, host: str = "0.0.0.0",
+    """`hosts`: the addresses it listens on, all on `port` (METRICS_HOST, and HEALTH_HOST when it differs)."""
+
+    def __init__(self, port: int, readiness: ReadinessCheck, *, hosts: tuple[str, ...] = ("127.0.0.1",),
                  before_scrape: ScrapeRefresh | None = None, job: str = "aegis",
                  discovery_dir: Path | None = None) -> None:
         self._port = port
-        self._host = host
+        self._hosts = tuple(dict.fromkeys(hosts))
         self._readiness = readiness
         self._before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
@@ -55,10 +63,13 @@ class OpsServer:
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        first, *others = self._hosts
+        await web.TCPSite(self._runner, first, self._port).start()
         self._port = self._runner.addresses[0][1]  # the port the system chose when METRICS_PORT is 0
+        for host in others:
+            await web.TCPSite(self._runner, host, self._port).start()
         self._announce()
-        log.info("ops_server_started", port=self._port)
+        log.info("ops_server_started", hosts=list(self._hosts), port=self._port)
 
     async def stop(self) -> None:
         if self._discovery_file is not None:
@@ -69,7 +80,8 @@ class OpsServer:
     def _announce(self) -> None:
         if self._discovery_file is None:
             return
-        target = [{"targets": [f"127.0.0.1:{self._port}"], "labels": {"service": self._job}}]
+        host = "127.0.0.1" if self._hosts[0] in ("0.0.0.0", "::") else self._hosts[0]
+        target = [{"targets": [f"{host}:{self._port}"], "labels": {"service": self._job}}]
         self._discovery_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self._discovery_file.with_suffix(".tmp")  # Prometheus reads *.json: never half a file
         temporary.write_text(json.dumps(target), encoding="utf-8")

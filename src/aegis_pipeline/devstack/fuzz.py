@@ -24,12 +24,12 @@ hang and a worker that dies into a crash):
 - A page goes through what `collectors.run` does with a response: an API page through the collectors' HTTP client
   (`SourceHttpClient.fetch_text` on an in-memory transport: status, size limit, charset, the data.go.kr envelope
   check), `extract.parse_page`, `sanitise_record` and the collectors' validation (`run._validate`: mapping,
-  duplicate ids, MAX_RECORD_BYTES); a board page through the crawler's own Scrapy callbacks (list: the detail
+  duplicate ids, MAX_RECORD_BYTES); a board page through the crawler's own page readers (list: the detail
   links; detail: the record). Either it gives records (published, as the collectors publish them, as messages)
   and dead letters (DP_1004, DP_2003), or it is refused with the pipeline's error and its DP code (a refused
   response is a dead letter too); any other exception is a crash, and so is a board page the crawler could not
   read (it catches every exception there, and reports it instead of a post). These steps are called by their own
-  names, private ones included (the crawler's `_BoardSpider` callbacks, `run._validate`, `SampleSources._route`):
+  names, private ones included (the crawler's `_BoardWalk` readers, `run._validate`, `SampleSources._route`):
   a copy of them would fuzz the copy.
 - A message (a case's own, or a record a page gave) is validated and cleaned as the hot path will do it
   (`validate_message`, `normalize_record`), to know where it must end: stored under (source, external id) with
@@ -64,8 +64,9 @@ from scrapy.http import HtmlResponse
 
 from aegis_pipeline.collectors.definitions import SourceDefinition, SourceKind, parse_sources
 from aegis_pipeline.collectors.extract import RefusedResponseError, make_page_check, parse_page
-from aegis_pipeline.collectors.html_board import _BoardSpider, _CrawlProgress
+from aegis_pipeline.collectors.html_board import _BoardWalk
 from aegis_pipeline.collectors.http import SourceHttpClient, new_breaker
+from aegis_pipeline.collectors.mapping import without_personal_identifiers
 from aegis_pipeline.collectors.parsing.encodings import decode_body
 from aegis_pipeline.collectors.parsing.records import sanitise_record
 from aegis_pipeline.collectors.run import _validate
@@ -74,6 +75,7 @@ from aegis_pipeline.common.redaction import redact, secret_spellings
 from aegis_pipeline.devstack.sample_sources import SampleSources, _load_sample_file
 from aegis_pipeline.devstack.synthetic import make_record
 from aegis_pipeline.domain.cleaning import normalize_record
+from aegis_pipeline.domain.identifiers import DEVELOPMENT_KEY
 from aegis_pipeline.hot_path.processor import RawMessage, validate_message
 from aegis_pipeline.stores.dead_letters import DeadLetter
 
@@ -749,22 +751,22 @@ async def _fetch_api_records(page: PageCase, limits: Limits) -> list[dict[str, A
 
 
 def _board_records(page: PageCase) -> list[dict[str, Any]]:
-    """The page through the board crawler's own Scrapy callbacks. A list page gives no record (only links to
-    follow); a detail page its post, as `run._read_board` turns a post into a record."""
+    """The page through the board crawler's own page readers (`_BoardWalk.read_list_page`, `read_post`). A list
+    page gives no record (only links to follow); a detail page its post, as `run._read_board` turns a post into a
+    record."""
     source = page.source
-    progress = _CrawlProgress()
-    spider = _BoardSpider(source=source, selectors=source.html, progress=progress, before_request=None)
+    walk = _BoardWalk.reading(source)
     response = HtmlResponse(url=page.url, body=page.body, headers={"Content-Type": page.content_type},
                             request=Request(page.url))
     if page.board_page == "list":
-        spider._parse_list_page(response, page_number=1)
-        if progress.first_page_failure is not None:  # the crawler caught an exception reading the page
-            raise RuntimeError(f"crawler could not read the list page: {progress.first_page_failure}")
+        try:
+            walk.read_list_page(response, page.url)
+        except Exception as error:  # the crawl would count the page failed; any page must be readable
+            raise RuntimeError(f"crawler could not read the list page: {error!r}") from error
         return []
-    spider._parse_detail_page(response, position=1)
-    if 1 not in progress.records_by_position:
-        raise RuntimeError(f"crawler could not read the detail page: {progress.errors}")
-    post = progress.records_by_position[1]
+    post = walk.read_post(response, page.url)
+    if post is None:
+        raise RuntimeError(f"crawler could not read the detail page: {walk.errors}")
     return [{**post.fields, "id": post.external_id, "url": post.detail_url}]
 
 
@@ -812,7 +814,9 @@ def _read_page(page: PageCase, limits: Limits, runner: asyncio.Runner, result: C
     except PipelineError as error:
         result.status, result.code, result.detail = "source error", error.code.value, error.message
         return
-    sanitised = [sanitise_record(raw, source.secret_values()) for raw in raw_records]
+    # As the page taker does (the stack's default IDENTIFIER_HASH_KEY, as `expected_message` uses).
+    sanitised = [without_personal_identifiers(sanitise_record(raw, source.secret_values()), source,
+                                              DEVELOPMENT_KEY.encode("utf-8")) for raw in raw_records]
     valid, result.letters = _validate(sanitised, source, COLLECTED_AT, seen_ids=set(),
                                       max_record_bytes=limits.max_record_bytes)
     # Published as the collectors publish: the record as JSON, keyed source:external_id.

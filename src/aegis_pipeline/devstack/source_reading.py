@@ -20,11 +20,12 @@ import httpx
 
 from aegis_pipeline.collectors.definitions import SourceDefinition
 from aegis_pipeline.collectors.incremental import Checkpoint, ListingProgress, next_checkpoint, plan_listings
-from aegis_pipeline.collectors.mapping import build_record, external_id_of
+from aegis_pipeline.collectors.mapping import build_record, external_id_of, without_personal_identifiers
 from aegis_pipeline.collectors.parsing.records import sanitise_record
 from aegis_pipeline.collectors.rate_limit import RequestBudget
 from aegis_pipeline.collectors.run import CollectorContext, SourceResult, _read_source
 from aegis_pipeline.common.errors import InvalidDataError
+from aegis_pipeline.domain.identifiers import DEVELOPMENT_KEY
 from aegis_pipeline.domain.records import RawPolicyData
 
 USER_AGENT = "AegisSourceReading/1.0"
@@ -61,7 +62,9 @@ class _KeepingPageTaker:
     async def take(self, raw_page: list[dict[str, Any]]) -> tuple[int, int]:
         valid = changed = 0
         for raw in raw_page:
-            raw = sanitise_record(raw, self._secrets)
+            # Personal data in the id or a field name hashed, as the collector does (the embedded stack's key).
+            raw = without_personal_identifiers(sanitise_record(raw, self._secrets), self._source,
+                                               DEVELOPMENT_KEY.encode("utf-8"))
             external_id = external_id_of(raw, self._source) or "?"
             self._collected.fetched_ids.append(external_id)
             try:
@@ -79,7 +82,8 @@ async def read_source(source: SourceDefinition, checkpoint: Checkpoint | None = 
                       now: datetime | None = None) -> Collected:
     """Run `source` once: the whole listing when `checkpoint` is None (a run that lists everything), else the
     listings a run from `checkpoint` plans at `now`. The source's errors propagate as `collect_source` sees them;
-    `Collected.result.requests` counts what was sent (boards' requests are not counted there)."""
+    `Collected.result.requests` counts what was sent (a board's: robots.txt, list and detail pages; a board is read
+    from its first page, and no crawl position is kept)."""
     collected = Collected()
     now = now or datetime.now(UTC)
     settings = SimpleNamespace(collector_user_agent=USER_AGENT, max_response_bytes=10_000_000,

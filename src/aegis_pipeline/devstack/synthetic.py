@@ -85,6 +85,35 @@ def make_records(count: int, *, source: str = "synthetic", seed: int = 7, start:
     return [make_record(index, source=source, seed=seed) for index in range(start, start + count)]
 
 
+def make_large_record(index: int, *, source: str = "synthetic", size_bytes: int = 990_000,
+                      collected_at: datetime | None = None) -> RawPolicyData:
+    """Record `index` of `make_record` grown to about `size_bytes` as JSON (within 1%, never more): a long 공고
+    whose body (at most 200,000 characters, the model's limit) repeats its sentences with a 담당자 contact line in
+    each paragraph, and whose `raw_data` holds the text of its attachments as the source delivered it (one string
+    per page, each with contacts). Valid to the model; every page and paragraph has personal data to mask, so the
+    hot path's cleaning works on all of it. For floods of large records (tests, `bench/hot_path.py`)."""
+    record = make_record(index, source=source, collected_at=collected_at)
+    rng = random.Random(f"large:{source}:{index}")
+    paragraph = record.content
+    content_chars = min(199_000, size_bytes // 6)  # about half the bytes: Korean text is 3 bytes a character
+    paragraphs: list[str] = []
+    while sum(map(len, paragraphs)) + len(paragraphs) < content_chars:
+        paragraphs.append(f"{paragraph} {_contact_line(rng)}")
+    content = "\n".join(paragraphs)[:content_chars].strip()
+    grown = record.model_copy(update={"content": content})
+    room = size_bytes - len(grown.model_dump_json().encode()) - 100  # the attachments key and brackets
+    pages: list[str] = []
+    while room > 0:
+        page = f"{paragraph} {_contact_line(rng)}"
+        cost = len(page.encode()) + 3  # quotes and comma
+        if cost > room:
+            page = page.encode()[:max(0, room - 3)].decode("utf-8", "ignore")
+            cost = room
+        pages.append(page)
+        room -= cost
+    return grown.model_copy(update={"raw_data": {**record.raw_data, "attachments": pages}})
+
+
 def synthetic_embedding(key: str, dimension: int) -> list[float]:
     """A deterministic unit vector for `key` (e.g. a text hash): stands in for a model's embedding where encoding
     every text would take too long (tests, benchmarks). Not semantically meaningful."""

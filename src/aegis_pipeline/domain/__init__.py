@@ -10,6 +10,8 @@ What lives here (pure: no I/O, no clock, no logging; the same input always gives
   `RawPolicyData.content_values()`, the one mapping of its fields onto `PolicyContent`'s.
 - `text`: text helpers (control characters removed, NFC).
 - `masking`: personal data (phone and fax numbers, e-mail addresses, registration numbers) replaced by tokens.
+- `identifiers`: an id, a record key or a field name holding personal data replaced, whole, by its keyed hash
+  (`identifier_without_personal_data`), used wherever a record's identity is formed (collectors, hot path).
 - `regions`: one canonical name per 시·도 (`canonical_region`, `PROVINCES`, `NATIONWIDE`).
 - `hashing`: the content hash, defined once (`content_hash`, `HASH_SCHEME`).
 - `cleaning`: `normalize_record(RawPolicyData) -> CleanPolicy`, built from the modules above.

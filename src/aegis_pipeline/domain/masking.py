@@ -14,6 +14,8 @@ What lives here:
 Every text that leaves the pipeline towards people or other services is masked with these rules: the stored
 policy (the hot path's cleaning), every log line (``common.logging``) and every dead letter
 (``stores.dead_letters``), which import ``mask_text`` from here directly, so masking cannot be forgotten.
+Identifiers are not masked but hashed, whole, when these rules find personal data in them (a record id, a Kafka
+key, a field name: a token would merge two records into one): ``domain.identifiers``.
 
 No I/O, no clock, no logging: the same input always gives the same output. May import the standard library only.
 

@@ -6,7 +6,11 @@ goes on; a transient store failure raises (the caller retries the whole batch, w
 
 Cleaning (`domain.cleaning.normalize_record`: masking, normalisation, canonical regions, content hashes) happens
 here, once per record, and nowhere else: the raw topic is the trust boundary (whatever any producer published
-there passes this step before storage) and this is the last stop before storage.
+there passes this step before storage) and this is the last stop before storage. For the same reason, every
+record's identity is made free of personal data here too, whoever published it (`validate_message`): an
+`external_id`, a Kafka key or a field name of `raw_data` in which masking finds a phone number, an e-mail address
+or a registration number is replaced by its keyed hash (`domain.identifiers`, IDENTIFIER_HASH_KEY), as the
+collectors already did for theirs (the hash of a hash is itself).
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ from pydantic import ValidationError
 from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import ErrorCode
 from aegis_pipeline.domain.cleaning import normalize_record
+from aegis_pipeline.domain.identifiers import (
+    DEVELOPMENT_KEY,
+    field_names_without_personal_data,
+    holds_personal_data,
+    identifier_without_personal_data,
+    record_key_without_personal_data,
+    record_without_personal_identifiers,
+)
 from aegis_pipeline.domain.policy import POLICY_CONTENT_COLUMNS, CleanPolicy, ProcessingPath
 from aegis_pipeline.domain.records import MAX_NESTING_DEPTH, SOURCE_NAME, RawPolicyData, nesting_depth
 from aegis_pipeline.hot_path.cache import PolicyCache
@@ -87,16 +99,33 @@ def _field_errors(error: ValidationError) -> list[str]:
             for problem in error.errors()]
 
 
-def validate_message(message: RawMessage, *, max_record_bytes: int) -> RawPolicyData | DeadLetter:
+def record_key_of(message: RawMessage, identifier_key: bytes) -> str | None:
+    """The key a message's dead letter is filed under: its Kafka key (`source:external_id`) as text, each part
+    without personal data (`domain.identifiers.record_key_without_personal_data`), cut to RECORD_KEY_LIMIT."""
+    if not message.key:
+        return None
+    return record_key_without_personal_data(message.key.decode("utf-8", "replace"), identifier_key)[:RECORD_KEY_LIMIT]
+
+
+_DEVELOPMENT_IDENTIFIER_KEY = DEVELOPMENT_KEY.encode("utf-8")
+
+
+def validate_message(message: RawMessage, *, max_record_bytes: int,
+                     identifier_key: bytes = _DEVELOPMENT_IDENTIFIER_KEY) -> RawPolicyData | DeadLetter:
     """Basic validation (size, required fields, types, lengths of RawPolicyData, a source named as sources are);
     a refusal (DP_2001) names every problem. Never raises for any bytes: a message larger than `max_record_bytes`
     is refused unread (its start is kept as text), anything else pydantic cannot read is refused with its reason.
+
+    The record returned, and a refusal's record key, source and payload, carry no personal data in their identity:
+    `external_id`, the Kafka key and the field names of `raw_data` go through `domain.identifiers` with
+    `identifier_key` (the deployment's IDENTIFIER_HASH_KEY; the default is the embedded stack's, for tools and
+    tests). A source name holding personal data is refused: it could not be hashed into a source name.
 
     The source's name is checked here, not by the model: the hot path announces what it stores in a
     `policy.validated` event whose `source_system` must be a source name (`SOURCE_NAME`), and a record it cannot
     announce must be refused now. Found out later, the event failed inside the batch's transaction: the batch was
     rolled back and isolated one message at a time, and the record dead-lettered as poison (DP_4003)."""
-    record_key = message.key.decode("utf-8", "replace")[:RECORD_KEY_LIMIT] if message.key else None
+    record_key = record_key_of(message, identifier_key)
     if len(message.value) > max_record_bytes:
         problem = f"record: {len(message.value)} bytes, more than MAX_RECORD_BYTES ({max_record_bytes})"
         return DeadLetter(
@@ -108,15 +137,30 @@ def validate_message(message: RawMessage, *, max_record_bytes: int) -> RawPolicy
     try:
         record = RawPolicyData.model_validate_json(message.value)
     except ValidationError as error:
-        return _refused(message, record_key, _field_errors(error))
+        return _refused(message, record_key, _field_errors(error), identifier_key)
     source = record.collection_metadata.source
     if not SOURCE_NAME.fullmatch(source):
         return _refused(message, record_key, [f"collection_metadata.source: {source[:100]!r} is not a source name "
-                                              f"({SOURCE_NAME.pattern}, as the sources file names sources)"])
-    return record
+                                              f"({SOURCE_NAME.pattern}, as the sources file names sources)"],
+                        identifier_key)
+    if holds_personal_data(source):
+        return _refused(message, record_key, ["collection_metadata.source: holds personal data (a phone number, an "
+                                              "e-mail address or a registration number)"], identifier_key)
+    return record_without_personal_identifiers(record, identifier_key)
 
 
-def _refused(message: RawMessage, record_key: str | None, problems: list[str]) -> DeadLetter:
+def _payload_without_personal_identifiers(payload: dict[str, Any], identifier_key: bytes) -> dict[str, Any]:
+    """A refused record as JSON with its field names and `collection_metadata.external_id` hashed where they hold
+    personal data (the dead-letter queue masks values, never names, and a retry must find the hashed id)."""
+    payload = field_names_without_personal_data(payload, identifier_key)
+    metadata = payload.get("collection_metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("external_id"), str):
+        external_id = identifier_without_personal_data(metadata["external_id"], identifier_key)
+        payload = {**payload, "collection_metadata": {**metadata, "external_id": external_id}}
+    return payload
+
+
+def _refused(message: RawMessage, record_key: str | None, problems: list[str], identifier_key: bytes) -> DeadLetter:
     """The dead letter of a message that failed validation: the message as JSON when it is a JSON object the
     dead-letter queue can copy (no deeper than MAX_NESTING_DEPTH: its steps recurse, and a payload nested as deep
     as Python's json reads, about 1,000 levels, overflowed them, so the hot path took it for poison), else its
@@ -130,9 +174,12 @@ def _refused(message: RawMessage, record_key: str | None, problems: list[str]) -
     metadata = payload.get("collection_metadata") if is_object else None
     source = metadata.get("source") if isinstance(metadata, dict) else None
     kept_as_json = is_object and nesting_depth(payload) <= MAX_NESTING_DEPTH
+    if kept_as_json:
+        payload = _payload_without_personal_identifiers(payload, identifier_key)
     return DeadLetter(
         stage="hot", error_code=ErrorCode.VALIDATION_FAILED, record_key=record_key,
-        source_system=source[:100] if isinstance(source, str) else None,
+        source_system=identifier_without_personal_data(source, identifier_key)[:100] if isinstance(source, str)
+        else None,
         error_message=f"record failed validation: {'; '.join(problems)}"[:2000],
         error_details={"field_errors": problems, "partition": message.partition, "offset": message.offset},
         payload=payload if kept_as_json else None,
@@ -173,6 +220,7 @@ class HotPathProcessor:
         self._cache = cache
         self._dead_letters = dead_letters
         self._producer_name = f"{settings.service_name}/{settings.service_version}"
+        self._identifier_key = settings.identifier_hash_key.get_secret_value().encode("utf-8")
 
     def make_events(self, stored: list[StoredPolicy]) -> list[OutboxEvent]:
         validated_at = datetime.now(UTC)
@@ -182,8 +230,14 @@ class HotPathProcessor:
                 for item in stored]
 
     def validate(self, message: RawMessage) -> RawPolicyData | DeadLetter:
-        """`validate_message` with this deployment's MAX_RECORD_BYTES."""
-        return validate_message(message, max_record_bytes=self._settings.max_record_bytes)
+        """`validate_message` with this deployment's MAX_RECORD_BYTES and IDENTIFIER_HASH_KEY."""
+        return validate_message(message, max_record_bytes=self._settings.max_record_bytes,
+                                identifier_key=self._identifier_key)
+
+    def record_key(self, message: RawMessage) -> str | None:
+        """`record_key_of` with this deployment's IDENTIFIER_HASH_KEY: what any dead letter of `message` is filed
+        under."""
+        return record_key_of(message, self._identifier_key)
 
     def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
         """Validate and clean (CPU only, no I/O): can run while the previous batch is being stored."""

@@ -6,8 +6,10 @@ POSTGRES_SSL_ROOT_CERT) as libpq's `sslmode` and `sslrootcert`: asyncpg applies 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -96,15 +98,32 @@ async def drop_database(server_dsn: str, database: str) -> None:
         await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
 
 
+LOCK_POLL_SECONDS = 0.5
+
+
+class LockBusyError(StoreUnavailableError):
+    """Another process held the lock longer than the caller would wait: retriable, and for the sync not a failure
+    of either run, the caller's work is left to a later run (`sync.run` reports its target `busy`)."""
+
+    def __init__(self, name: str, waited_seconds: float) -> None:
+        super().__init__(f"{name} is held by another run (waited {waited_seconds:g} s)", lock=name)
+
+
 @contextlib.asynccontextmanager
-async def session_lock(pool: asyncpg.Pool, name: str) -> AsyncIterator[asyncpg.Connection]:
+async def session_lock(pool: asyncpg.Pool, name: str, *,
+                       wait_seconds: float = 30.0) -> AsyncIterator[asyncpg.Connection]:
     """Hold the session advisory lock `name` (one holder at a time, across every process) on a connection of
     `pool`, yielded for work done under the lock: unlike a transaction's lock, what that work commits is
-    committed before the lock is released."""
+    committed before the lock is released. Waits up to `wait_seconds` for the holder (asking again every
+    LOCK_POLL_SECONDS, so no statement outlives the pool's command timeout), then raises `LockBusyError`."""
+    deadline = time.monotonic() + wait_seconds
     with translate_errors(f"lock {name}"):
         connection = await pool.acquire()
         try:
-            await connection.execute("SELECT pg_advisory_lock(hashtext($1))", name)
+            while not await connection.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name):
+                if time.monotonic() >= deadline:
+                    raise LockBusyError(name, wait_seconds)
+                await asyncio.sleep(LOCK_POLL_SECONDS)
         except BaseException:
             await pool.release(connection)
             raise

@@ -107,10 +107,15 @@ class RepairReport:
 
     @property
     def success(self) -> bool:
-        return all(result.success and result.deferred == 0 for result in self.results.values())
+        """Nothing failed: every target repaired, or busy (a sync of it running: left to the next repair)."""
+        return all(result.busy or (result.success and result.deferred == 0) for result in self.results.values())
+
+    @property
+    def busy(self) -> list[str]:
+        return [name for name, result in self.results.items() if result.busy]
 
     def summary(self) -> dict[str, Any]:
-        return {"success": self.success, "fixed": self.fixed,
+        return {"success": self.success, "fixed": self.fixed, "busy": self.busy,
                 "errors": {name: f"{result.error_code}: {result.error}"
                            for name, result in self.results.items() if result.error}}
 
@@ -197,7 +202,8 @@ async def _repair_target(pool: asyncpg.Pool, settings: Settings, check: TargetCh
     drift = check.drift
     ids = [*drift.missing, *drift.stale, *drift.orphaned]
     try:
-        async with source.target_lock(pool, check.target), OpenTarget(settings, check.target) as handle:
+        async with source.target_lock(pool, check.target, wait_seconds=settings.sync_lock_wait_seconds), \
+                OpenTarget(settings, check.target) as handle:
             with progress(f"consistency repair {check.target}", total=len(ids),
                           log_every_seconds=settings.progress_log_seconds) as shown:
                 for start in range(0, len(ids), settings.sync_batch_size):
@@ -210,6 +216,9 @@ async def _repair_target(pool: asyncpg.Pool, settings: Settings, check: TargetCh
                     shown.advance(len(chunk))
             await handle.call(handle.target.flush)  # type: ignore[union-attr]
         result.success = True
+    except postgres.LockBusyError as busy:  # a sync or rebuild of the target: the next repair fixes what remains
+        result.success, result.busy = True, True
+        log.info("consistency_repair_busy", target=check.target, reason=str(busy))
     except Exception as error:
         code = error.code if isinstance(error, PipelineError) else ErrorCode.CONSISTENCY_CHECK_FAILED
         result.error_code, result.error = code.value, error.message if isinstance(error, PipelineError) else str(error)
@@ -235,17 +244,18 @@ async def repair(settings: Settings, report: ConsistencyReport | None = None) ->
             result = await _repair_target(pool, settings, check, run_id, embeddings)
             results[name] = result
             counts = check.drift.counts()
-            done = result.success and result.deferred == 0
+            done = result.success and not result.busy and result.deferred == 0
             fixed[name] = counts if done else dict.fromkeys(KINDS, 0)
             _set_gauges(name, {kind: counts[kind] - fixed[name][kind] for kind in KINDS})
         repaired = RepairReport(None, datetime.now(UTC), fixed, results)
-        stored = {"is_consistent": repaired.success, "inconsistencies": report.inconsistencies(),
+        stored = {"is_consistent": repaired.success and not repaired.busy,
+                  "inconsistencies": report.inconsistencies(),
                   "fixes_applied": [{"target": name, "kind": kind, "count": count}
                                     for name, counts in fixed.items() for kind, count in counts.items() if count],
                   "checked_at": report.checked_at.isoformat(), "repaired_at": repaired.repaired_at.isoformat(),
                   "check_report_id": report.report_id, "run_id": run_id, "errors": repaired.summary()["errors"],
                   "results": {name: result.as_dict() for name, result in results.items()}}
-        repaired.report_id = await _store_report(pool, "repair", repaired.success, stored)
+        repaired.report_id = await _store_report(pool, "repair", stored["is_consistent"], stored)
     finally:
         await pool.close()
     log.info("consistency_repaired", **repaired.summary())

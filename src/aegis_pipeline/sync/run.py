@@ -52,6 +52,9 @@ class TargetResult:
     error_code: str | None = None
     error: str | None = None
     duration_seconds: float = 0.0
+    # Another sync, rebuild or repair of this target held it past SYNC_LOCK_WAIT_SECONDS: nothing done, no failure
+    # (`success` stays true; the watermark stays, so the next run catches up).
+    busy: bool = False
     synced_ids: set[str] = field(default_factory=set, repr=False)
 
     @property
@@ -125,6 +128,10 @@ class OpenTarget:
 
 
 def _fail(result: TargetResult, error: Exception) -> None:
+    if isinstance(error, postgres.LockBusyError):
+        result.success, result.busy = True, True
+        log.info("sync_target_busy", target=result.target, reason=str(error))
+        return
     result.success = False
     if isinstance(error, PipelineError):
         result.error_code, result.error = error.code.value, str(error)
@@ -162,7 +169,8 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
     result = TargetResult(target=name, store=_store_name(name))
     started = time.monotonic()
     try:
-        async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
+        async with source.target_lock(pool, name, wait_seconds=settings.sync_lock_wait_seconds), \
+                OpenTarget(settings, name) as handle:
             watermark = await source.read_watermark(pool, name)
             next_watermark = await source.snapshot_xmin(pool)
             changed = await source.count_changed(pool, watermark)
@@ -184,10 +192,15 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
     except Exception as error:
         _fail(result, error)
     result.duration_seconds = round(time.monotonic() - started, 3)
-    metrics.db_sync_total.labels(target_db=result.store, status="success" if result.success else "failure").inc()
+    metrics.db_sync_total.labels(target_db=result.store, status=_status(result)).inc()
     metrics.db_sync_latency_seconds.labels(target_db=result.store).observe(result.duration_seconds)
     log.info("sync_target_finished", **result.as_dict())
     return result
+
+
+def _status(result: TargetResult) -> str:
+    """The `status` label of `db_sync_total`: success, busy (left to a later run) or failure."""
+    return "busy" if result.busy else ("success" if result.success else "failure")
 
 
 def _store_name(target: str) -> str:
@@ -253,7 +266,8 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
     pool = await postgres.create_pool(settings)
     try:
         embeddings = EmbeddingProvider(pool, settings, budget=None)
-        async with source.target_lock(pool, name), OpenTarget(settings, name) as handle:
+        async with source.target_lock(pool, name, wait_seconds=settings.sync_lock_wait_seconds), \
+                OpenTarget(settings, name) as handle:
             assert handle.target is not None
             next_watermark = await source.snapshot_xmin(pool)
             kept = await source.count_kept(pool, KEPT_STATUSES[name])
@@ -275,7 +289,7 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
     finally:
         await pool.close()
     result.duration_seconds = round(time.monotonic() - started, 3)
-    metrics.db_sync_total.labels(target_db=result.store, status="success" if result.success else "failure").inc()
+    metrics.db_sync_total.labels(target_db=result.store, status=_status(result)).inc()
     metrics.db_sync_latency_seconds.labels(target_db=result.store).observe(result.duration_seconds)
     log.info("sync_rebuild_finished", **result.as_dict())
     return result

@@ -160,6 +160,8 @@ async def write_watermark(pool: asyncpg.Pool, target: str, watermark: int, run_i
         )
 
 
-def target_lock(pool: asyncpg.Pool, target: str) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
-    """A session advisory lock per target: sync, rebuild and repair of one target never run at once."""
-    return postgres.session_lock(pool, f"aegis-sync:{target}")
+def target_lock(pool: asyncpg.Pool, target: str, *,
+                wait_seconds: float) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+    """A session advisory lock per target: sync, rebuild and repair of one target never run at once; one waits
+    for the other up to `wait_seconds` (SYNC_LOCK_WAIT_SECONDS), then `postgres.LockBusyError`."""
+    return postgres.session_lock(pool, f"aegis-sync:{target}", wait_seconds=wait_seconds)
