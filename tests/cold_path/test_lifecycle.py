@@ -191,10 +191,15 @@ async def test_a_withdrawn_programme_is_archived_after_a_complete_listing_only(
                    "application_end_date": {"path": "end", "parser": "date"}},
     }]}, {}).sources
 
+    drains = iter(range(100))
+
     async def collect_store_and_score() -> tuple[str, dict[str, tuple[str, str | None]], dict[str, int]]:
         async with open_context(settings) as context:
             result = await collect_source(definition, context)
-        await run_hot_path(settings, asyncio.Event(), drain=True, serve_ops=False, group_id=f"life-{source}")
+        # A fresh consumer group each time (it reads the topic from its start, which stores nothing twice): the
+        # embedded broker takes seconds to let a group that just left join again.
+        await run_hot_path(settings, asyncio.Event(), drain=True, serve_ops=False,
+                           group_id=f"life-{source}-{next(drains)}")
         report = await run_cold_path(settings, source=source)
         rows = await fetch(settings, "SELECT external_id, status, archived_reason FROM policies "
                                      "WHERE source_system = $1", source)

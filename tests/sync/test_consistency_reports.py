@@ -99,7 +99,10 @@ def test_a_repairs_summary_names_the_errors_only() -> None:
     results = {"graph": TargetResult("graph", "neo4j", success=True),
                "search": TargetResult("search", "elasticsearch", error_code="DP_3003", error="bulk refused")}
     assert RepairReport("id-1", CHECKED_AT, fixed, results).summary() == {
-        "success": False, "fixed": fixed, "errors": {"search": "DP_3003: bulk refused"}}
+        "success": False, "fixed": fixed, "busy": [], "errors": {"search": "DP_3003: bulk refused"}}
+    busy = TargetResult("search", "elasticsearch", success=True, busy=True)
+    assert RepairReport("id-2", CHECKED_AT, fixed, {"search": busy}).summary() == {
+        "success": True, "fixed": fixed, "busy": ["search"], "errors": {}}  # left to the next repair, not failed
 
 
 def test_the_drift_gauges_are_set_per_store_and_kind() -> None:

@@ -38,7 +38,7 @@ def test_a_results_dict_leaves_out_the_synced_ids() -> None:
                           synced_ids={"p-1", "p-2"})
     assert result.as_dict() == {"target": "vectors", "store": "milvus", "success": True, "upserted": 2, "deleted": 0,
                                 "deferred": 1, "encoded": 3, "error_code": None, "error": None,
-                                "duration_seconds": 0.0}
+                                "duration_seconds": 0.0, "busy": False}
 
 
 def test_a_run_succeeds_only_if_every_target_did() -> None:
