@@ -13,6 +13,14 @@
 3. Baseline (measured first, so it finds the database as the hot path does): the same kind of records through
    a one-record-at-a-time path written like the design's `process_single` (validate, INSERT, cache, awaited
    send), in this process.
+4. Large records (`--large-records`, 0 skips it): a flood of valid records of about `--large-bytes` each
+   (`devstack.synthetic.make_large_record`) through one `hot-path --drain` process while its `/health` is asked
+   every 100 ms, as a liveness probe does: the slowest answer (target: under 1 s, issue 26), records/s and CPU
+   per record.
+
+Beside each hot path phase's wall time it prints the hot path processes' CPU time per record (user + system,
+from the first stored record on, so process start-up and the group join do not count): on this shared host wall
+time moves by up to 2x from run to run, CPU time much less.
 
 Targets (issue 4): >= 5,000 records/s sustained, p99 < 1 s at half that rate, >= 10x the baseline.
 Each phase also prints the share of CPU the host stole (steal time in /proc/stat), and the run starts and ends
@@ -31,6 +39,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -43,7 +52,7 @@ from pydantic import TypeAdapter
 from aegis_pipeline.common.logging import configure_logging
 from aegis_pipeline.common.progress import Progress, progress
 from aegis_pipeline.devstack import stack
-from aegis_pipeline.devstack.synthetic import make_record, make_records
+from aegis_pipeline.devstack.synthetic import make_large_record, make_record, make_records
 from aegis_pipeline.domain.cleaning import normalize_record
 from aegis_pipeline.domain.records import RawPolicyData
 from aegis_pipeline.hot_path.processor import RawMessage, policy_validated_event, validate_message
@@ -54,6 +63,8 @@ PIPELINE = str(Path(sys.executable).parent / "aegis-pipeline")
 TARGET_RECORDS_PER_SECOND = 5000
 TARGET_P99_SECONDS = 1.0
 TARGET_RATIO = 10
+TARGET_HEALTH_SECONDS = 1.0  # a liveness probe's timeout: /health must answer within it under any load
+HEALTH_POLL_SECONDS = 0.1
 STREAM_BURST_SECONDS = 0.05
 PROBE_INDEX = 999_999
 # Records of the measured stream are encoded once with this placeholder and stamped as each burst is sent.
@@ -91,8 +102,8 @@ def host_speed_ms(records: int = 1000, repeats: int = 5) -> float:
     return round(statistics.median(timings) * 1000, 1)
 
 
-def hot_path_process(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
-    environment = {**os.environ, "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
+def hot_path_process(settings: Settings, *extra: str, **variables: str) -> subprocess.Popen[bytes]:
+    environment = {**os.environ, **variables, "KAFKA_TOPIC_RAW_POLICIES": settings.kafka_topic_raw_policies,
                    "KAFKA_TOPIC_POLICY_EVENTS": settings.kafka_topic_policy_events,
                    "KAFKA_TOPIC_POLICY_STATE": settings.kafka_topic_policy_state,
                    "KAFKA_TOPIC_DLQ": settings.kafka_topic_dlq, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
@@ -146,18 +157,53 @@ async def publish(settings: Settings, messages: list[tuple[bytes, bytes]], *, ra
         await producer.stop()
 
 
-async def wait_while_storing(settings: Settings, processes: list[subprocess.Popen[bytes]], shown: Progress) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def exit_cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """Wait for `process` to exit; the CPU time it used in all (its rusage, exact)."""
+    _, status, usage = await asyncio.to_thread(os.wait4, process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def wait_while_storing(settings: Settings, source: str, processes: list[subprocess.Popen[bytes]],
+                             shown: Progress) -> float | None:
     """Wait for the processes to exit, advancing `shown` to the policies inserted meanwhile, read every second
     from PostgreSQL's statistics (`n_tup_ins`, at most a second behind): a count(*) of the rows would take a scan
-    of the growing table from the two cores the hot path is measured on."""
-    exited = asyncio.gather(*(asyncio.to_thread(process.wait) for process in processes))
+    of the growing table from the two cores the hot path is measured on.
+
+    Returns the processes' CPU milliseconds per record from the first stored record of `source` on (their CPU
+    time then, and the records of `source` stored then, are read as soon as the first one is: start-up, imports
+    and the group join are not counted); None when none was stored."""
+    exits = [asyncio.ensure_future(exit_cpu_seconds(process)) for process in processes]
+    exited = asyncio.gather(*exits)
     inserted_sql = "SELECT coalesce(sum(n_tup_ins), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'policies'"
+    count_sql = "SELECT count(*) FROM policies WHERE source_system = $1"  # few rows when first read: cheap
+    cpu_at_start: float | None = None
+    stored_at_start = 0
     async with postgres.connect(settings.postgres_dsn()) as connection:
         inserted_before = await connection.fetchval(inserted_sql)
+        while cpu_at_start is None and not exited.done():  # every 20 ms until the first record is stored
+            await asyncio.wait({exited}, timeout=0.02)
+            if not exited.done() and (stored := await connection.fetchval(count_sql, source)):
+                try:
+                    cpu_at_start = sum(cpu_seconds(process.pid) for process in processes)
+                    stored_at_start = stored
+                except OSError:  # one has exited meanwhile: measured from its start
+                    break
         while not exited.done():
             await asyncio.wait({exited}, timeout=1.0)
             shown.advance(await connection.fetchval(inserted_sql) - inserted_before - shown.done)
-    await exited
+        stored_total = await connection.fetchval(count_sql, source)
+    cpu_total = sum(await exited)
+    if cpu_at_start is None or stored_total <= stored_at_start:
+        return None
+    return round((cpu_total - cpu_at_start) * 1000 / (stored_total - stored_at_start), 3)
 
 
 async def measure_throughput(settings: Settings, count: int, replicas: int) -> dict:
@@ -166,7 +212,7 @@ async def measure_throughput(settings: Settings, count: int, replicas: int) -> d
     started, cpu_before = time.monotonic(), cpu_times()
     processes = [hot_path_process(settings, "--drain") for _ in range(replicas)]
     with progress("hot path throughput", total=count, log_every_seconds=settings.progress_log_seconds) as shown:
-        await wait_while_storing(settings, processes, shown)
+        cpu_ms_per_record = await wait_while_storing(settings, source, processes, shown)
     wall_seconds, steal = time.monotonic() - started, steal_percent(cpu_before, cpu_times())
     async with postgres.connect(settings.postgres_dsn()) as connection:
         row = await connection.fetchrow(
@@ -178,7 +224,87 @@ async def measure_throughput(settings: Settings, count: int, replicas: int) -> d
     return {"records": count, "stored": row["stored"], "seconds": round(seconds, 3),
             "records_per_second": round(row["stored"] / seconds) if seconds else None,
             "wall_seconds_including_start": round(wall_seconds, 2), "replicas": replicas, "host_steal_percent": steal,
-            "exit_codes": [process.returncode for process in processes]}
+            "cpu_ms_per_record": cpu_ms_per_record, "exit_codes": [process.returncode for process in processes]}
+
+
+def announced(discovery_dir: str) -> str | None:
+    """host:port of a hot path's operations server, from the file it announces itself in to Prometheus's file
+    discovery (PROMETHEUS_FILE_SD_DIR) once it listens; None before."""
+    for path in Path(discovery_dir).glob("hot-path-*.json"):
+        return json.loads(path.read_text(encoding="utf-8"))[0]["targets"][0]
+    return None
+
+
+async def announced_address(discovery_dir: str, process: subprocess.Popen[bytes], timeout_seconds: float = 60) -> str:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline and process.returncode is None:
+        if address := announced(discovery_dir):
+            return address
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the hot path did not start its operations server")
+
+
+async def poll_health(address: str, discovery_dir: str, stop: asyncio.Event) -> list[float]:
+    """Ask GET /health every HEALTH_POLL_SECONDS (the next request when the last was answered, at the earliest
+    that long after it was sent) until `stop` or the server stops (it removes its discovery file first); the
+    seconds each answer took (a failure while the server runs counts as infinite)."""
+    import aiohttp
+
+    took: list[float] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                async with session.get(f"http://{address}/health") as response:
+                    await response.read()
+                    took.append(time.monotonic() - sent if response.status == 200 else float("inf"))
+            except (aiohttp.ClientError, TimeoutError):
+                if announced(discovery_dir) is None:
+                    break  # drained: the process stopped its server
+                took.append(float("inf"))
+            await asyncio.sleep(max(0.0, sent + HEALTH_POLL_SECONDS - time.monotonic()))
+    return took
+
+
+async def measure_large_records(settings: Settings, count: int, size_bytes: int, partitions: int) -> dict:
+    """A flood of `count` valid records of about `size_bytes` each through one hot path process, on topics of its
+    own, while its /health is asked every HEALTH_POLL_SECONDS from the moment its operations server listens."""
+    source = f"large_{uuid.uuid4().hex[:6]}"
+    settings = await kafka.with_own_topics(settings, f"bench-large-{uuid.uuid4().hex[:6]}", partitions=partitions)
+    settings = settings.model_copy(update={"kafka_consumer_group": f"{settings.kafka_consumer_group}-large"})
+    messages = encode([make_large_record(index, source=source, size_bytes=size_bytes) for index in range(count)])
+    await publish(settings, messages)
+    with tempfile.TemporaryDirectory() as discovery:
+        started = time.monotonic()
+        process = hot_path_process(settings, "--drain", PROMETHEUS_FILE_SD_DIR=discovery)
+        stop_polling = asyncio.Event()
+        try:
+            address = await announced_address(discovery, process)
+            polling = asyncio.create_task(poll_health(address, discovery, stop_polling))
+            with progress("hot path large records", total=count,
+                          log_every_seconds=settings.progress_log_seconds) as shown:
+                cpu_ms_per_record = await wait_while_storing(settings, source, [process], shown)
+            wall_seconds = time.monotonic() - started
+            stop_polling.set()
+            took = await polling
+        finally:
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+    async with postgres.connect(settings.postgres_dsn()) as connection:
+        row = await connection.fetchrow(
+            "SELECT count(*) AS stored, extract(epoch FROM max(h.processed_at) - min(h.processed_at)) AS seconds, "
+            "max(h.processing_time_ms) AS max_batch_ms "
+            "FROM processing_history h JOIN policies p ON p.id = h.policy_id WHERE p.source_system = $1", source)
+    seconds = float(row["seconds"] or 0) + (row["max_batch_ms"] or 0) / 1000
+    return {"records": count, "record_bytes": round(statistics.mean(len(value) for _, value in messages)),
+            "stored": row["stored"], "seconds": round(seconds, 3),
+            "records_per_second": round(row["stored"] / seconds, 1) if seconds else None,
+            "cpu_ms_per_record": cpu_ms_per_record, "wall_seconds_including_start": round(wall_seconds, 2),
+            "health_polls": len(took), "health_worst_ms": round(max(took) * 1000, 1) if took else None,
+            "health_p50_ms": round(statistics.median(took) * 1000, 1) if took else None,
+            "health_over_1s": sum(1 for value in took if value > TARGET_HEALTH_SECONDS),
+            "exit_code": process.returncode}
 
 
 async def wait_until_consuming(settings: Settings, source: str, timeout_seconds: float = 60) -> None:
@@ -344,6 +470,8 @@ async def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--burst-ms", type=float, default=STREAM_BURST_SECONDS * 1000,
                         help="the measured stream is sent in a burst every this many ms")
+    parser.add_argument("--large-records", type=int, default=200, help="records of the large-record flood (0: none)")
+    parser.add_argument("--large-bytes", type=int, default=990_000, help="bytes of each large record, as JSON")
     arguments = parser.parse_args()
     # Log lines to stderr, stdout keeps the figures: progress is a bar on a terminal, and `progress` log lines
     # (INFO) anywhere else.
@@ -363,7 +491,7 @@ async def main() -> None:
           "records/s")
     throughput = await measure_throughput(settings, arguments.records, arguments.replicas)
     print(f"throughput ({arguments.replicas} replicas): {throughput['stored']} records in {throughput['seconds']} s = "
-          f"{throughput['records_per_second']} records/s "
+          f"{throughput['records_per_second']} records/s, {throughput['cpu_ms_per_record']} ms of CPU per record "
           f"(wall time with process start {throughput['wall_seconds_including_start']} s; "
           f"CPU stolen by the host: {throughput['host_steal_percent']}%)")
     rate = (throughput["records_per_second"] or TARGET_RECORDS_PER_SECOND) / 2
@@ -376,6 +504,15 @@ async def main() -> None:
     if latency["missed_by_tailing_consumer"] or latency["lost"]:
         print(f"  events the measuring consumer never received: {latency['missed_by_tailing_consumer']} found in the "
               f"topic afterwards (counted with their latency up to then), {latency['lost']} not in the topic (lost)")
+    large = None
+    if arguments.large_records:
+        large = await measure_large_records(settings, arguments.large_records, arguments.large_bytes,
+                                            arguments.partitions)
+        print(f"large records ({large['records']} of {large['record_bytes']} bytes, one process): "
+              f"{large['records_per_second']} records/s, {large['cpu_ms_per_record']} ms of CPU per record; "
+              f"/health asked {large['health_polls']} times every {HEALTH_POLL_SECONDS * 1000:.0f} ms: slowest answer "
+              f"{large['health_worst_ms']} ms, median {large['health_p50_ms']} ms, "
+              f"{large['health_over_1s']} over {TARGET_HEALTH_SECONDS:.0f} s")
     ratio = round((throughput["records_per_second"] or 0) / baseline["records_per_second"], 1)
     print(f"batched hot path / baseline: {ratio}x")
     host_speed = {"before_ms": speed_before, "after_ms": host_speed_ms()}
@@ -386,10 +523,12 @@ async def main() -> None:
         "p99_at_half_rate": latency["p99_ms"] < TARGET_P99_SECONDS * 1000 and latency["lost"] == 0,
         "ratio_to_baseline": ratio >= TARGET_RATIO,
     }
+    if large is not None:
+        met["health_under_large_records"] = large["health_over_1s"] == 0 and large["stored"] == large["records"]
     print(json.dumps({"benchmark": "hot_path", "throughput": throughput, "latency": latency, "baseline": baseline,
-                      "ratio": ratio, "host_speed": host_speed,
+                      "large_records": large, "ratio": ratio, "host_speed": host_speed,
                       "targets": {"records_per_second": TARGET_RECORDS_PER_SECOND, "p99_ms": TARGET_P99_SECONDS * 1000,
-                                  "ratio": TARGET_RATIO},
+                                  "ratio": TARGET_RATIO, "health_ms": TARGET_HEALTH_SECONDS * 1000},
                       "met": met, "all_met": all(met.values())}, ensure_ascii=False))
 
 

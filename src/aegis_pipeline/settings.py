@@ -150,6 +150,10 @@ class CoreSettings(BaseSettings):
     health_host: str | None = None
     # Hot path: records per consumer batch, and how long a stored policy stays in the Redis cache (design §6.3).
     hot_path_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # ... and bytes per batch (the messages' values): a batch stops growing at this size, so large records come in
+    # small batches (the store's one JSON parameter, encoded on the event loop, stays small, and far below
+    # PostgreSQL's 256 MB limit of one jsonb value). A batch holds at least one fetch whatever its size.
+    hot_path_batch_max_bytes: int = Field(default=16_000_000, ge=1, le=128_000_000)
     policy_cache_ttl_seconds: int = Field(default=3600, ge=1)
 
     # Collectors: the sources file (docs/sources.md), how the scraper introduces itself, the circuit breaker

@@ -17,6 +17,19 @@ every LAG_REFRESH_SECONDS, so that it keeps growing while a batch is stuck (Post
 How long records wait on the raw topic (`pipeline_lag_seconds{path="hot"}`) is not measured here: a hot path
 that is stopped could not report it, so the scheduler reads it from the broker (`stores.kafka.GroupFreshnessProbe`).
 
+The event loop always answers (issue 26): a batch's validation and cleaning (`HotPathProcessor.prepare`:
+pydantic, masking, normalisation, hashes), the hot path's CPU work, runs in a worker thread of its own (a batch
+under PREPARE_ON_LOOP_MAX_BYTES, quick to prepare, stays on the loop), so that `/health`, fetching, storing and
+relaying go on meanwhile; and a batch stops growing at HOT_PATH_BATCH_MAX_BYTES, so that what stays on the loop
+per batch (the store's one JSON parameter, the events, the cache's documents) stays small. Before, a burst of
+1 MB records held the loop for seconds at a time, and a liveness probe restarts such a pod.
+Why a thread (measured, docs/benchmarks.md): threads do not run Python in parallel (the GIL), but a waiting thread
+gets the GIL within the switch interval (5 ms), so the loop answers in milliseconds whatever the worker is doing.
+A process pool cost twice the CPU per large record (each cleaned policy pickled there and unpickled on the loop,
+which still stalled for a second); yielding to the loop every 20 ms of work left `/health` waiting 90 ms at the
+median and as long as the slowest single record at worst, and cost throughput. One worker is enough: one batch is
+prepared at a time, and replicas (processes) are what runs the hot path in parallel.
+
 SIGTERM finishes the batch in hand, commits, relays what is pending and exits. `--drain` stops once every
 assigned partition is consumed to its end (for batch use and tests).
 """
@@ -26,7 +39,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,6 +68,10 @@ LAG_REFRESH_SECONDS = 5.0
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
 IDLE_POLL_MS = 200  # how long a fetch waits for records when no batch is being stored
 TOP_UP_POLL_MS = 10  # how long a fetch waits while a batch is being stored, before looking whether it is done
+# A batch of fewer message bytes is prepared on the event loop: 0.05-0.1 s for 500 records of 2 KB (55-110 µs each,
+# the benchmark's host speed), 0.2 s of the costliest input found (0.2 ms a KB); handing small batches to the worker
+# cost 11% more CPU per record in the benchmark's stream of small records (docs/benchmarks.md).
+PREPARE_ON_LOOP_MAX_BYTES = 1_000_000
 
 
 @dataclass
@@ -101,6 +119,7 @@ class HotPathService:
         self.summary = HotPathSummary()
         self.not_ready_reason: str | None = "starting"
         self._lag_partitions: set[TopicPartition] = set()  # partitions whose lag this process exports
+        self._cpu: ThreadPoolExecutor | None = None  # the worker thread that prepares batches while `run` runs
 
     async def run(self, stop: asyncio.Event, *, drain: bool = False) -> HotPathSummary:
         """Consume until `stop`. One batch is stored while the next is fetched and prepared (its SQL runs in
@@ -110,12 +129,13 @@ class HotPathService:
         relay_task = asyncio.create_task(self._relay.run(relay_stop))
         watch_task = asyncio.create_task(self._watch.run(relay_stop)) if self._watch is not None else None
         lag_task = asyncio.create_task(self._refresh_lag_until_cancelled())
+        cpu = self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hot-path-cpu")
         storing: asyncio.Task[BatchResult | None] | None = None
         stored_records: list[ConsumerRecord] = []
         try:
             while not stop.is_set():
                 records = await self._next_batch(storing)
-                prepared = self.processor.prepare([to_raw_message(record) for record in records]) if records else None
+                prepared = await self._prepare([to_raw_message(record) for record in records]) if records else None
                 if storing is not None:
                     if not await self._finish(storing, stored_records):
                         storing = None
@@ -132,6 +152,8 @@ class HotPathService:
             if storing is not None:
                 await self._finish(storing, stored_records)  # SIGTERM: the batch in hand is finished
         finally:
+            cpu.shutdown(wait=False)  # idle: each batch it prepared was awaited (if cancelled, it finishes it)
+            self._cpu = None
             lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
@@ -144,15 +166,27 @@ class HotPathService:
             self.summary.events_sent = self._relay.sent_total
         return self.summary
 
+    async def _prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+        """`processor.prepare` (validation and cleaning, the hot path's CPU work) in the worker thread while `run`
+        runs, so that the event loop goes on meanwhile (see the module's docstring); on the loop otherwise, and
+        for a batch too small to hold it for long (PREPARE_ON_LOOP_MAX_BYTES)."""
+        if self._cpu is None or sum(len(message.value) for message in messages) < PREPARE_ON_LOOP_MAX_BYTES:
+            return self.processor.prepare(messages)
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, self.processor.prepare, messages)
+
     async def _next_batch(self, storing: asyncio.Task[BatchResult | None] | None) -> list[ConsumerRecord]:
         """The next batch: what has arrived, topped up for as long as the previous batch is still being stored
-        (up to HOT_PATH_BATCH_SIZE). Under a steady stream a batch then holds what came in during one store, not
-        just one fetch's worth: the store's round trips serve more records per batch, so the hot path keeps up
-        with a rate that one-fetch batches could not (measured: at 4,400 records/s, 204 records per batch on
-        average and latency growing without end, before). An empty list: nothing arrived for IDLE_POLL_MS."""
-        limit = self._settings.hot_path_batch_size
+        (up to HOT_PATH_BATCH_SIZE records and HOT_PATH_BATCH_MAX_BYTES). Under a steady stream a batch then holds
+        what came in during one store, not just one fetch's worth: the store's round trips serve more records per
+        batch, so the hot path keeps up with a rate that one-fetch batches could not (measured: at 4,400 records/s,
+        204 records per batch on average and latency growing without end, before). Large records stop the top-up
+        early: 500 records of 1 MB made batches of 100 MB and more, whose store held the event loop for half a
+        second (the JSON parameter, one C call) and would pass PostgreSQL's 256 MB limit of a jsonb value. An empty
+        list: nothing arrived for IDLE_POLL_MS."""
+        limit, max_bytes = self._settings.hot_path_batch_size, self._settings.hot_path_batch_max_bytes
         records: list[ConsumerRecord] = []
-        while len(records) < limit:
+        size = 0
+        while len(records) < limit and size < max_bytes:
             storing_now = storing is not None and not storing.done()
             if records and not storing_now:
                 break
@@ -160,7 +194,9 @@ class HotPathService:
                                                    max_records=limit - len(records))
             if not fetched and not storing_now:
                 break
-            records += [record for partition in fetched.values() for record in partition]
+            for partition in fetched.values():
+                records += partition
+                size += sum(len(record.value or b"") for record in partition)
         return records
 
     async def _finish(self, storing: asyncio.Task[BatchResult | None], records: list[ConsumerRecord]) -> bool:
@@ -214,7 +250,7 @@ class HotPathService:
             attempt = 0
             while True:
                 try:
-                    result = await self.processor.process([message])
+                    result = await self.processor.store(await self._prepare([message]))
                     await self._send_events(result)
                     break
                 except PipelineError as error:
