@@ -311,7 +311,7 @@ def test_the_command_prints_per_table_and_pushes_its_metrics(stack: Settings, pu
         already = deleted_metric()["quality_metrics"]
 
         dry = CliRunner().invoke(main, ["retention", "--dry-run", "--json"], env=env)
-        real = CliRunner().invoke(main, ["retention"], env=env)
+        real = CliRunner().invoke(main, ["retention", "--yes"], env=env)
 
         assert dry.exit_code == 0, dry.output
         summary = json.loads(dry.stdout)

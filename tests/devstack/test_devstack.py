@@ -39,7 +39,7 @@ def recorded_pids(data_dir: Path) -> dict[str, int]:
 def data_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "stack"
     yield directory
-    run_cli(directory, "dev", "down", "--purge")
+    run_cli(directory, "dev", "down", "--purge", "--yes")
 
 
 def test_up_status_down_lifecycle(data_dir: Path) -> None:

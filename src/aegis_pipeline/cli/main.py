@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import os
 import sys
 import uuid
@@ -15,6 +15,14 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import SecretStr
 
+from aegis_pipeline.cli.output import (
+    ExitCode,
+    PipelineCommandGroup,
+    confirm_deletion,
+    fail_usage,
+    json_option,
+    print_json,
+)
 from aegis_pipeline.common.logging import bind_context, configure_logging, register_secrets
 from aegis_pipeline.settings import CoreSettings, Settings, SettingsError, explicit_values, load_core_settings
 from aegis_pipeline.settings import load_settings as _load_settings
@@ -42,15 +50,21 @@ def _push_metrics(configured_url: str, command: str) -> None:
         push_batch_metrics(url, command)
 
 
-@click.group()
+@click.group(cls=PipelineCommandGroup)
+@click.version_option(package_name="aegis-data-pipeline", prog_name="aegis-pipeline")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (as LOG_LEVEL=DEBUG does).")
 @click.pass_context
-def main(context: click.Context) -> None:
-    """Aegis data pipeline: collect, validate, store and sync public policy announcements."""
+def main(context: click.Context, debug: bool) -> None:
+    """Aegis data pipeline: collect, validate, store and sync public policy announcements.
+
+    Exit codes: 0 done; 1 the work failed or found a problem; 2 bad usage or configuration (nothing done);
+    3 an engine could not be reached (run again once it is back). An error prints one line with its DP code and a
+    hint; --debug (or LOG_LEVEL=DEBUG) shows its traceback."""
     try:
         core = load_core_settings()
     except SettingsError as error:
-        click.echo(str(error), err=True)
-        sys.exit(2)
+        fail_usage(str(error))
+    context.meta["aegis.debug"] = debug or core.log_level.upper() == "DEBUG"
     configure_logging(core.log_level, json_lines=core.log_json)
     command = context.invoked_subcommand
     # Every line of this run says which command and which run it came from (to follow one run across lines).
@@ -82,7 +96,7 @@ def dev_up(timeout_seconds: float) -> None:
 
 
 @dev.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@json_option
 def dev_status(as_json: bool) -> None:
     """Show each engine's URL and health. Exits 1 when any engine is unhealthy."""
     from aegis_pipeline.devstack import stack
@@ -90,37 +104,58 @@ def dev_status(as_json: bool) -> None:
     report = stack.status(load_core_settings())
     _print_status(report, as_json=as_json)
     engines = report["engines"]
-    sys.exit(0 if engines and all(engine["healthy"] for engine in engines.values()) else 1)
+    sys.exit(ExitCode.OK if engines and all(engine["healthy"] for engine in engines.values()) else ExitCode.FAILED)
 
 
 @dev.command("down")
-@click.option("--purge", is_flag=True, help="Also delete the engines' data.")
-def dev_down(purge: bool) -> None:
+@click.option("--purge", is_flag=True, help="Also delete the engines' data (asks first; --yes to skip).")
+@click.option("--yes", is_flag=True, help="With --purge: delete without asking.")
+def dev_down(purge: bool, yes: bool) -> None:
     """Stop the engines `dev up` started (by process id); data is kept unless --purge."""
     from aegis_pipeline.devstack import stack
 
+    if purge:
+        confirm_deletion(f"every engine's data in {load_core_settings().aegis_data_dir}", yes=yes)
     stopped = stack.down(load_core_settings(), purge=purge)
     click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
 @dev.command("roundtrip")
-def dev_roundtrip() -> None:
+@json_option
+def dev_roundtrip(as_json: bool) -> None:
     """Write and read back one record through each engine with the project's clients."""
     from aegis_pipeline.devstack.roundtrip import run_roundtrips
 
     results = asyncio.run(run_roundtrips(load_settings()))
-    for result in results:
-        mark = "ok  " if result.ok else "FAIL"
-        click.echo(f"  {mark} {result.engine:<9} {result.elapsed_ms:>6} ms  {result.detail}")
-    sys.exit(0 if all(result.ok for result in results) else 1)
+    all_ok = all(result.ok for result in results)
+    if as_json:
+        print_json({"ok": all_ok, "engines": results})
+    else:
+        for result in results:
+            mark = "ok  " if result.ok else "FAIL"
+            click.echo(f"  {mark} {result.engine:<9} {result.elapsed_ms:>6} ms  {result.detail}")
+    sys.exit(ExitCode.OK if all_ok else ExitCode.FAILED)
 
 
 @dev.command("demo")
-def dev_demo() -> None:
+@json_option
+def dev_demo(as_json: bool) -> None:
     """Run the pipeline on the embedded stack, fed by the local sample sources, and print what happened."""
     from aegis_pipeline.devstack.demo import DEMO_QUERY, run_demo
 
     report = asyncio.run(run_demo(load_settings()))
+    demo_ok = all(result.completed for result in report.collection) and (
+        report.sync is None or report.consistency is None or (report.sync.success and report.consistency.consistent))
+    if as_json:
+        print_json({"ok": demo_ok, "collection": _collection_document(report.collection), "hot_path": report.hot_path,
+                    "cold_path": _cold_path_document(report.cold_path),
+                    "cold_path_events_sent": report.cold_path_events_sent,
+                    "sync": _sync_document(report.sync) if report.sync else None,
+                    "sync_events_sent": report.sync_events_sent,
+                    "consistency": _consistency_document(report.consistency) if report.consistency else None,
+                    "searches": {target: [hit.as_dict() for hit in hits] for target, hits in report.searches.items()},
+                    "monitoring": report.monitoring})
+        sys.exit(ExitCode.OK if demo_ok else ExitCode.FAILED)
     click.echo("== collection from the sample sources (JSON, XML, RSS, EUC-KR web board)")
     _print_collection(report.collection)
     click.echo("== hot path: raw topic -> PostgreSQL (pending_validation), Redis, policy.validated")
@@ -131,7 +166,6 @@ def dev_demo() -> None:
     click.echo("== cold path: full validation, quality score, duplicates -> active / rejected, data.quality_updated")
     _print_cold_path(report.cold_path)
     click.echo(f"  events sent {report.cold_path_events_sent}")
-    demo_ok = True
     if report.sync is not None and report.consistency is not None:
         click.echo("== sync: PostgreSQL -> Milvus (vectors), graph, Elasticsearch (search); data.sync_completed")
         for result in report.sync.results:
@@ -142,15 +176,15 @@ def dev_demo() -> None:
         for target, hits in report.searches.items():
             click.echo(f"== aegis-pipeline search {DEMO_QUERY!r} --target {target} --limit 3")
             _print_hits(hits)
-        demo_ok = report.sync.success and report.consistency.consistent
     if report.monitoring is not None:
         _print_monitoring(report.monitoring)
-    sys.exit(0 if demo_ok and all(result.completed for result in report.collection) else 1)
+    sys.exit(ExitCode.OK if demo_ok else ExitCode.FAILED)
 
 
 @main.command("hot-path")
 @click.option("--drain", is_flag=True, help="Process what is in the raw topic, then exit.")
-def hot_path(drain: bool) -> None:
+@json_option
+def hot_path(drain: bool, as_json: bool) -> None:
     """Consume the raw topic: validate, store as pending_validation, cache, emit policy.validated."""
     import signal
 
@@ -164,7 +198,10 @@ def hot_path(drain: bool) -> None:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signal_number, stop.set)  # finish the batch in hand, commit, exit
         summary = await run_hot_path(settings, stop, drain=drain)
-        click.echo("hot path: " + ", ".join(f"{name} {value}" for name, value in summary.__dict__.items()))
+        if as_json:
+            print_json(summary)
+        else:
+            click.echo("hot path: " + ", ".join(f"{name} {value}" for name, value in summary.__dict__.items()))
 
     asyncio.run(serve())
 
@@ -177,8 +214,8 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--status", "statuses", multiple=True, default=["pending", "exhausted"], show_default=True,
               type=click.Choice(["pending", "resolved", "exhausted"]))
-@click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@json_option
 def dlq_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
     """List dead letters, newest failure first."""
     from aegis_pipeline.stores.dead_letters import DeadLetterStore
@@ -190,10 +227,7 @@ def dlq_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
 
     letters, counts = asyncio.run(fetch())
     if as_json:
-        click.echo(json.dumps({"counts": counts, "letters": [
-            {**letter.__dict__, "first_failed_at": letter.first_failed_at.isoformat(),
-             "last_failed_at": letter.last_failed_at.isoformat()} for letter in letters]},
-            ensure_ascii=False, indent=2))
+        print_json({"counts": counts, "letters": letters})
         return
     click.echo("counts: " + (", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "none"))
     for letter in letters:
@@ -206,7 +240,8 @@ def dlq_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
               help="Only these letters (default: every pending one with retries left).")
 @click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Sources file for letters from collectors (default: SOURCES_FILE).")
-def dlq_retry(ids: tuple[uuid.UUID, ...], sources_file: Path | None) -> None:
+@json_option
+def dlq_retry(ids: tuple[uuid.UUID, ...], sources_file: Path | None, as_json: bool) -> None:
     """Retry pending letters (at most 3 times each) through the stage that refused them."""
     from aegis_pipeline.common.errors import SourceConfigError
     from aegis_pipeline.dead_letter_retry import retry_dead_letters
@@ -215,24 +250,54 @@ def dlq_retry(ids: tuple[uuid.UUID, ...], sources_file: Path | None) -> None:
     try:
         report = asyncio.run(retry_dead_letters(settings, ids=ids, sources_file=sources_file))
     except SourceConfigError as error:  # the sources file, read at the first collector's letter
-        click.echo(str(error.args[0]), err=True)
-        sys.exit(2)
-    click.echo(report.summary())
+        fail_usage(str(error.args[0]))
+    if as_json:
+        print_json({"retried": report.retried, "outcomes": report.outcomes})
+    else:
+        click.echo(report.summary())
 
 
 @dlq.command("purge")
 @click.option("--status", "statuses", multiple=True, default=["resolved"], show_default=True,
               type=click.Choice(["pending", "resolved", "exhausted"]))
-@click.option("--older-than-days", default=0.0, show_default=True)
-def dlq_purge(statuses: tuple[str, ...], older_than_days: float) -> None:
-    """Delete dead letters in these states whose last failure is older than the given age."""
+@click.option("--older-than-days", default=0.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--yes", is_flag=True, help="Delete without asking (needed when not on a terminal).")
+@json_option
+def dlq_purge(statuses: tuple[str, ...], older_than_days: float, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Delete dead letters in these states whose last failure is older than the given age. Asks first on a
+    terminal; elsewhere deletes only with --yes. --dry-run counts them and deletes nothing."""
     from aegis_pipeline.stores.dead_letters import DeadLetterStore
 
-    async def purge() -> int:
-        async with _pool(load_settings()) as pool:
-            return await DeadLetterStore(pool).purge(statuses=list(statuses), older_than_days=older_than_days)
+    settings = load_settings()
+    selection = dict(statuses=list(statuses), older_than_days=older_than_days)
+    what = f"the {'/'.join(statuses)} dead letters last failed {older_than_days:g}+ days ago"
 
-    click.echo(f"purged: {asyncio.run(purge())}")
+    async def count() -> int:
+        async with _pool(settings) as pool:
+            return await DeadLetterStore(pool).count_purgeable(**selection)
+
+    async def purge() -> int:
+        async with _pool(settings) as pool:
+            return await DeadLetterStore(pool).purge(**selection)
+
+    if dry_run:
+        matching = asyncio.run(count())
+        if as_json:
+            print_json({"dry_run": True, "statuses": list(statuses), "older_than_days": older_than_days,
+                        "would_purge": matching})
+        else:
+            click.echo(f"would purge: {matching} (dry run: nothing deleted)")
+        return
+    matching = asyncio.run(count())
+    if matching:
+        confirm_deletion(f"{matching} of {what}", yes=yes)
+    purged = asyncio.run(purge()) if matching else 0
+    if as_json:
+        print_json({"dry_run": False, "statuses": list(statuses), "older_than_days": older_than_days,
+                    "purged": purged})
+    else:
+        click.echo(f"purged: {purged}")
 
 
 @contextlib.asynccontextmanager
@@ -258,26 +323,40 @@ def cold_path_group() -> None:
               help="Score every record (not archived) again now, all of it, whatever rules scored it. Without it, "
                    "records scored under older rules are rescored in the background, COLD_PATH_RESCORE_SECONDS "
                    "per run, once nothing waits.")
-def cold_path_run(limit: int | None, source_name: str | None, rescore_all: bool) -> None:
+@json_option
+def cold_path_run(limit: int | None, source_name: str | None, rescore_all: bool, as_json: bool) -> None:
     """Run the cold path once; print counts per status, the score distribution, and how many records were
     rescored under the current rules and how many are still on older ones."""
     from aegis_pipeline.cold_path.run import run_cold_path
 
     settings = load_settings()
     report = asyncio.run(run_cold_path(settings, limit=limit, source=source_name, rescore_all=rescore_all))
-    _print_cold_path(report)
-    _send_outbox_events(settings)
+    if not as_json:
+        _print_cold_path(report)
+    events = _send_outbox_events(settings, as_json=as_json)
+    if as_json:
+        print_json({**_cold_path_document(report), **events})
 
 
-def _send_outbox_events(settings: Settings) -> None:
-    """Send the events a batch command committed (there may be no hot path running to relay them)."""
+def _send_outbox_events(settings: Settings, *, as_json: bool) -> dict[str, Any]:
+    """Send the events a batch command committed (there may be no hot path running to relay them); return the
+    figures for the command's JSON document. Events that could not be sent stay in the outbox (said on stderr):
+    the next run or a hot path sends them."""
     from aegis_pipeline.common.errors import PipelineError
     from aegis_pipeline.stores.outbox import send_pending_events
 
     try:
-        click.echo(f"  events sent: {asyncio.run(send_pending_events(settings))}")
-    except PipelineError as error:  # they stay in the outbox: the next run or a hot path sends them
+        sent = asyncio.run(send_pending_events(settings))
+    except PipelineError as error:
         click.echo(f"  events left in the outbox for the next relay: {error}", err=True)
+        return {"events_sent": 0, "events_left_in_outbox": str(error)}
+    if not as_json:
+        click.echo(f"  events sent: {sent}")
+    return {"events_sent": sent}
+
+
+def _cold_path_document(report: Any) -> dict[str, Any]:
+    return {**dataclasses.asdict(report), "processed": report.processed}
 
 
 def _print_cold_path(report: Any) -> None:
@@ -306,22 +385,17 @@ def catalogue() -> None:
 
 
 @catalogue.command("dump")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@json_option
 def catalogue_dump(as_json: bool) -> None:
     """Read the catalogue topic from its beginning to its end, as a consumer that starts from nothing does: the
     active policies, and the offset of each partition to follow on from."""
-    from aegis_pipeline.common.errors import PipelineError
     from aegis_pipeline.stores.catalogue import read_catalogue
 
-    try:
-        loaded = asyncio.run(read_catalogue(load_settings()))
-    except PipelineError as error:
-        click.echo(f"catalogue not read: {error}", err=True)
-        sys.exit(1)
+    loaded = asyncio.run(read_catalogue(load_settings()))
     policies = [loaded.policies[policy_id] for policy_id in sorted(loaded.policies)]
     offsets = {str(partition): offset for partition, offset in sorted(loaded.offsets.items())}
     if as_json:
-        click.echo(json.dumps({"topic": loaded.topic, "offsets": offsets, "policies": policies}, ensure_ascii=False))
+        print_json({"topic": loaded.topic, "offsets": offsets, "policies": policies})
         return
     for state in policies:
         click.echo(f"{state['policy_id']}  v{state['version']:<3} {state['quality_score']:.2f}  "
@@ -331,7 +405,8 @@ def catalogue_dump(as_json: bool) -> None:
 
 
 @catalogue.command("publish")
-def catalogue_publish() -> None:
+@json_option
+def catalogue_publish(as_json: bool) -> None:
     """Write the state of every active policy to the catalogue topic again (once, when the topic is first deployed
     on a pipeline that already has a catalogue; the hot path does it by itself after a broker lost its topics)."""
     from aegis_pipeline.stores.catalogue import announce_catalogue
@@ -342,8 +417,12 @@ def catalogue_publish() -> None:
         async with _pool(settings) as pool:
             return await announce_catalogue(pool, settings)
 
-    click.echo(f"  policies announced: {asyncio.run(announce())}")
-    _send_outbox_events(settings)
+    announced = asyncio.run(announce())
+    if not as_json:
+        click.echo(f"  policies announced: {announced}")
+    events = _send_outbox_events(settings, as_json=as_json)
+    if as_json:
+        print_json({"policies_announced": announced, **events})
 
 
 @main.group("sync")
@@ -356,28 +435,42 @@ _TARGET_CHOICE = click.Choice(["vectors", "graph", "search"])
 
 @sync_group.command("run")
 @click.option("--target", "targets", multiple=True, type=_TARGET_CHOICE, help="Only this target (repeatable).")
-def sync_run(targets: tuple[str, ...]) -> None:
+@json_option
+def sync_run(targets: tuple[str, ...], as_json: bool) -> None:
     """Send each target the records changed since its last successful sync. Exits 1 if a target failed."""
     from aegis_pipeline.sync.run import run_sync
 
     settings = load_settings()
     report = asyncio.run(run_sync(settings, targets=list(targets) or None))
-    click.echo(f"sync {report.run_id}: {report.policies_synced} policies")
-    for result in report.results:
-        _print_target_result(result)
-    _send_outbox_events(settings)
-    sys.exit(0 if report.success else 1)
+    if not as_json:
+        click.echo(f"sync {report.run_id}: {report.policies_synced} policies")
+        for result in report.results:
+            _print_target_result(result)
+    events = _send_outbox_events(settings, as_json=as_json)
+    if as_json:
+        print_json({**_sync_document(report), **events})
+    sys.exit(ExitCode.OK if report.success else ExitCode.FAILED)
+
+
+def _sync_document(report: Any) -> dict[str, Any]:
+    return {"run_id": report.run_id, "policies_synced": report.policies_synced, "success": report.success,
+            "started_at": report.started_at, "finished_at": report.finished_at,
+            "targets": [result.as_dict() for result in report.results]}
 
 
 @sync_group.command("rebuild")
 @click.option("--target", required=True, type=_TARGET_CHOICE)
-def sync_rebuild(target: str) -> None:
+@json_option
+def sync_rebuild(target: str, as_json: bool) -> None:
     """Write a complete new copy of the target, then swap it in (search never goes empty)."""
     from aegis_pipeline.sync.run import rebuild
 
     result = asyncio.run(rebuild(load_settings(), target))
-    _print_target_result(result)
-    sys.exit(0 if result.success else 1)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        _print_target_result(result)
+    sys.exit(ExitCode.OK if result.success else ExitCode.FAILED)
 
 
 @main.command("search")
@@ -387,22 +480,17 @@ def sync_rebuild(target: str) -> None:
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1, max=1000))
 @click.option("--open", "open_only", is_flag=True,
               help="Only programmes still open today (no end date, or one today or later).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, best first.")
+@json_option
 def search_command(query: str, target: str, limit: int, open_only: bool, as_json: bool) -> None:
     """What users will find for QUERY: the best policies in the live vectors or search alias."""
-    from aegis_pipeline.common.errors import PipelineError
     from aegis_pipeline.sync.lookup import search
 
     if not query.strip():
         raise click.BadParameter("the query is empty", param_hint="QUERY")
-    try:
-        hits = asyncio.run(search(load_settings(), query, target=target, limit=limit, open_only=open_only))
-    except PipelineError as error:
-        click.echo(f"search failed: {error}", err=True)
-        sys.exit(1)
+    hits = asyncio.run(search(load_settings(), query, target=target, limit=limit, open_only=open_only))
     if as_json:
         keys = ("source_system", "external_id", "title", "score", "application_end_date", "days_left")
-        click.echo(json.dumps([{key: hit.as_dict()[key] for key in keys} for hit in hits], ensure_ascii=False))
+        print_json([{key: hit.as_dict()[key] for key in keys} for hit in hits])
         return
     if not hits:
         click.echo(f"no {target} results for {query!r}")
@@ -435,21 +523,26 @@ def consistency() -> None:
 
 @consistency.command("check")
 @click.option("--target", "targets", multiple=True, type=_TARGET_CHOICE, help="Only this target (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@json_option
 def consistency_check(targets: tuple[str, ...], as_json: bool) -> None:
     """Count missing, stale and orphaned documents per target. Exits 1 when not consistent."""
     from aegis_pipeline.sync.consistency import check_consistency
 
     report = asyncio.run(check_consistency(load_settings(), targets=list(targets) or None))
     if as_json:
-        click.echo(json.dumps(report.summary(), ensure_ascii=False))
+        print_json(_consistency_document(report))
     else:
         _print_consistency(report)
-    sys.exit(0 if report.consistent else 1)
+    sys.exit(ExitCode.OK if report.consistent else ExitCode.FAILED)
+
+
+def _consistency_document(report: Any) -> dict[str, Any]:
+    return {**report.summary(), "report_id": report.report_id, "duration_seconds": report.duration_seconds}
 
 
 @consistency.command("repair")
-def consistency_repair() -> None:
+@json_option
+def consistency_repair(as_json: bool) -> None:
     """Check, then fix exactly what was found: rewrite missing and stale documents, delete orphaned ones."""
     from aegis_pipeline.sync.consistency import check_consistency, repair
 
@@ -459,12 +552,15 @@ def consistency_repair() -> None:
         return report, await repair(settings, report)
 
     report, repaired = asyncio.run(check_and_repair())
+    if as_json:
+        print_json({"check": _consistency_document(report), "repair": repaired.summary()})
+        sys.exit(ExitCode.OK if repaired.success else ExitCode.FAILED)
     _print_consistency(report)
     click.echo("repaired: " + ", ".join(f"{name} " + " ".join(f"{kind} {count}" for kind, count in kinds.items())
                                         for name, kinds in repaired.fixed.items()))
     for name, error in repaired.summary()["errors"].items():
         click.echo(f"  FAIL {name}: {error}")
-    sys.exit(0 if repaired.success else 1)
+    sys.exit(ExitCode.OK if repaired.success else ExitCode.FAILED)
 
 
 def _print_consistency(report: Any) -> None:
@@ -478,15 +574,18 @@ def _print_consistency(report: Any) -> None:
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def retention(dry_run: bool, as_json: bool) -> None:
+@click.option("--yes", is_flag=True, help="Delete without asking (needed when not on a terminal).")
+@json_option
+def retention(dry_run: bool, yes: bool, as_json: bool) -> None:
     """Delete history past each table's RETENTION_DAYS_* in batches, keeping each policy's latest score and status
     change, open dead letters, the latest report per target and the latest run of each kind."""
     from aegis_pipeline.cold_path.retention import apply_retention
 
+    if not dry_run:  # the policy_retention DAG deletes on schedule; a person running it by hand confirms
+        confirm_deletion("the history past each table's RETENTION_DAYS_* (`--dry-run` counts it)", yes=yes)
     report = asyncio.run(apply_retention(load_settings(), dry_run=dry_run))
     if as_json:
-        click.echo(json.dumps(report.summary(), ensure_ascii=False))
+        print_json(report.summary())
         return
     click.echo(f"retention {report.run_id}{' (dry run: nothing deleted)' if dry_run else ''}: "
                f"{'would delete' if dry_run else 'deleted'} {report.deleted} rows in {report.duration_seconds:.1f} s "
@@ -505,21 +604,36 @@ def db() -> None:
 
 
 @db.command("upgrade")
-def db_upgrade() -> None:
+@json_option
+def db_upgrade(as_json: bool) -> None:
     """Apply every migration not yet applied (idempotent)."""
     from aegis_pipeline.schemas.migrations import current_revision, upgrade_to_head
+    from aegis_pipeline.stores.postgres import translate_errors
 
     settings = load_settings()
-    upgrade_to_head(settings)
-    click.echo(f"database at revision {current_revision(settings)}")
+    with translate_errors("migrate"):  # Alembic lets the driver's errors through
+        upgrade_to_head(settings)
+        revision = current_revision(settings)
+    if as_json:
+        print_json({"current": revision})
+    else:
+        click.echo(f"database at revision {revision}")
 
 
 @db.command("current")
-def db_current() -> None:
+@json_option
+def db_current(as_json: bool) -> None:
     """Print the revision the database is at, and the newest one available."""
     from aegis_pipeline.schemas.migrations import current_revision, head_revision
+    from aegis_pipeline.stores.postgres import translate_errors
 
-    click.echo(f"current: {current_revision(load_settings())}  head: {head_revision()}")
+    with translate_errors("read the schema revision"):  # Alembic lets the driver's errors through
+        current = current_revision(load_settings())
+    head = head_revision()
+    if as_json:
+        print_json({"current": current, "head": head})
+    else:
+        click.echo(f"current: {current}  head: {head}")
 
 
 @main.command()
@@ -527,7 +641,8 @@ def db_current() -> None:
 @click.option("--source", "source_name", help="Only this source (enabled or not).")
 @click.option("--sources-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Sources file (default: SOURCES_FILE; without one, the embedded stack's sample sources).")
-def collect(once: bool, source_name: str | None, sources_file: Path | None) -> None:
+@json_option
+def collect(once: bool, source_name: str | None, sources_file: Path | None, as_json: bool) -> None:
     """Fetch the sources, publish new and changed records to the raw topic; print counts per source."""
     from aegis_pipeline.collectors.run import collect_once, open_context
 
@@ -543,8 +658,19 @@ def collect(once: bool, source_name: str | None, sources_file: Path | None) -> N
             return await collect_once(context, sources)
 
     results = asyncio.run(run())
-    _print_collection(results)
-    sys.exit(0 if all(result.completed for result in results) else 1)
+    if as_json:
+        print_json(_collection_document(results))
+    else:
+        _print_collection(results)
+    sys.exit(ExitCode.OK if all(result.completed for result in results) else ExitCode.FAILED)
+
+
+def _collection_document(results: list) -> dict[str, Any]:
+    return {"completed": all(result.completed for result in results), "sources": results,
+            "total": {key: sum(getattr(result, key) for result in results) for key in _COLLECTION_TOTALS}}
+
+
+_COLLECTION_TOTALS = ("fetched", "published", "unchanged", "invalid", "failed", "requests")
 
 
 def _print_collection(results: list) -> None:
@@ -561,8 +687,7 @@ def _print_collection(results: list) -> None:
         click.echo(f"{result.source:<22}{result.status:<14}{result.fetched:>8}{result.published:>10}"
                    f"{result.unchanged:>10}{result.invalid:>8}{result.failed:>7}{result.requests:>9}  {listed}"
                    + (f"  {result.error}" if result.error else ""))
-    totals = {key: sum(getattr(result, key) for result in results)
-              for key in ("fetched", "published", "unchanged", "invalid", "failed", "requests")}
+    totals = {key: sum(getattr(result, key) for result in results) for key in _COLLECTION_TOTALS}
     click.echo(f"{'total':<36}{totals['fetched']:>8}{totals['published']:>10}{totals['unchanged']:>10}"
                f"{totals['invalid']:>8}{totals['failed']:>7}{totals['requests']:>9}")
 
@@ -654,21 +779,18 @@ def _resolve_sources_file(sources_file: Path | None) -> tuple[Path | None, dict[
 
 def _answering_sample_sources_or_exit(core: CoreSettings) -> SampleSourcesServer:
     if not core.stack_state_path.is_file():  # no stack: say so at once, without loading the stack's code
-        click.echo(NO_SOURCES_FILE, err=True)
-        sys.exit(2)
+        fail_usage(NO_SOURCES_FILE)
     from aegis_pipeline.devstack import stack
     from aegis_pipeline.devstack.health import sample_sources_problem
 
     server = stack.sample_sources(core)
     if server is None:
-        click.echo(f"{NO_SOURCES_FILE} (the embedded stack in {core.aegis_data_dir} has no sample sources yet: "
-                   "aegis-pipeline dev up starts them)", err=True)
-        sys.exit(2)
+        fail_usage(f"{NO_SOURCES_FILE} (the embedded stack in {core.aegis_data_dir} has no sample sources yet: "
+                   "aegis-pipeline dev up starts them)")
     problem = sample_sources_problem(server.url)
     if problem is not None:
-        click.echo(f"{NO_SOURCES_FILE} (the embedded stack's sample sources at {server.url} do not answer: "
-                   f"{problem})", err=True)
-        sys.exit(2)
+        fail_usage(f"{NO_SOURCES_FILE} (the embedded stack's sample sources at {server.url} do not answer: "
+                   f"{problem})")
     return server
 
 
@@ -691,8 +813,7 @@ def _load_sources_or_exit(settings: Settings, sources_file: Path | None,
         with _environment_variables(environment or {}):  # read once, here: sources keep their values
             return load_configured_sources(settings, sources_file)
     except SourceConfigError as error:
-        click.echo(str(error.args[0]), err=True)
-        sys.exit(2)
+        fail_usage(str(error.args[0]))
 
 
 @contextlib.contextmanager
@@ -728,7 +849,7 @@ def _print_monitoring(summary: MonitoringSummary) -> None:
 
 def _print_status(report: dict, *, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        print_json(report)
         return
     if report.get("error"):
         click.echo(report["error"], err=True)

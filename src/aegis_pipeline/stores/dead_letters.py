@@ -222,6 +222,15 @@ class DeadLetterStore:
                 letter_id, error_message[:2000], MAX_RETRIES,
             )
 
+    async def count_purgeable(self, *, statuses: list[str], older_than_days: float = 0) -> int:
+        """How many letters `purge` with the same arguments would delete now."""
+        with postgres.translate_errors("count dead letters to purge"):
+            return int(await self._pool.fetchval(
+                "SELECT count(*) FROM dead_letters WHERE status = ANY($1::text[]) "
+                "AND last_failed_at <= now() - make_interval(secs => $2)",
+                statuses, older_than_days * 86400,
+            ))
+
     async def purge(self, *, statuses: list[str], older_than_days: float = 0) -> int:
         with postgres.translate_errors("purge dead letters"):
             result = await self._pool.execute(
