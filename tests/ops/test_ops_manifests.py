@@ -130,7 +130,10 @@ def test_k8s_manifests_are_the_chart_rendered_with_k8s_values() -> None:
 def test_the_hot_path_autoscales_as_in_the_design() -> None:
     hpa = find(CHART_DEFAULTS, "HorizontalPodAutoscaler")["spec"]
     assert hpa["scaleTargetRef"]["name"] == find(CHART_DEFAULTS, "Deployment", "-hot-path")["metadata"]["name"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
+    # The design's 2 to 10, the most capped at the raw topic's partitions (3 by default; tests/ops/test_chart.py)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 3)
+    partitions_of_the_design = render({"secrets": {"values": SECRET_VALUES}, "kafka": {"topicPartitions": 10}})
+    assert find(partitions_of_the_design, "HorizontalPodAutoscaler")["spec"]["maxReplicas"] == 10
     by_kind = {(metric["type"], (metric.get("resource") or {}).get("name")): metric for metric in hpa["metrics"]}
     assert by_kind[("Resource", "cpu")]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
     assert by_kind[("Resource", "memory")]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 80}

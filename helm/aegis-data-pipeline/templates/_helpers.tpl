@@ -85,3 +85,49 @@ capabilities:
 {{- define "aegis.configChecksum" -}}
 checksum/settings: {{ include (print $.Template.BasePath "/settings.yaml") . | sha256sum }}
 {{- end -}}
+
+{{/* A value as the environment or a quantity takes it: a whole number as digits. Helm reads the numbers of values
+as floats, which `toString` would write as 1.6e+07. */}}
+{{- define "aegis.plain" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) -}}
+{{- . | int64 -}}
+{{- else -}}
+{{- . | toString -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The hot path's replicas: the fewest it runs (autoscaling.minReplicas, or replicas without autoscaling), and
+the most the autoscaler may run: maxReplicas capped at the raw topic's partitions (kafka.topicPartitions), as a
+replica beyond them gets no partition and consumes nothing. */}}
+{{- define "aegis.hotPath.fewestReplicas" -}}
+{{- if .Values.hotPath.autoscaling.enabled -}}
+{{- .Values.hotPath.autoscaling.minReplicas | int -}}
+{{- else -}}
+{{- .Values.hotPath.replicas | int -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "aegis.hotPath.maxReplicas" -}}
+{{- min (.Values.hotPath.autoscaling.maxReplicas | int) (.Values.kafka.topicPartitions | int) -}}
+{{- end -}}
+
+{{/* Hot-path values that cannot work together stop the rendering; NOTES.txt warns of the merely risky ones. */}}
+{{- define "aegis.hotPath.check" -}}
+{{- $hot := .Values.hotPath -}}
+{{- $partitions := .Values.kafka.topicPartitions | int -}}
+{{- if $hot.autoscaling.enabled -}}
+{{- $min := $hot.autoscaling.minReplicas | int -}}
+{{- $max := $hot.autoscaling.maxReplicas | int -}}
+{{- if gt $min $max -}}
+{{- fail (printf "hotPath.autoscaling.minReplicas (%d) is above hotPath.autoscaling.maxReplicas (%d)" $min $max) -}}
+{{- end -}}
+{{- if gt $min $partitions -}}
+{{- fail (printf "hotPath.autoscaling.minReplicas (%d) is above kafka.topicPartitions (%d): a hot-path replica beyond the raw topic's partitions consumes nothing. Lower minReplicas, or give the topic more partitions and set kafka.topicPartitions to their number" $min $partitions) -}}
+{{- end -}}
+{{- end -}}
+{{- $fewest := include "aegis.hotPath.fewestReplicas" . | int -}}
+{{- $minAvailable := $hot.podDisruptionBudget.minAvailable | int -}}
+{{- if and (gt $fewest 1) (ge $minAvailable $fewest) -}}
+{{- fail (printf "hotPath.podDisruptionBudget.minAvailable (%d) must be below the hot path's %d replicas (%s): a PodDisruptionBudget that allows no disruption blocks every node drain" $minAvailable $fewest (ternary "hotPath.autoscaling.minReplicas" "hotPath.replicas" $hot.autoscaling.enabled)) -}}
+{{- end -}}
+{{- end -}}
