@@ -99,8 +99,8 @@ def test_a_policy_row_carries_its_links_expectation(document) -> None:
         "id": "p-1", "title": "스마트공장 구축 지원사업", "issuing_organization": "중소벤처기업부",
         "funding_type": "보조금", "source_system": "bizinfo", "application_start_date": "2025-03-01",
         "application_end_date": None, "original_url": "https://www.bizinfo.go.kr/p/1", "quality_score": 0.87,
-        "status": "active", "version": 2, "checksum": "0000002a" + "b" * 56, "sync_bucket": doc.bucket,
-        "sync_digest": 42, "sync_run_id": "run-9", "link_count": 7,
+        "has_quality_score": True, "status": "active", "version": 2, "checksum": "0000002a" + "b" * 56,
+        "sync_bucket": doc.bucket, "sync_digest": 42, "sync_run_id": "run-9", "link_count": 7,
         "links_digest": sum(key(label, name) for label, name in linked), "link_key": key("Policy", "p-1"),
         "duplicate_of": "p-0",
     }
@@ -112,10 +112,19 @@ def test_a_row_without_links_has_a_zero_digest(document) -> None:
     assert row["link_count"] == 0 and row["links_digest"] == 0
 
 
+def test_a_row_without_a_score_sends_a_float_and_says_it_is_none(document) -> None:
+    # A None would make Ladybug bind the batch's scores as STRING (test_targets_graph_engine.py).
+    row = _row(document(quality_score=None), "r")
+    assert (row["quality_score"], row["has_quality_score"]) == (0.0, False)
+    assert type(_row(document(quality_score=1), "r")["quality_score"]) is float
+
+
 def test_the_schema_declares_every_property_a_row_sets_and_the_statement_sets_them_all(document) -> None:
     row = _row(document(), "r")
-    assert set(row) == set(POLICY_PROPERTIES)
-    assert set(re.findall(r"p\.(\w+) = r\.(\w+)", UPSERT_POLICIES)) == {(name, name) for name in row if name != "id"}
+    assert set(row) - {"has_quality_score"} == set(POLICY_PROPERTIES)
+    assignments = set(re.findall(r"p\.(\w+) = r\.(\w+)", UPSERT_POLICIES))
+    assert assignments == {(name, name) for name in row if name not in ("id", "quality_score", "has_quality_score")}
+    assert "p.quality_score = CASE r.has_quality_score WHEN true THEN r.quality_score END" in UPSERT_POLICIES
 
 
 def test_setup_declares_policies_the_linked_nodes_and_their_relationships() -> None:

@@ -6,6 +6,10 @@ matters is schema: Ladybug needs node and relationship tables declared with type
 uniqueness constraints. `ensure_node_type` / `ensure_relationship_type` hide that, so the writes above them are
 the same Cypher for both.
 
+Ladybug also types each parameter by the Python values bound to it, and a None has no type: a field that is None in
+the rows of a list parameter binds as STRING, which a property of another type refuses. A writer sends a typed value
+for such a property and says apart whether it is one (`sync.targets.graph.UPSERT_POLICIES`, `quality_score`).
+
 Ladybug lets one process write a database file at a time (others may read): an embedded store waits for the
 lock, bounded by `lock_timeout_seconds`, instead of failing at once.
 """

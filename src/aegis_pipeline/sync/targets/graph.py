@@ -63,13 +63,20 @@ LINKS: list[tuple[str, str, Any]] = [
     ("Source", "COLLECTED_FROM", lambda document: [document.source_system]),
 ]
 
+# Ladybug types a parameter by the Python values bound to it, and a None has no type: a batch whose rows all have
+# no `quality_score` (archived and pending policies) binds the field as STRING, which the DOUBLE property refuses
+# ("Implicit cast is not supported"), and so does a mixed batch after it, the connection's statement cache taking
+# None and a float for the same shape. So every row sends a float, 0.0 standing for none,
+# and `has_quality_score` says whether it is one; the simple CASE stores null for the others (Neo4j reads the same
+# Cypher; Ladybug 0.22 fails the searched form, CASE WHEN ..., with "bad_function_call").
 UPSERT_POLICIES = """
 UNWIND $rows AS r
 MERGE (p:Policy {id: r.id})
 SET p.title = r.title, p.issuing_organization = r.issuing_organization, p.funding_type = r.funding_type,
     p.source_system = r.source_system, p.application_start_date = r.application_start_date,
     p.application_end_date = r.application_end_date, p.original_url = r.original_url,
-    p.quality_score = r.quality_score, p.status = r.status, p.version = r.version, p.checksum = r.checksum,
+    p.quality_score = CASE r.has_quality_score WHEN true THEN r.quality_score END,
+    p.status = r.status, p.version = r.version, p.checksum = r.checksum,
     p.sync_bucket = r.sync_bucket, p.sync_digest = r.sync_digest, p.sync_run_id = r.sync_run_id,
     p.link_count = r.link_count, p.links_digest = r.links_digest, p.link_key = r.link_key,
     p.duplicate_of = r.duplicate_of
@@ -118,7 +125,10 @@ def _row(document: SyncDocument, run_id: str) -> dict[str, Any]:
         "application_start_date": document.application_start_date.isoformat()
         if document.application_start_date else None,
         "application_end_date": document.application_end_date.isoformat() if document.application_end_date else None,
-        "original_url": document.original_url, "quality_score": document.quality_score, "status": document.status,
+        "original_url": document.original_url, "status": document.status,
+        # float(): DOUBLE in every batch, whatever number type the score came as (see UPSERT_POLICIES)
+        "quality_score": float(document.quality_score) if document.quality_score is not None else 0.0,
+        "has_quality_score": document.quality_score is not None,
         "version": document.version, "checksum": document.checksum, "sync_bucket": document.bucket,
         "sync_digest": document.digest, "sync_run_id": run_id, "link_count": len(linked),
         "links_digest": links_digest(linked), "link_key": link_key("Policy", document.id),
