@@ -7,7 +7,8 @@ Pushgateway as the `dlq` command's (`aegis_pipeline.airflow_tasks`). A store tha
 Airflow retries it; a configuration error (an invalid sources file, a wrong setting) fails the task at once, with
 its DP code.
 
-Trigger with params from the UI: `ids`, only these dead-letter ids (default: every pending one with retries left).
+Trigger with params from the UI: `ids`, only these dead-letter ids (default: every pending one with retries left);
+the trigger form and the REST API refuse an id that is no UUID.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, run_pipeline_step
     default_args=DEFAULT_ARGS,
     tags=["aegis", "dlq"],
     doc_md=__doc__,
-    params={"ids": Param([], type="array", description="Only these dead-letter ids")},
+    params={"ids": Param([], type="array", items={"type": "string", "format": "uuid"}, uniqueItems=True,
+                         description="Only these dead-letter ids, one per line (empty: every pending one)")},
 )
 def dlq_retry() -> None:
     @task

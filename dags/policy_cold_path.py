@@ -20,9 +20,11 @@ Tasks (each idempotent: re-running one finds what is left to do; they pass run i
 Every task's log lines carry `dag_id`, `task_id`, `dag_run_id` and `try_number`, and its metrics are pushed to
 the Pushgateway as the matching CLI command's (`aegis_pipeline.airflow_tasks`).
 
-Trigger with params from the UI: `limit` (at most this many records), `source` (only this source),
-`rescore_all` (score every record again now, whatever rules scored it), `workers` (how many tasks score at
-once; a backfill wants more).
+Trigger with params from the UI: `limit` (at most this many records: a whole number, 1 or more), `source` (only
+this source: one of the sources files' names, `airflow_tasks.source_names`), `rescore_all` (score every record
+again now, whatever rules scored it), `workers` (how many tasks score at once, 1 to 32; a backfill wants more).
+The trigger form and the REST API refuse a value that breaks these; a key that is no param fails the run's first
+task at once (DP_4003).
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step, worker_limits
+from aegis_pipeline.airflow_tasks import (
+    DEFAULT_ARGS,
+    fail_if_targets_failed,
+    limit_param,
+    run_pipeline_step,
+    source_param,
+    worker_limits,
+)
 
 
 @dag(
@@ -45,8 +54,8 @@ from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, fail_if_targets_failed, r
     tags=["aegis", "cold-path"],
     doc_md=__doc__,
     params={
-        "limit": Param(None, type=["null", "integer"], minimum=1, description="Score at most this many records"),
-        "source": Param(None, type=["null", "string"], description="Only records of this source"),
+        "limit": limit_param("Score at most this many records (empty: all that wait)"),
+        "source": source_param("Only records of this source (empty: every source)"),
         "rescore_all": Param(False, type="boolean",
                              description="Score every record again now, not only new ones and, within the run's "
                                          "budget, those scored under older rules"),

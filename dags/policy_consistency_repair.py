@@ -1,6 +1,7 @@
 """`policy_consistency_repair`, daily: compare each target (Milvus, the graph, Elasticsearch) with PostgreSQL
 and repair what is missing, stale or orphaned (`sync.consistency.check_consistency`, then `repair`), then send
-the events the repair wrote. Param `targets`: only these targets (default: all).
+the events the repair wrote. Param `targets`: only these targets, some of `vectors`, `graph` and `search`
+(default: all); the trigger form and the REST API refuse any other.
 
 `check_and_repair` fails, with the target's DP code, when a target could not be checked or its repair did not
 finish (Airflow retries it: the next try checks again and repairs what is still wrong)."""
@@ -10,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
-from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step
+from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, fail_if_targets_failed, run_pipeline_step, targets_param
 
 
 @dag(
@@ -24,7 +25,8 @@ from aegis_pipeline.airflow_tasks import DEFAULT_ARGS, fail_if_targets_failed, r
     default_args=DEFAULT_ARGS,
     tags=["aegis", "sync"],
     doc_md=__doc__,
-    params={"targets": Param(None, type=["null", "array"], description="Only these targets, e.g. [\"search\"]")},
+    params={"targets": targets_param("Only these targets: vectors (Milvus), graph, search (Elasticsearch); "
+                                     "empty: all")},
 )
 def policy_consistency_repair() -> None:
     @task

@@ -8,7 +8,7 @@ run in `pipeline_metadata` (`kind` retention) and pushes its metrics as the `ret
 (`retention_rows_deleted_total{table}`, job `aegis-retention`). A PostgreSQL that is down fails the try and
 Airflow retries it: what earlier batches deleted stays deleted, the retry goes on from there.
 
-Trigger with params from the UI: `dry_run`, count what would be deleted, delete nothing.
+Trigger with params from the UI: `dry_run` (true or false), count what would be deleted, delete nothing.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -31,8 +32,24 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 @pytest.fixture(scope="module")
-def airflow_env(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def module_sources() -> list[str]:
+    """Source names of the module's own (so no other test's records get in the way), in the sources file Airflow
+    reads (the DAGs' `source` param accepts only the configured sources); `fresh_source` hands them out."""
+    return [f"t{uuid.uuid4().hex[:8]}" for _ in range(12)]
+
+
+@pytest.fixture
+def fresh_source(module_sources: list[str]) -> str:
+    """A source name no other test uses, that `policy_cold_path`'s `source` param accepts."""
+    return module_sources.pop()
+
+
+@pytest.fixture(scope="module")
+def airflow_env(stack: Settings, tmp_path_factory: pytest.TempPathFactory, module_sources: list[str]) -> dict[str, str]:
     home = tmp_path_factory.mktemp("airflow")
+    sources_file = home / "sources.yaml"  # only the names count where the DAGs read it (their `source` param)
+    sources_file.write_text("sources:\n" + "".join(f"  - name: {name}\n" for name in module_sources),
+                            encoding="utf-8")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -41,6 +58,7 @@ def airflow_env(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> di
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "LOG_JSON": "false",
+        "SOURCES_FILE": str(sources_file),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)

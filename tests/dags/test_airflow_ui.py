@@ -17,7 +17,6 @@ import re
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -281,13 +280,13 @@ async def statuses(settings: Settings, source: str) -> dict[str, int]:
 
 async def test_a_person_signs_in_finds_the_dags_runs_the_cold_path_and_sees_a_target_down_by_its_dp_code(
         stack: Settings, airflow_server: str, airflow_env: dict[str, str], search_target: TcpForwarder,
-        store_pending: StorePending, tmp_path: Path, record_property: Callable[[str, object], None],
-        capsys: pytest.CaptureFixture[str]) -> None:
+        store_pending: StorePending, fresh_source: str, tmp_path: Path,
+        record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str]) -> None:
     shots = Screenshots(tmp_path)
     record_property("screenshots", str(tmp_path))
     with capsys.disabled():
         print(f"\nAirflow UI screenshots: {tmp_path}")
-    source = f"ui_{uuid.uuid4().hex[:6]}"
+    source = fresh_source  # one the configured sources file names: the form offers only those
     await store_pending(stack, source, 5)  # 5 waiting; the run is limited to 3
 
     async with async_playwright() as playwright:
@@ -303,7 +302,9 @@ async def test_a_person_signs_in_finds_the_dags_runs_the_cold_path_and_sees_a_ta
             # The hourly DAG, triggered by hand on one source with a limit.
             async def fill_cold_path(dialog: Locator) -> None:
                 await param_field(dialog, "limit").get_by_role("spinbutton").fill("3")
-                await param_field(dialog, "source").get_by_role("textbox").fill(source)
+                # A list of the configured sources (with a search box): the person picks theirs.
+                await param_field(dialog, "source").get_by_role("combobox").click()
+                await dialog.page.get_by_role("option", name=source, exact=True).click()
 
             run_id = await trigger(page, "policy_cold_path", fill_cold_path, {"limit": 3, "source": source},
                                    shots, "trigger_cold_path")
@@ -331,7 +332,9 @@ async def test_a_person_signs_in_finds_the_dags_runs_the_cold_path_and_sees_a_ta
             search_target.stop()
 
             async def fill_repair(dialog: Locator) -> None:
-                await param_field(dialog, "targets").get_by_role("textbox").fill("search")
+                # A multi-select of the three targets: the person types and picks one.
+                await param_field(dialog, "targets").get_by_role("combobox").fill("search")
+                await dialog.page.get_by_role("option", name="search", exact=True).click()
 
             await trigger(page, "policy_consistency_repair", fill_repair, {"targets": ["search"]},
                           shots, "trigger_repair")

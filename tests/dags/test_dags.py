@@ -2,8 +2,9 @@
 DAG scores at most `limit` records, re-scores everything with `rescore_all`, pushes each task's metrics and logs
 with the task's context; a sync target that is down fails the sync and repair tasks with its DP code while the
 other targets sync; a failing step reaches Airflow as final or retriable, its DP code first; `dlq_retry` retries
-letters in the task's own process and fails at once on a configuration error; a run triggered through the REST
-API (v2, as the UI does) succeeds.
+letters in the task's own process and fails at once on a configuration error or a configuration key that is no
+param; a run triggered through the REST API (v2, as the UI does) succeeds, its task log holding the pipeline's
+lines at their own level (INFO, not ERROR); the REST API refuses a run whose params break their JSON schema.
 
 Airflow runs in subprocesses with its own AIRFLOW_HOME and SQLite metadata database in a temp dir, so its
 configuration and logging never touch the test process.
@@ -12,6 +13,7 @@ configuration and logging never touch the test process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -92,15 +94,32 @@ class DagTestOutput:
     errors: dict[str, str]
     dags: list[str]
     runs: list[dict[str, Any]]
-    stdout: str  # Airflow's own log, with the traceback of each failed task
-    stderr: str  # the pipeline's log lines (JSON when LOG_JSON=true)
+    stdout: str  # Airflow's log, the pipeline's lines in it (at their level), with the traceback of each failed task
+    stderr: str
 
     def raised(self) -> list[str]:
         """`ExceptionType: DP_xxxx: message` of each traceback Airflow printed for a failed try."""
         return re.findall(r"^((?:[\w.]+\.)?\w+: DP_\d{4}: .*)$", self.stdout, re.MULTILINE)
 
     def log_events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
+        """The pipeline's lines (JSON when LOG_JSON=true), each the message of one line of Airflow's log."""
+        return [event for _, event in self.leveled_events()]
+
+    def leveled_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """(the level Airflow's log gives it, the line) of each of the pipeline's JSON lines."""
+        found = []
+        for line in self.stdout.splitlines():
+            if (match := AIRFLOW_LINE.match(line)) is None:
+                continue
+            with contextlib.suppress(ValueError):
+                event, _ = json.JSONDecoder().raw_decode(match["message"])
+                if isinstance(event, dict) and "event" in event:
+                    found.append((match["level"], event))
+        return found
+
+
+# A line of Airflow's console log: `<timestamp> [<level>] <message> [<logger>] <fields>`.
+AIRFLOW_LINE = re.compile(r"^\S+ \[(?P<level>\w+)\s*\] (?P<message>\{.*)$")
 
 
 async def run_dags(env: dict[str, str], dag_folder: Path, runs: list[dict[str, Any]]) -> DagTestOutput:
@@ -122,8 +141,8 @@ def pushed_samples(body: str, metric: str) -> list[dict[str, str]]:
 
 async def test_the_hourly_dag_scores_at_most_limit_then_rescore_all_scores_everything(
         stack: Settings, airflow_env: dict[str, str], pushgateway: FakePushgateway,
-        store_pending: StorePending) -> None:
-    source = f"dag_{uuid.uuid4().hex[:6]}"
+        store_pending: StorePending, fresh_source: str) -> None:
+    source = fresh_source
     await store_pending(stack, source, 6)
     assert await statuses(stack, source) == {"pending_validation": 6}
     env = {**airflow_env, "PROMETHEUS_PUSHGATEWAY_URL": pushgateway.url, "LOG_JSON": "true"}
@@ -173,8 +192,8 @@ async def test_the_hourly_dag_scores_at_most_limit_then_rescore_all_scores_every
 
 
 async def test_a_target_that_is_down_fails_sync_and_repair_with_its_dp_code(
-        stack: Settings, airflow_env: dict[str, str], store_pending: StorePending) -> None:
-    source = f"down_{uuid.uuid4().hex[:6]}"
+        stack: Settings, airflow_env: dict[str, str], store_pending: StorePending, fresh_source: str) -> None:
+    source = fresh_source
     await store_pending(stack, source, 3)
     env = {**airflow_env, "LOG_JSON": "true",
            "ELASTICSEARCH_URL": f"http://127.0.0.1:{free_port()}",            # the search target is down
@@ -232,7 +251,8 @@ async def test_the_dlq_dag_retries_letters_in_process_and_fails_at_once_on_a_con
         stack: Settings, airflow_env: dict[str, str], pushgateway: FakePushgateway, tmp_path: Path) -> None:
     """`dlq_retry` calls `dead_letter_retry.retry_dead_letters` through `run_pipeline_step`: a letter valid now is
     resolved, the task logs with its context and pushes its metrics as the `dlq` command; an invalid sources file
-    (met at a collector's letter) and an id that is no letter's fail the task at once, with their DP code."""
+    (met at a collector's letter) and a configuration key that is no param (which Airflow lets through) fail the
+    task at once, with their DP code."""
     from aegis_pipeline.common.errors import ErrorCode
     from aegis_pipeline.stores.dead_letters import DeadLetter, DeadLetterQueue, DeadLetterStore
 
@@ -257,7 +277,7 @@ async def test_the_dlq_dag_retries_letters_in_process_and_fails_at_once_on_a_con
     output = await run_dags(env, REPO / "dags", [
         {"dag_id": "dlq_retry", "conf": {"ids": [ids[f"{source}:hot"]]}, "retries": 1},
         {"dag_id": "dlq_retry", "conf": {"ids": [ids[f"{source}:collect"]]}, "retries": 1},
-        {"dag_id": "dlq_retry", "conf": {"ids": ["not-a-uuid"]}, "retries": 1},
+        {"dag_id": "dlq_retry", "conf": {"id": [ids[f"{source}:hot"]]}, "retries": 1},  # `ids` mistyped
     ])
 
     resolved, bad_sources, bad_id = output.runs
@@ -269,8 +289,8 @@ async def test_the_dlq_dag_retries_letters_in_process_and_fails_at_once_on_a_con
     raised = output.raised()
     assert any(line.startswith("airflow.sdk.exceptions.AirflowFailException: DP_1001: ") and
                str(broken_sources) in line for line in raised), raised
-    assert any(line.startswith("airflow.sdk.exceptions.AirflowFailException: DP_4003: not a dead-letter id")
-               for line in raised), raised
+    assert "airflow.sdk.exceptions.AirflowFailException: DP_4003: 'id' is no param of dlq_retry (its params: ids)" \
+        in raised, raised
     assert "`aegis-pipeline dlq retry` exited" not in output.stdout  # no command is run any more
 
     rows = await fetch(stack, "SELECT record_key, status, retry_count FROM dead_letters WHERE record_key LIKE $1 "
@@ -281,7 +301,8 @@ async def test_the_dlq_dag_retries_letters_in_process_and_fails_at_once_on_a_con
     retried = [event for event in output.log_events() if event["event"] == "dead_letters_retried"]
     assert [(event["dag_id"], event["task_id"], event["dag_run_id"], event["outcomes"]) for event in retried] == [
         ("dlq_retry", "retry_letters", resolved["dag_run_id"], {"resolved": 1})]
-    assert [push.job for push in pushgateway.pushes] == ["aegis-dlq"] * 3  # after each run, failed or not
+    # After each run that got to its step, failed or not; the mistyped key failed before anything ran.
+    assert [push.job for push in pushgateway.pushes] == ["aegis-dlq"] * 2
 
 
 ERROR_DAG = """
@@ -349,6 +370,8 @@ async def test_a_failing_step_fails_for_good_or_is_retried_with_its_dp_code_firs
     tries = sorted((event["task_id"], event["try_number"]) for event in output.log_events()
                    if event["event"] == "step_failing" and event["dag_id"] == "pipeline_errors")
     assert tries == [("final", 1), ("transient", 1), ("transient", 2), ("unknown", 1), ("unknown", 2)]
+    # Each line in Airflow's log at its own level: the step's warning a WARNING, not an ERROR.
+    assert {level for level, event in output.leveled_events() if event["event"] == "step_failing"} == {"warning"}
     assert [push.job for push in pushgateway.pushes] == ["aegis-test"] * 5  # after each try, failed or not
 
 
@@ -380,8 +403,11 @@ def _token(base: str) -> str:
     return response.json()["access_token"]
 
 
-async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, airflow_server: str,
-                                                             store_pending: StorePending) -> None:
+async def test_a_run_triggered_through_the_rest_api_succeeds_and_logs_at_each_lines_level(
+        stack: Settings, airflow_server: str, store_pending: StorePending, fresh_source: str) -> None:
+    """A run the REST API triggers (as the UI does) on the real scheduler and task supervisor succeeds, and the
+    task log Airflow keeps (as the UI shows it) holds the pipeline's lines at their own level: INFO, not ERROR
+    (a line a task writes to stderr is recorded at ERROR)."""
     headers = {"Authorization": f"Bearer {_token(airflow_server)}"}
     async with httpx.AsyncClient(base_url=f"{airflow_server}/api/v2", headers=headers, timeout=20) as client:
         deadline = time.monotonic() + 180
@@ -389,7 +415,7 @@ async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, ai
             assert time.monotonic() < deadline, "policy_cold_path never appeared in the API"
             await asyncio.sleep(2)
         assert (await client.patch("/dags/policy_cold_path", json={"is_paused": False})).status_code == 200
-        source = f"api_{uuid.uuid4().hex[:6]}"
+        source = fresh_source
         await store_pending(stack, source, 4)
         created = await client.post("/dags/policy_cold_path/dagRuns",
                                     json={"logical_date": None, "conf": {"source": source, "limit": 10}})
@@ -398,22 +424,83 @@ async def test_a_run_triggered_through_the_rest_api_succeeds(stack: Settings, ai
         states, run = await wait_for_run(client, run_id)
         scored = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/summarise_scoring/"
                                    "xcomEntries/return_value")).json()
+        log = (await client.get(f"/dags/policy_cold_path/dagRuns/{run_id}/taskInstances/summarise_scoring/logs/1",
+                                headers={"Accept": "application/json"})).json()
 
     assert run["state"] == "success", (run, states)
     assert set(states.values()) == {"success"}, states
     assert scored["value"]["run_id"] == f"airflow:{run_id}"
     assert sum(scored["value"]["counts"].values()) == 4
+    # The task log as Airflow stores it: one entry per line, with the level Airflow gives it.
+    entries = [entry for entry in log["content"] if isinstance(entry, dict)]
+    completed = [entry for entry in entries if "cold_path_completed" in str(entry.get("event"))]
+    assert [entry.get("level") for entry in completed] == ["info"], completed or entries[-20:]
+    assert not [entry for entry in entries if entry.get("level") == "error"], entries
     after = await statuses(stack, source)
     assert "pending_validation" not in after and sum(after.values()) == 4
 
 
+BAD_CONFS = [  # (DAG, a configuration its params refuse, the param the refusal names)
+    ("policy_cold_path", {"limit": -1}, "limit"),
+    ("policy_cold_path", {"limit": 0}, "limit"),
+    ("policy_cold_path", {"limit": "ten"}, "limit"),
+    ("policy_cold_path", {"source": "no_such_source"}, "source"),
+    ("policy_cold_path", {"workers": 0}, "workers"),
+    ("policy_cold_path", {"rescore_all": "yes"}, "rescore_all"),
+    ("policy_consistency_repair", {"targets": ["nowhere"]}, "targets"),
+    ("policy_consistency_repair", {"targets": "search"}, "targets"),
+    ("policy_retention", {"dry_run": "false"}, "dry_run"),
+    ("dlq_retry", {"ids": ["not-a-uuid"]}, "ids"),
+]
+
+
+async def test_the_rest_api_refuses_a_run_whose_params_break_their_schema(
+        airflow_server: str, module_sources: list[str]) -> None:
+    """The trigger form posts to this API: a negative or zero `limit`, a source the sources files do not name, a
+    target that is none of vectors, graph and search, a value of the wrong type is refused with the param named,
+    and no run is created; a configured source and known targets are accepted."""
+    headers = {"Authorization": f"Bearer {_token(airflow_server)}"}
+    async with httpx.AsyncClient(base_url=f"{airflow_server}/api/v2", headers=headers, timeout=20) as client:
+        for dag_id in {dag_id for dag_id, _, _ in BAD_CONFS}:
+            await wait_for_dag(client, dag_id)
+        dag_ids = ("policy_consistency_repair", "policy_retention", "dlq_retry")
+        before = {dag_id: (await client.get(f"/dags/{dag_id}/dagRuns")).json()["total_entries"] for dag_id in dag_ids}
+        refused = {}
+        for dag_id, conf, _ in BAD_CONFS:
+            response = await client.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+            refused[dag_id, json.dumps(conf)] = (response.status_code, response.text)
+        after = {dag_id: (await client.get(f"/dags/{dag_id}/dagRuns")).json()["total_entries"] for dag_id in dag_ids}
+        # Paused DAGs (not unpaused here): a run accepted waits, and shows the conf was.
+        accepted = [await client.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+                    for dag_id, conf in (("policy_consistency_repair", {"targets": ["search", "graph"]}),
+                                         ("policy_retention", {"dry_run": True}))]
+        source_param = json.dumps((await client.get("/dags/policy_cold_path/details")).json()["params"]["source"])
+
+    for (dag_id, conf, param), (status, text) in zip(BAD_CONFS, refused.values(), strict=True):
+        assert status == 400, (dag_id, conf, status, text)
+        assert param in text, (dag_id, conf, text)
+    assert after == before  # no run created (other tests of the module ran these DAGs with dag.test())
+    assert [response.status_code for response in accepted] == [200, 200], [response.text for response in accepted]
+    # The trigger form's list: no source (every one), the shipped sources and the configured ones.
+    assert '"enum": [null, ' in source_param, source_param
+    assert all(f'"{name}"' in source_param for name in ("mss_biz", "bizinfo", "kstartup", "gov24",
+                                                         "seongdong_notice", *module_sources)), source_param
+
+
+async def wait_for_dag(client: httpx.AsyncClient, dag_id: str) -> None:
+    deadline = time.monotonic() + 180
+    while (await client.get(f"/dags/{dag_id}")).status_code != 200:  # the DAG processor parses it
+        assert time.monotonic() < deadline, f"{dag_id} never appeared in the API"
+        await asyncio.sleep(2)
+
+
 async def test_two_mapped_workers_score_a_backlog_once_each_and_the_run_counts_it_whole(
-        stack: Settings, airflow_server: str, store_pending: StorePending) -> None:
+        stack: Settings, airflow_server: str, store_pending: StorePending, fresh_source: str) -> None:
     """The backlog is claimed batch by batch (COLD_PATH_BATCH_SIZE 25 in the server's environment) by two mapped
     `score` tasks that the executor runs at once: every record is decided once, under the DAG run's cold-path run
     id, and the summary counts all of them."""
     headers = {"Authorization": f"Bearer {_token(airflow_server)}"}
-    source = f"mapped_{uuid.uuid4().hex[:6]}"
+    source = fresh_source
     await store_pending(stack, source, 400)
     async with httpx.AsyncClient(base_url=f"{airflow_server}/api/v2", headers=headers, timeout=20) as client:
         deadline = time.monotonic() + 180
