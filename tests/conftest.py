@@ -146,7 +146,8 @@ class FakePushgateway:
 @pytest.fixture
 def pushgateway() -> Iterator[FakePushgateway]:
     """A stand-in for the Prometheus Pushgateway on a free loopback port: it records each push and answers 200,
-    as the real one does (prometheus_client's push_to_gateway sends PUT /metrics/job/<job> with the text format)."""
+    as the real one does (prometheus_client's push_to_gateway sends PUT /metrics/job/<job> with the text format),
+    and answers GET /api/v1/metrics with no group."""
     pushes: list[Push] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -157,6 +158,14 @@ def pushgateway() -> Iterator[FakePushgateway]:
             self.end_headers()
 
         do_POST = do_PUT
+
+        def do_GET(self) -> None:  # the groups it holds (push_batch_metrics adds to them): none kept here
+            body = b'{"status": "success", "data": []}'
+            self.send_response(200 if self.path == "/api/v1/metrics" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -224,8 +224,7 @@ def test_sync_failed_fires_while_the_search_target_is_down_and_resolves_after_a_
         # Not the assertion (that is Alertmanager's), but what makes a missing alert explainable: the run's counts
         # are on the stack's Pushgateway, where batch commands push them when they end (cli/main.py).
         gateway = httpx.get(f"{settings.prometheus_pushgateway_url}/metrics", timeout=10).text
-        failures = sample_values(gateway, "db_sync_total", job="aegis-sync", target_db="elasticsearch",
-                                 status="failure")
+        failures = sample_values(gateway, "db_sync_last_run_failed", job="aegis-sync", target_db="elasticsearch")
         pushed_groups = "\n".join(line for line in gateway.splitlines() if 'job="aegis-' in line)
         assert sum(failures) > 0, ("`aegis-pipeline sync run` pushed no failed run to the stack's Pushgateway "
                                    f"({settings.prometheus_pushgateway_url}): SyncFailed cannot fire. Pushed there:"

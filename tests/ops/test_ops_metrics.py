@@ -1,7 +1,8 @@
 """The operations endpoints on the real engines: the dead-letter queue's size (`dead_letters_unresolved`) read
 from the `dead_letters` table on each scrape (a database that fails the refresh does not fail the scrape); batch
-commands pushing to a Pushgateway; the scheduler serving the probes and metrics of its Deployment, and the hot
-path's freshness (`pipeline_lag_seconds{path="hot"}`) read from the broker while no hot path runs."""
+commands pushing to a Pushgateway (how the pushes add up: test_metrics_truth.py); the scheduler serving the probes
+and metrics of its Deployment, and the hot path's freshness (`pipeline_lag_seconds{path="hot"}`) read from the
+broker while no hot path runs."""
 
 from __future__ import annotations
 
@@ -98,7 +99,9 @@ def test_a_batch_command_pushes_its_metrics_to_the_pushgateway(stack: Settings, 
     assert unpushed.exit_code == 0, unpushed.output
     assert [(push.method, push.job) for push in pushgateway.pushes] == [("PUT", "aegis-dlq")]
     body = pushgateway.pushes[0].body
-    assert "# TYPE dead_letters_unresolved gauge" in body and "# TYPE db_sync_total counter" in body
+    assert "# TYPE db_sync_total counter" in body and "# TYPE db_sync_latency_seconds histogram" in body
+    # Read from the table on each scrape by the long-running processes: a pushed copy could only grow stale.
+    assert "dead_letters_unresolved" not in body and "kafka_consumer_lag" not in body
 
 
 def test_the_scheduler_serves_the_probes_and_metrics_its_deployment_uses(stack: Settings) -> None:

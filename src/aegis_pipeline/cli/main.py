@@ -701,7 +701,6 @@ def scheduler(sources_file: Path | None) -> None:
 
     from aegis_pipeline.collectors.run import open_context
     from aegis_pipeline.collectors.scheduler import CollectionScheduler
-    from aegis_pipeline.common import metrics
     from aegis_pipeline.common.ops_server import OpsServer, ops_hosts
     from aegis_pipeline.stores import cache, kafka
 
@@ -722,7 +721,8 @@ def scheduler(sources_file: Path | None) -> None:
                                               settings.kafka_consumer_group)
 
         async def refresh_hot_path_freshness() -> None:
-            metrics.pipeline_lag_seconds.labels(path="hot").set(await freshness.oldest_uncommitted_age())
+            # pipeline_lag_seconds{path="hot"}, kafka_consumer_group_lag and their refresh time (docs/metrics.md)
+            await freshness.export_metrics(path="hot")
 
         async def refresh_gauges() -> None:
             # Side by side within the one refresh budget of a scrape: a broker slow to answer leaves the dead-letter

@@ -250,6 +250,8 @@ async def _finish(store: ColdPathStore, settings: Settings, run_id: str,
                             elapsed_seconds=round(await store.run_seconds(run_id), 3),
                             parameters=parameters, lifecycle=lifecycle, rules_version=rules.version,
                             rescored=rescored, stale_remaining=stale_remaining)
+    # The whole run, from its start (over all its workers, whichever process finishes it): minutes, not seconds.
+    metrics.pipeline_run_duration_seconds.labels(path="cold").observe(report.elapsed_seconds)
     await store.finish_run(run_id, status="succeeded", processed=report.processed, failed=failed, summary={
         "counts": counts, "rejected_by_code": codes, "score_distribution": distribution,
         "mean_score_by_source": means, "requeued": requeued, "batches": batches, "workers": len(workers),

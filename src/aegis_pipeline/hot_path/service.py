@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -102,7 +103,8 @@ def observe_sent_events(events: list[SentEvent]) -> None:
     latency = metrics.pipeline_processing_latency_seconds.labels(path="hot")
     for event in events:
         if event.event_type == EventType.POLICY_VALIDATED.value and event.collected_at:
-            latency.observe((now - datetime.fromisoformat(event.collected_at)).total_seconds())
+            # A collector whose clock runs ahead would give a negative latency: count it as no wait at all.
+            latency.observe(max(0.0, (now - datetime.fromisoformat(event.collected_at)).total_seconds()))
 
 
 class HotPathService:
@@ -312,7 +314,9 @@ class HotPathService:
             await asyncio.sleep(LAG_REFRESH_SECONDS)
 
     async def refresh_lag(self) -> None:
-        """Set `kafka_consumer_lag` of each assigned partition: its end offset minus the consumer's position."""
+        """Set `kafka_consumer_lag` of each assigned partition: its end offset minus the consumer's position, never
+        below 0; then `kafka_consumer_lag_last_refresh_timestamp_seconds`, so that a lag no longer refreshed (this
+        loop stalled, or the broker not answering) shows as old rather than passing for the current one."""
         try:
             assigned = list(self._consumer.assignment())
             # A partition another member took in a rebalance is that member's to report: drop its series here, or
@@ -320,14 +324,19 @@ class HotPathService:
             for partition in self._lag_partitions - set(assigned):
                 metrics.kafka_consumer_lag.remove(partition.topic, str(partition.partition))
             self._lag_partitions = set(assigned)
-            if not assigned:
-                return
-            ends = await self._consumer.end_offsets(assigned)
-            for partition in assigned:
-                # Never below 0: the embedded broker (tansu 0.6, memory storage) answers the end of a partition as
-                # the first offset of its newest batch + 1, so a consumer that read that whole batch is past it.
-                lag = max(0, ends[partition] - await self._consumer.position(partition))
-                metrics.kafka_consumer_lag.labels(topic=partition.topic, partition=str(partition.partition)).set(lag)
+            if assigned:
+                ends = await self._consumer.end_offsets(assigned)
+                for partition in assigned:
+                    # Never below 0: the embedded broker (tansu 0.6, memory storage) answers the end of a partition
+                    # as the first offset of its newest batch + 1, so a consumer that read that whole batch is past
+                    # it by the batch's size less one (and after the broker lost its data, a position is past the
+                    # new, empty partition's end). Kafka answers the true end; there this changes nothing.
+                    lag = max(0, ends[partition] - await self._consumer.position(partition))
+                    metrics.kafka_consumer_lag.labels(topic=partition.topic,
+                                                      partition=str(partition.partition)).set(lag)
+            # Also with nothing assigned (a rebalance, more replicas than partitions): the refresh ran, and answered.
+            metrics.kafka_consumer_lag_last_refresh_timestamp_seconds.labels(
+                topic=self._settings.kafka_topic_raw_policies).set(time.time())
         except Exception as error:  # lag is for dashboards; never let it stop consumption
             log.debug("consumer_lag_unavailable", error=str(error))
 

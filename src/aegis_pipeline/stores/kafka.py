@@ -8,6 +8,7 @@ import contextlib
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,6 +27,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.producer.message_accumulator import BatchBuilder
 from murmurhash2 import murmurhash2
 
+from aegis_pipeline.common import metrics
 from aegis_pipeline.common.errors import StoreRefusedError, StoreUnavailableError
 from aegis_pipeline.settings import Settings
 
@@ -255,12 +257,27 @@ async def with_own_topics(settings: Settings, tag: str, *, partitions: int) -> S
     return settings.model_copy(update={**topics, **state})
 
 
+@dataclass(frozen=True)
+class GroupLag:
+    """What a consumer group has not committed on a topic, per partition number: `ages`, seconds its oldest such
+    record has waited (0 when none); `records`, how many there are (end offset minus where the group goes on
+    from). Neither is ever negative."""
+
+    topic: str
+    ages: dict[int, float]
+    records: dict[int, int]
+
+    @property
+    def oldest_age(self) -> float:
+        return max(self.ages.values(), default=0.0)
+
+
 class GroupFreshnessProbe:
-    """How long the records a consumer group has not committed yet have waited on a topic, read from the broker
-    alone: for each partition, now minus the broker timestamp of the first record at or after the group's committed
-    offset (the partition's beginning when the group never committed there), 0 when the group has committed up to
-    the end. The group's members are not asked, so the answer stands when none is running: a stopped consumer's
-    backlog keeps ageing.
+    """How long the records a consumer group has not committed yet have waited on a topic, and how many there are,
+    read from the broker alone: for each partition, now minus the broker timestamp of the first record at or after
+    the group's committed offset (the partition's beginning when the group never committed there), and the end
+    offset minus that offset; 0 when the group has committed up to the end. The group's members are not asked, so
+    the answer stands when none is running: a stopped consumer's backlog keeps ageing and growing.
 
     Holds an admin client (topic metadata, the group's committed offsets) and a consumer of no group (end offsets,
     and the record at each committed offset), both kept between reads: `start` once, read on every scrape, `stop`.
@@ -282,6 +299,7 @@ class GroupFreshnessProbe:
             isolation_level="read_committed", fetch_max_wait_ms=FETCH_MAX_WAIT_MS, request_timeout_ms=10_000,
         )
         self._turn = asyncio.Lock()
+        self._exported: set[int] = set()  # partitions whose kafka_consumer_group_lag `export_metrics` set
 
     async def start(self) -> None:
         with translate_errors("start freshness probe"):
@@ -296,12 +314,18 @@ class GroupFreshnessProbe:
     async def oldest_uncommitted_age(self) -> float:
         """Seconds the oldest record the group has not committed has waited, over all partitions; 0 when the
         group is caught up (or the topic is empty)."""
-        return max((await self.uncommitted_ages()).values(), default=0.0)
+        return (await self.read()).oldest_age
 
     async def uncommitted_ages(self) -> dict[int, float]:
         """Per partition of the topic: seconds its oldest record the group has not committed has waited (0 when
         the group committed up to the end). Raises `StoreUnavailableError` when the broker does not answer, or
         does not know the topic."""
+        return (await self.read()).ages
+
+    async def read(self) -> GroupLag:
+        """Per partition of the topic, from one read of the broker: how long the oldest record the group has not
+        committed has waited, and how many records it has not committed. Raises `StoreUnavailableError` when the
+        broker does not answer, or does not know the topic."""
         async with self._turn:
             with translate_errors("read group freshness"):
                 partitions = await self._partitions()
@@ -315,8 +339,32 @@ class GroupFreshnessProbe:
                 waiting = [partition for partition in partitions if starts[partition] < ends[partition]]
                 firsts = await self._first_records(waiting, starts) if waiting else {}
         now_ms = time.time() * 1000
-        return {partition.partition: max(0.0, (now_ms - firsts[partition].timestamp) / 1000)
-                if partition in firsts else 0.0 for partition in partitions}
+        # Never negative: a record stamped ahead of this clock (the producer's clock, or the broker's with
+        # LogAppendTime, runs fast) has waited 0 s, not less; and the embedded broker answers an end that a commit
+        # can be past (see above), which is no record waiting.
+        return GroupLag(
+            topic=self.topic,
+            ages={partition.partition: max(0.0, (now_ms - firsts[partition].timestamp) / 1000)
+                  if partition in firsts else 0.0 for partition in partitions},
+            records={partition.partition: max(0, ends[partition] - starts[partition]) for partition in partitions})
+
+    async def export_metrics(self, *, path: str) -> GroupLag:
+        """Read the broker once and set, for the scheduler's /metrics: `pipeline_lag_seconds{path}` (the oldest
+        age), `kafka_consumer_group_lag{topic,partition}` (records not committed) and
+        `pipeline_lag_last_refresh_timestamp_seconds{path}`. Raises as `read` does, leaving the last values set
+        and the timestamp as it was, so their age shows (the ops server logs the failure and still answers).
+
+        The group's own lag, measured here and not by its members: a hot path that is stopped or stuck exports
+        nothing fresh, and its backlog must still grow on the dashboard."""
+        lag = await self.read()
+        metrics.pipeline_lag_seconds.labels(path=path).set(lag.oldest_age)
+        for partition in self._exported - lag.records.keys():  # a partition the topic no longer has
+            metrics.kafka_consumer_group_lag.remove(self.topic, str(partition))
+        for partition, records in lag.records.items():
+            metrics.kafka_consumer_group_lag.labels(topic=self.topic, partition=str(partition)).set(records)
+        self._exported = set(lag.records)
+        metrics.pipeline_lag_last_refresh_timestamp_seconds.labels(path=path).set(time.time())
+        return lag
 
     async def _partitions(self) -> list[TopicPartition]:
         # Metadata of every topic rather than of this one by name: a broker that creates topics on demand (tansu

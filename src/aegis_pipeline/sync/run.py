@@ -192,10 +192,19 @@ async def _sync_target(pool: asyncpg.Pool, settings: Settings, name: str, run_id
     except Exception as error:
         _fail(result, error)
     result.duration_seconds = round(time.monotonic() - started, 3)
-    metrics.db_sync_total.labels(target_db=result.store, status=_status(result)).inc()
-    metrics.db_sync_latency_seconds.labels(target_db=result.store).observe(result.duration_seconds)
+    _observe(result)
     log.info("sync_target_finished", **result.as_dict())
     return result
+
+
+def _observe(result: TargetResult) -> None:
+    """The metrics of one run (or rebuild) of a target. db_sync_total adds up over runs (pushed as such:
+    common.metrics.push_batch_metrics), so db_sync_last_run_failed says how the last one ended (SyncFailed)."""
+    status = _status(result)
+    metrics.db_sync_total.labels(target_db=result.store, status=status).inc()
+    metrics.db_sync_latency_seconds.labels(target_db=result.store).observe(result.duration_seconds)
+    if status != "busy":  # another run of the target was at it: its outcome is that run's to report
+        metrics.db_sync_last_run_failed.labels(target_db=result.store).set(int(status == "failure"))
 
 
 def _status(result: TargetResult) -> str:
@@ -289,7 +298,6 @@ async def rebuild(settings: Settings, target: str, *, run_id: str | None = None)
     finally:
         await pool.close()
     result.duration_seconds = round(time.monotonic() - started, 3)
-    metrics.db_sync_total.labels(target_db=result.store, status=_status(result)).inc()
-    metrics.db_sync_latency_seconds.labels(target_db=result.store).observe(result.duration_seconds)
+    _observe(result)
     log.info("sync_rebuild_finished", **result.as_dict())
     return result
