@@ -369,11 +369,12 @@ async def test_a_new_embedding_model_comes_in_by_a_rebuild_with_search_never_emp
 
     def read() -> tuple[str, int]:
         """A search as a user's would run it, through the alias, with a query vector of the live dimension (read
-        again if the alias moved between reading the dimension and searching, as `sync.lookup` does)."""
+        again if the alias moved between reading it and searching, as `sync.lookup` does: the swap drops the old
+        collection, so even describing it can fail)."""
         collection = reader.describe_alias(settings.milvus_collection)["collection_name"]
-        dimension = next(field["params"]["dim"] for field in reader.describe_collection(collection)["fields"]
-                         if field["name"] == "embedding")
         try:
+            dimension = next(field["params"]["dim"] for field in reader.describe_collection(collection)["fields"]
+                             if field["name"] == "embedding")
             hits = reader.search(settings.milvus_collection, data=[synthetic_embedding("query", int(dimension))],
                                  anns_field="embedding", limit=SEEDED_ACTIVE + 10, output_fields=["id"])
         except MilvusException:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pymilvus import MilvusException
 
 from aegis_pipeline.common.errors import ErrorCode, SyncFailedError
 from aegis_pipeline.sync.digest import BUCKETS, BucketDigest
@@ -232,6 +233,49 @@ def test_the_live_model_and_dimension_are_read_from_the_collection() -> None:
     assert _target(FakeMilvus(collections=live)).live_model() == (MODEL, 512)
     assert _target(FakeMilvus(collections=live, model=None, dimension=384)).live_model() == (None, 384)
     assert _target(FakeMilvus()).live_model() is None
+
+
+class SwappedMidRead(FakeMilvus):
+    """A rebuild finishes between the target's reads: once `swap_after` calls of `during` ran, the alias names
+    the new 384-d collection and the old one is gone, so reading it raises what Milvus raises."""
+
+    def __init__(self, during: str) -> None:
+        super().__init__(collections={"aegis_policies_v1": ["aegis_policies"]})
+        self.during = during
+
+    def _swap_once(self, name: str) -> None:
+        if name == "aegis_policies_v1" and "aegis_policies_v1" in self.collections:
+            self.collections = {"aegis_policies_v2": ["aegis_policies"]}
+            self.description = {**self.description, "fields": [{"name": "embedding", "params": {"dim": "384"}}]}
+
+    def list_aliases(self, collection_name: str) -> dict[str, Any]:
+        if self.during == "list_aliases":
+            self._swap_once(collection_name)
+        if collection_name not in self.collections:
+            raise MilvusException(code=100, message=f"collection '{collection_name}' does not exist")
+        return super().list_aliases(collection_name)
+
+    def describe_collection(self, name: str) -> dict[str, Any]:
+        if self.during == "describe_collection":
+            self._swap_once(name)
+        if name not in self.collections:
+            raise MilvusException(code=100, message=f"collection '{name}' does not exist")
+        return super().describe_collection(name)
+
+
+@pytest.mark.parametrize("during", ["list_aliases", "describe_collection"])
+def test_a_rebuild_swapping_the_alias_mid_read_gives_the_new_live_model_not_an_error(during: str) -> None:
+    assert _target(SwappedMidRead(during)).live_model() == (MODEL, 384)
+
+
+def test_a_failure_reading_the_still_live_collection_is_dp_3001() -> None:
+    class Broken(FakeMilvus):
+        def describe_collection(self, name: str) -> dict[str, Any]:
+            raise MilvusException(code=100, message="collection not loaded")
+
+    with pytest.raises(SyncFailedError) as caught:
+        _target(Broken(collections={"aegis_policies_v1": ["aegis_policies"]})).live_model()
+    assert caught.value.code is ErrorCode.MILVUS_SYNC_FAILED
 
 
 # --- reading buckets for the consistency check -------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType, MilvusClient, MilvusException
 
 from aegis_pipeline.common.errors import ErrorCode, SyncFailedError
 from aegis_pipeline.settings import Settings
@@ -106,7 +106,14 @@ class VectorsTarget(SyncTarget):
             for collection in self._client.list_collections():
                 if not collection.startswith(f"{self.alias}_v"):
                     continue
-                if self.alias in self._client.list_aliases(collection_name=collection).get("aliases", []):
+                try:
+                    aliases = self._client.list_aliases(collection_name=collection).get("aliases", [])
+                except MilvusException:
+                    if collection in self._client.list_collections():
+                        raise
+                    # A rebuild swapped the alias and dropped this collection since the listing: list again.
+                    return self.live_collection()
+                if self.alias in aliases:
                     return collection
         return None
 
@@ -116,8 +123,14 @@ class VectorsTarget(SyncTarget):
         live = self.live_collection()
         if live is None:
             return None
-        with self.guard("describe collection"):
-            description = self._client.describe_collection(live)
+        try:
+            with self.guard("describe collection"):
+                description = self._client.describe_collection(live)
+        except SyncFailedError:
+            if self.live_collection() == live:
+                raise
+            # A rebuild swapped the alias and dropped this collection between the two reads: read the new one.
+            return self.live_model()
         dimension = next(int(field["params"]["dim"]) for field in description["fields"] if field["name"] == "embedding")
         return description.get("properties", {}).get(MODEL_PROPERTY), dimension
 
