@@ -236,30 +236,26 @@ def test_the_live_model_and_dimension_are_read_from_the_collection() -> None:
 
 
 class SwappedMidRead(FakeMilvus):
-    """A rebuild finishes between the target's reads: once `swap_after` calls of `during` ran, the alias names
-    the new 384-d collection and the old one is gone, so reading it raises what Milvus raises."""
+    """A rebuild finishes while the target reads: at the first call of `during` on the live collection, the alias
+    moves to a new 384-d collection and the old one is gone, so that read raises what Milvus raises."""
 
     def __init__(self, during: str) -> None:
         super().__init__(collections={"aegis_policies_v1": ["aegis_policies"]})
         self.during = during
 
-    def _swap_once(self, name: str) -> None:
-        if name == "aegis_policies_v1" and "aegis_policies_v1" in self.collections:
+    def _reading(self, method: str, name: str) -> None:
+        if method == self.during and name == "aegis_policies_v1" and name in self.collections:
             self.collections = {"aegis_policies_v2": ["aegis_policies"]}
             self.description = {**self.description, "fields": [{"name": "embedding", "params": {"dim": "384"}}]}
+        if name not in self.collections:
+            raise MilvusException(code=100, message=f"collection '{name}' does not exist")
 
     def list_aliases(self, collection_name: str) -> dict[str, Any]:
-        if self.during == "list_aliases":
-            self._swap_once(collection_name)
-        if collection_name not in self.collections:
-            raise MilvusException(code=100, message=f"collection '{collection_name}' does not exist")
+        self._reading("list_aliases", collection_name)
         return super().list_aliases(collection_name)
 
     def describe_collection(self, name: str) -> dict[str, Any]:
-        if self.during == "describe_collection":
-            self._swap_once(name)
-        if name not in self.collections:
-            raise MilvusException(code=100, message=f"collection '{name}' does not exist")
+        self._reading("describe_collection", name)
         return super().describe_collection(name)
 
 
